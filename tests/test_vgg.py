@@ -1,0 +1,141 @@
+"""VGG19: structure, dtype handling, and the whole network's gradient from several taps."""
+import numpy as np
+import pytest
+from scipy.signal import correlate
+
+from nst_numpy import VGG19, LAYER_NAMES
+from nst_numpy.gradcheck import check_network, rel_error
+from nst_numpy.vgg import CONV_SPECS, TORCHVISION
+
+
+def test_layer_names():
+    assert LAYER_NAMES[:5] == ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1"]
+    assert LAYER_NAMES[-3:] == ["conv5_4", "relu5_4", "pool5"]
+    assert len(LAYER_NAMES) == 37
+
+
+def test_from_arrays_round_trips_params():
+    net = VGG19.random(seed=3, dtype=np.float64)
+    net2 = VGG19.from_arrays(net.params, pooling="max", dtype=np.float64)
+    for name, c_in, c_out in CONV_SPECS:
+        k, b = net2.params[name]
+        assert k.shape == (3, 3, c_in, c_out) and b.shape == (c_out,)
+        assert np.array_equal(k, net.params[name][0])
+
+
+def test_from_arrays_rejects_bad_shapes():
+    params = dict(VGG19.random(seed=0).params)
+    params["conv2_1"] = (np.zeros((3, 3, 64, 127)), np.zeros(127))
+    with pytest.raises(ValueError, match="conv2_1"):
+        VGG19.from_arrays(params)
+    del params["conv2_1"]
+    with pytest.raises(ValueError, match="missing"):
+        VGG19.from_arrays(params)
+
+
+def test_forward_shapes_and_depth():
+    net = VGG19.random(seed=0)
+    acts = net.forward(np.zeros((16, 24, 3)), ["relu1_1", "relu3_1", "pool3"])
+    assert acts["relu1_1"].shape == (16, 24, 64)
+    assert acts["relu3_1"].shape == (4, 6, 256)
+    assert acts["pool3"].shape == (2, 3, 256)
+    assert all(a.dtype == np.float32 for a in acts.values())
+    # It stopped at pool3: nothing deeper was computed.
+    assert net._caches[-1][0] == "pool3"
+
+
+def _reference_forward(params, x, upto, pooling):
+    """An independent VGG19 forward: scipy correlate per channel pair, explicit pooling loops."""
+    for name in LAYER_NAMES:
+        if name.startswith("conv"):
+            w, b = params[name]
+            x = np.stack([sum(correlate(x[:, :, c], w[:, :, c, o], mode="same") for c in range(w.shape[2])) + b[o]
+                          for o in range(w.shape[3])], axis=-1)
+        elif name.startswith("relu"):
+            x = np.maximum(x, 0)
+        else:
+            H, W = x.shape[0] // 2, x.shape[1] // 2
+            red = np.mean if pooling == "avg" else np.max
+            x = np.array([[red(x[2 * i:2 * i + 2, 2 * j:2 * j + 2], axis=(0, 1)) for j in range(W)] for i in range(H)])
+        if name == upto:
+            return x
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_forward_matches_independent_implementation(pooling):
+    # Narrow random weights keep the scipy reference fast: use only the first two blocks.
+    net = VGG19.random(seed=5, pooling=pooling, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((10, 14, 3))
+    ours = net.forward(x, ["relu2_2"])["relu2_2"]
+    ref = _reference_forward(net.params, x, "relu2_2", pooling)
+    assert rel_error(ours, ref) < 1e-12
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_network_gradient_from_several_taps(pooling):
+    rng = np.random.default_rng(7)
+    net = VGG19.random(seed=1, pooling=pooling, dtype=np.float64)
+    x = rng.standard_normal((16, 24, 3)) * 50
+    taps = ["relu1_1", "conv2_1", "relu3_1", "pool3", "relu4_2", "relu5_1"]
+    err = check_network(net, x, taps, rng, n_samples=120)
+    assert err < 1e-6
+
+
+def test_network_negative_control():
+    """Breaking one layer's backward must make the whole-network check fail."""
+    rng = np.random.default_rng(8)
+    net = VGG19.random(seed=1, dtype=np.float64)
+    x = rng.standard_normal((16, 24, 3)) * 50
+    import nst_numpy.layers as L
+    good = L.avgpool_backward
+    L.avgpool_backward = lambda d, c: 2 * good(d, c)  # wrong scale inside the network
+    try:
+        err = check_network(net, x, ["relu1_1", "relu3_1"], rng, n_samples=60)
+    finally:
+        L.avgpool_backward = good
+    assert err > 1e-2
+
+
+def test_backward_accumulates_gradients():
+    """backward({a: g1, b: g2}) == backward({a: g1}) + backward({b: g2}), by linearity."""
+    rng = np.random.default_rng(2)
+    net = VGG19.random(seed=2, dtype=np.float64)
+    x = rng.standard_normal((12, 12, 3))
+    acts = net.forward(x, ["relu1_2", "relu2_1"])
+    g1, g2 = (rng.standard_normal(acts[n].shape) for n in ("relu1_2", "relu2_1"))
+    both = net.backward({"relu1_2": g1, "relu2_1": g2})
+    one = net.backward({"relu1_2": g1})
+    two = net.backward({"relu2_1": g2})
+    assert rel_error(both, one + two) < 1e-12
+
+
+def test_float32_matches_float64():
+    net64 = VGG19.random(seed=4, dtype=np.float64)
+    net32 = VGG19.from_arrays(net64.params, dtype=np.float32)
+    x = np.random.default_rng(3).standard_normal((32, 32, 3)) * 50
+    a64 = net64.forward(x, ["relu5_1"])["relu5_1"]
+    a32 = net32.forward(x, ["relu5_1"])["relu5_1"]
+    assert a32.dtype == np.float32
+    assert rel_error(a32, a64) < 1e-4
+    g = np.random.default_rng(4).standard_normal(a64.shape)
+    assert rel_error(net32.backward({"relu5_1": g}), net64.backward({"relu5_1": g})) < 1e-4
+
+
+def test_backward_errors():
+    net = VGG19.random(seed=0)
+    with pytest.raises(RuntimeError):
+        net.backward({"relu1_1": np.zeros((4, 4, 64))})
+    net.forward(np.zeros((8, 8, 3)), ["relu1_1"])
+    with pytest.raises(ValueError, match="relu2_1"):
+        net.backward({"relu2_1": np.zeros((4, 4, 128))})
+    with pytest.raises(ValueError, match="unknown"):
+        net.forward(np.zeros((8, 8, 3)), ["relu9_9"])
+
+
+@pytest.mark.parametrize("pre", [VGG19.random(seed=0).preprocessing, TORCHVISION])
+def test_preprocess_round_trip(pre):
+    net = VGG19.random(seed=0, preprocessing=pre, dtype=np.float64)
+    rgb = np.random.default_rng(0).uniform(0, 255, (4, 5, 3))
+    x = net.preprocess(rgb)
+    assert x.dtype == np.float64
+    assert rel_error(net.deprocess(x), rgb) < 1e-14
