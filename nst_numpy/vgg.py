@@ -108,6 +108,13 @@ class VGG19:
             self.params[name] = (np.ascontiguousarray(kernel, self.dtype),
                                  np.ascontiguousarray(bias.reshape(-1), self.dtype))
         self._caches = None  # [(layer name, cache)] of the last forward call, in order
+        self.threads = None  # worker threads for the convolutions; None = all cores (see set_threads)
+
+    def set_threads(self, n):
+        """Use n threads (n >= 1) for the convolutions, or None for all cores."""
+        if n is not None and int(n) < 1:
+            raise ValueError(f"threads must be at least 1, got {n}")
+        self.threads = None if n is None else int(n)
 
     @classmethod
     def from_arrays(cls, params, pooling="avg", preprocessing=CAFFE, dtype=np.float32):

@@ -139,3 +139,11 @@ def test_preprocess_round_trip(pre):
     x = net.preprocess(rgb)
     assert x.dtype == np.float64
     assert rel_error(net.deprocess(x), rgb) < 1e-14
+
+
+def test_set_threads_validates():
+    net = VGG19.random(seed=0)
+    net.set_threads(1)
+    assert net.threads == 1
+    with pytest.raises(ValueError):
+        net.set_threads(0)
