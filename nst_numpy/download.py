@@ -1,0 +1,118 @@
+"""Download a file with a progress bar, verify its hash, and never leave a partial file behind.
+
+    download(url, "weights/vgg19.h5", md5="253f8cb515780f3b799900260a226db6")
+
+The bytes go to a temp file in the destination's directory, which is renamed to dest
+(os.replace, atomic on one file system) only after the length and hash check out. On any
+failure (network, HTTP error, truncated transfer, hash mismatch, disk full, Ctrl-C) the temp
+file is deleted. Failures raise DownloadError with a one-line message; KeyboardInterrupt is
+re-raised after the clean-up.
+"""
+import hashlib
+import os
+import pathlib
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+CHUNK = 1 << 16
+
+
+class DownloadError(Exception):
+    """The download failed; the message is one line, and no file was left behind."""
+
+
+def _human(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+
+
+class Progress:
+    """Bytes, rate and ETA on a stream: redrawn in place on a TTY, a plain line every ~10% otherwise."""
+
+    def __init__(self, total, stream=None, min_interval=0.2):
+        self.total, self.stream = total, stream if stream is not None else sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.start = self.last = time.monotonic()
+        self.min_interval, self.next_fraction = min_interval, 0.1
+
+    def line(self, done, now):
+        rate = done / max(now - self.start, 1e-9)
+        text = f"{_human(done)}"
+        if self.total:
+            eta = (self.total - done) / rate if rate > 0 else float("inf")
+            text += f" / {_human(self.total)} ({100 * done / self.total:3.0f}%)"
+            text += f"  {_human(rate)}/s  ETA {eta:4.0f} s" if eta != float("inf") else f"  {_human(rate)}/s"
+        else:
+            text += f"  {_human(rate)}/s"
+        return text
+
+    def update(self, done, final=False):
+        now = time.monotonic()
+        if self.tty:
+            if final or now - self.last >= self.min_interval:
+                self.stream.write("\r" + self.line(done, now) + ("\n" if final else ""))
+                self.last = now
+        elif final or (self.total and done >= self.next_fraction * self.total):
+            self.stream.write(self.line(done, now) + "\n")
+            while self.total and self.next_fraction * self.total <= done:
+                self.next_fraction += 0.1
+        self.stream.flush()
+
+
+def download(url, dest, md5=None, sha256=None, progress=True, timeout=30):
+    """Fetch url to dest atomically; check Content-Length and the given hashes (hex) before renaming."""
+    dest = pathlib.Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    except OSError as e:
+        raise DownloadError(f"cannot write to {dest.parent}: {e}") from None
+    tmp = pathlib.Path(tmp)
+    hashes = {"md5": hashlib.md5(), "sha256": hashlib.sha256()}
+    try:
+        with open(fd, "wb") as out:
+            try:
+                response = urllib.request.urlopen(url, timeout=timeout)
+            except urllib.error.HTTPError as e:
+                raise DownloadError(f"could not download {url}: HTTP {e.code} {e.reason}") from None
+            except (urllib.error.URLError, OSError) as e:
+                reason = getattr(e, "reason", e)
+                raise DownloadError(f"could not download {url}: {reason} (no network?)") from None
+            with response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                bar = Progress(total) if progress else None
+                done = 0
+                while True:
+                    try:
+                        chunk = response.read(CHUNK)
+                    except (OSError, ValueError) as e:  # connection reset, timeout, IncompleteRead
+                        raise DownloadError(f"download of {url} interrupted after {done} bytes: {e}") from None
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    for h in hashes.values():
+                        h.update(chunk)
+                    done += len(chunk)
+                    if bar:
+                        bar.update(done)
+                if bar:
+                    bar.update(done, final=True)
+            if total is not None and done != total:
+                raise DownloadError(f"download of {url} truncated: got {done} of {total} bytes")
+        for name, expected in (("md5", md5), ("sha256", sha256)):
+            if expected and hashes[name].hexdigest() != expected.lower():
+                raise DownloadError(f"{name.upper()} of the download of {url} is {hashes[name].hexdigest()}, "
+                                    f"expected {expected} (corrupt or changed file)")
+        os.replace(tmp, dest)
+    except OSError as e:  # writing: disk full, permissions, ...
+        tmp.unlink(missing_ok=True)
+        raise DownloadError(f"could not save {dest}: {e}") from None
+    except BaseException:  # DownloadError, KeyboardInterrupt, anything: no partial file
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest

@@ -1,0 +1,237 @@
+"""Read a PyTorch state dict (``torch.save`` file) without torch and without running its pickle.
+
+A .pth file is a pickle, and unpickling an untrusted pickle can run any code. So this module
+never calls ``pickle.load``: it uses an Unpickler whose ``find_class`` knows only the few
+globals a state dict of plain tensors needs, maps them to harmless stand-ins defined here,
+and refuses every other global (``os.system``, ``builtins.eval``, ...) before it is called.
+
+Two container formats exist (torch.serialization):
+- zip (torch >= 1.6): ``<name>/data.pkl`` (the pickle) and ``<name>/data/<key>`` (one raw
+  little-endian storage per key);
+- legacy (before 1.6): pickled magic number, protocol version and system info, then the
+  pickled object, then a pickled list of storage keys, then for each key an int64 element
+  count followed by the raw storage bytes.
+In both, a tensor is pickled as ``torch._utils._rebuild_tensor_v2(storage, offset, size,
+stride, requires_grad, backward_hooks[, metadata])`` (or ``_rebuild_tensor(storage, offset,
+size, stride)`` before torch 0.4), and a storage is a persistent id
+``("storage", storage_type, key, location, numel[, view_metadata])``.
+
+    state = read_state_dict("vgg19-dcbb9e9d.pth")   # {"features.0.weight": ndarray, ...}
+"""
+import collections
+import io
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+# The first bytes of a legacy file: PROTO 2, then LONG1 of 10 bytes holding LEGACY_MAGIC.
+LEGACY_PREFIX = b"\x80\x02\x8a\x0a" + LEGACY_MAGIC.to_bytes(10, "little")
+
+# torch storage class name -> little-endian NumPy dtype of its elements.
+STORAGE_DTYPES = {
+    "FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2",
+    "LongStorage": "<i8", "IntStorage": "<i4", "ShortStorage": "<i2",
+    "CharStorage": "i1", "ByteStorage": "u1", "BoolStorage": "?",
+}
+
+
+class TorchFormatError(Exception):
+    """The file is not a readable state dict; weights.py turns this into a WeightsError."""
+
+
+class _StorageType:
+    """Stand-in for a global such as torch.FloatStorage: only remembers the element dtype."""
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name):
+        self.name, self.dtype = name, np.dtype(STORAGE_DTYPES[name])
+
+    def __setstate__(self, state):  # a BUILD opcode aimed at a stand-in is not part of a state dict
+        raise TorchFormatError("unexpected BUILD on a storage type")
+
+
+class _StorageRef:
+    """What persistent_load returns: which raw storage a tensor reads, and its element dtype."""
+    __slots__ = ("dtype", "key", "numel", "view")
+
+    def __init__(self, dtype, key, numel, view=None):
+        self.dtype, self.key, self.numel, self.view = dtype, key, numel, view
+
+    def __setstate__(self, state):
+        raise TorchFormatError("unexpected BUILD on a storage")
+
+
+class _TensorRef:
+    """A tensor to be materialised once the storages are read: storage + offset/size/stride (elements)."""
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage, offset, size, stride):
+        if not isinstance(storage, _StorageRef):
+            raise TorchFormatError("tensor rebuilt from something that is not a storage")
+        ints = (offset, *size, *stride)
+        if len(size) != len(stride) or not all(isinstance(v, int) and v >= 0 for v in ints):
+            raise TorchFormatError(f"bad tensor geometry offset={offset!r} size={size!r} stride={stride!r}")
+        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
+
+    def __setstate__(self, state):
+        raise TorchFormatError("unexpected BUILD on a tensor")
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    """Stand-in for torch._utils._rebuild_tensor (torch < 0.4)."""
+    return _TensorRef(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                       metadata=None):
+    """Stand-in for torch._utils._rebuild_tensor_v2; requires_grad, hooks and metadata do not matter here."""
+    return _TensorRef(storage, storage_offset, size, stride)
+
+
+# The only globals a state dict of plain tensors needs. Anything else is refused.
+_ALLOWED = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+}
+_ALLOWED.update({("torch", name): _StorageType(name) for name in STORAGE_DTYPES})
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler for state dicts: allow-listed globals only, storages as _StorageRef."""
+
+    def find_class(self, module, name):
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise TorchFormatError(f"refused to load global {module}.{name}: a weight file only needs tensors "
+                                   "(this file may try to run code)") from None
+
+    def persistent_load(self, pid):
+        # ("storage", storage_type, key, location, numel) in zip files; a 6th item, view_metadata, in legacy ones.
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
+            raise TorchFormatError(f"unexpected persistent id {pid!r:.80}")
+        storage_type, key, _location, numel = pid[1:5]
+        view = pid[5] if len(pid) == 6 else None
+        if not (isinstance(storage_type, _StorageType) and isinstance(key, str) and isinstance(numel, int)):
+            raise TorchFormatError(f"unexpected storage id {pid!r:.80}")
+        if view is not None:
+            view_ok = isinstance(view, tuple) and len(view) == 3 and all(isinstance(v, int) for v in view[1:])
+            if not view_ok:
+                raise TorchFormatError(f"unexpected storage view {view!r:.80}")
+        return _StorageRef(storage_type.dtype, key, numel, view)
+
+
+def _unpickle(fileobj):
+    try:
+        return RestrictedUnpickler(fileobj).load()
+    except TorchFormatError:
+        raise
+    except Exception as e:  # any malformed pickle: EOFError, UnpicklingError, TypeError from bad args, ...
+        raise TorchFormatError(f"corrupt pickle ({type(e).__name__}: {e})") from None
+
+
+def _materialise(obj, storages):
+    """Turn {key: _TensorRef} into {key: ndarray}, reading each tensor from its raw storage."""
+    if not isinstance(obj, dict):
+        raise TorchFormatError(f"expected a state dict, found a pickled {type(obj).__name__}")
+    out = {}
+    for key, t in obj.items():
+        if not isinstance(t, _TensorRef):
+            continue  # e.g. non-tensor metadata; a VGG state dict holds only tensors
+        flat = storages[t.storage.key]
+        if t.storage.view is not None:  # legacy: a view (view_key, offset, numel) into a bigger storage
+            _, start, numel = t.storage.view
+            flat = flat[start:start + numel]
+        extent = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride)) + 1 if all(t.size) else 0
+        if extent > flat.size:
+            raise TorchFormatError(f"tensor {key!r} reads past the end of its storage")
+        item = flat.itemsize
+        view = np.lib.stride_tricks.as_strided(flat[t.offset:], t.size, tuple(s * item for s in t.stride))
+        out[key] = np.array(view)  # copy: never keep a view whose strides came from the file
+    return out
+
+
+def _read_zip(path):
+    with zipfile.ZipFile(path) as z:
+        pkls = [n for n in z.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pkls) != 1:
+            raise TorchFormatError("zip file without exactly one <name>/data.pkl: not a torch.save file")
+        prefix = pkls[0][: -len("data.pkl")]
+        if prefix + "byteorder" in z.namelist() and z.read(prefix + "byteorder").strip() != b"little":
+            raise TorchFormatError("big-endian torch files are not supported")
+        obj = _unpickle(io.BytesIO(z.read(pkls[0])))
+        refs = _storage_refs(obj)
+        storages = {}
+        for key, ref in refs.items():
+            try:
+                raw = z.read(f"{prefix}data/{key}")
+            except KeyError:
+                raise TorchFormatError(f"storage {key!r} is missing from the archive") from None
+            storages[key] = _frombuffer(raw, ref, key)
+    return _materialise(obj, storages)
+
+
+def _read_legacy(path):
+    with open(path, "rb") as f:
+        magic = _unpickle(f)
+        protocol = _unpickle(f)
+        sys_info = _unpickle(f)
+        if magic != LEGACY_MAGIC or protocol != LEGACY_PROTOCOL:
+            raise TorchFormatError(f"legacy torch header has magic {magic!r}, protocol {protocol!r}")
+        if not (isinstance(sys_info, dict) and sys_info.get("little_endian", False)):
+            raise TorchFormatError("big-endian or unknown legacy torch file")
+        obj = _unpickle(f)
+        keys = _unpickle(f)
+        if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+            raise TorchFormatError("bad storage key list")
+        refs = _storage_refs(obj)
+        storages = {}
+        for key in keys:  # raw storages follow in the order of that list
+            head = f.read(8)
+            if len(head) != 8:
+                raise TorchFormatError("file ends before all storages were read (truncated?)")
+            (numel,) = struct.unpack("<q", head)
+            if key not in refs:
+                raise TorchFormatError(f"storage {key!r} is listed but no tensor uses it")
+            ref = refs[key]
+            if numel != ref.numel and ref.view is None:
+                raise TorchFormatError(f"storage {key!r}: {numel} elements on disk, {ref.numel} expected")
+            storages[key] = _frombuffer(f.read(numel * ref.dtype.itemsize), ref, key, numel)
+    missing = set(refs) - set(storages)
+    if missing:
+        raise TorchFormatError(f"storages {sorted(missing)[:3]} are missing")
+    return _materialise(obj, storages)
+
+
+def _storage_refs(obj):
+    """{storage key: _StorageRef} for every tensor in a state dict."""
+    if not isinstance(obj, dict):
+        raise TorchFormatError(f"expected a state dict, found a pickled {type(obj).__name__}")
+    return {t.storage.key: t.storage for t in obj.values() if isinstance(t, _TensorRef)}
+
+
+def _frombuffer(raw, ref, key, numel=None):
+    numel = ref.numel if numel is None else numel
+    if len(raw) != numel * ref.dtype.itemsize:
+        raise TorchFormatError(f"storage {key!r} has {len(raw)} bytes, expected {numel * ref.dtype.itemsize} "
+                               "(truncated?)")
+    return np.frombuffer(raw, ref.dtype)
+
+
+def read_state_dict(path):
+    """Read a torch.save'd state dict (zip or legacy format) -> {key: ndarray}. Raises TorchFormatError."""
+    with open(path, "rb") as f:
+        head = f.read(len(LEGACY_PREFIX))
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            return _read_zip(path)
+        except zipfile.BadZipFile as e:
+            raise TorchFormatError(f"corrupt zip archive ({e})") from None
+    if head == LEGACY_PREFIX:
+        return _read_legacy(path)
+    raise TorchFormatError("not a torch.save file (neither a zip archive nor the legacy magic number)")

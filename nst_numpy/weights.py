@@ -1,0 +1,443 @@
+"""Real VGG19 weights: load the public Keras, MatConvNet and torchvision files, convert, normalise.
+
+    net = load_vgg19("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", pooling="max")
+    net = get_vgg19()          # the converted file in weights/ (downloaded and converted on first use)
+    x = net.preprocess(rgb)    # whatever the source, rgb is (H, W, 3) RGB in 0..255
+
+The format is detected from the file's content, never its name. Each source's input
+preprocessing (channel order, scale, mean, std) travels with the weights, so callers never
+need to know where the weights came from. Every failure raises WeightsError with a one-line
+message. See weights/README.md for the sources and the converted format.
+"""
+import hashlib
+import os
+import pathlib
+import tempfile
+
+import h5py
+import numpy as np
+
+from . import torch_reader
+from .download import DownloadError, download
+from .vgg import CAFFE, CONV_NAMES, CONV_SPECS, MATCONVNET, TORCHVISION, VGG19, Preprocessing
+
+KERAS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
+             "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+KERAS_MD5 = "253f8cb515780f3b799900260a226db6"  # pinned by keras.applications.vgg19
+FORMAT_NAME = "nst_numpy.vgg19"
+FORMAT_VERSION = 1
+PLACE_HINT = ("If you have a VGG19 weight file (Keras .h5, MatConvNet .mat or torchvision .pth), pass "
+              "--weights PATH or run `python scripts/convert_weights.py PATH` (see weights/README.md).")
+
+# torchvision: features.N is the N-th module of vgg19().features; these N are its 16 convs.
+TORCH_CONV_INDICES = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
+SHAPES = {name: (3, 3, c_in, c_out) for name, c_in, c_out in CONV_SPECS}
+
+
+class WeightsError(Exception):
+    """Any failure to find, download, read, check or write weights; the message is one line for the user."""
+
+
+def keras_layer_name(name):
+    """conv3_2 -> block3_conv2 (Keras' names for the paper's layers)."""
+    block, k = name[4:].split("_")
+    return f"block{block}_conv{k}"
+
+
+# ---------------------------------------------------------------------------
+# Format detection and the common entry point
+# ---------------------------------------------------------------------------
+
+def detect_format(path):
+    """'converted', 'keras', 'matconvnet' or 'torch', from the file's first bytes and structure."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weight file {path} does not exist. {PLACE_HINT}")
+    with open(path, "rb") as f:
+        head = f.read(128)
+    if head.startswith(b"MATLAB 5.0 MAT-file"):
+        return "matconvnet"
+    if head.startswith(b"MATLAB 7.3 MAT-file"):  # HDF5 inside; scipy.io.loadmat cannot read it
+        raise WeightsError(f"{path}: a MATLAB v7.3 .mat file; re-save it in MATLAB with save -v7 to load it")
+    if head.startswith(b"PK\x03\x04") or head.startswith(torch_reader.LEGACY_PREFIX):
+        return "torch"
+    if h5py.is_hdf5(str(path)):
+        try:
+            with h5py.File(path, "r") as f:
+                if f.attrs.get("format") == FORMAT_NAME:
+                    return "converted"
+                group = f["model_weights"] if "model_weights" in f else f  # a whole saved Keras model
+                if "layer_names" in group.attrs or "layer_names0" in group.attrs:
+                    return "keras"
+        except OSError as e:
+            raise WeightsError(f"{path}: unreadable HDF5 file ({e})") from None
+        raise WeightsError(f"{path}: an HDF5 file, but neither a Keras weight file (no layer_names) "
+                           "nor a converted nst_numpy file")
+    raise WeightsError(f"{path}: not a recognised VGG19 weight file (expected Keras .h5, MatConvNet .mat, "
+                       "torchvision .pth or a converted .h5)")
+
+
+def read_weights(path):
+    """Read any supported file -> (params, preprocessing, info).
+
+    params: {"conv1_1": (kernel (3, 3, C_in, C_out) float32, bias (C_out,)), ...} for the 16 convs.
+    preprocessing: the Preprocessing these weights expect.
+    info: {"source_name", "source_sha256", "normalized", "format"}.
+    """
+    path = pathlib.Path(path)
+    fmt = detect_format(path)
+    readers = {"converted": _read_converted, "keras": _read_keras,
+               "matconvnet": _read_matconvnet, "torch": _read_torch}
+    try:
+        params, prep, info = readers[fmt](path)
+    except WeightsError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
+        # h5py/scipy raise these on truncated or malformed files; keep the message to one line.
+        msg = " ".join(str(e).split())
+        raise WeightsError(f"{path}: cannot read this {fmt} file ({type(e).__name__}: {msg})") from None
+    _check_shapes(params, path)
+    if info.get("source_sha256") is None:  # an original file: record what it was
+        info["source_name"], info["source_sha256"] = path.name, file_sha256(path)
+    info["format"] = fmt
+    return params, prep, info
+
+
+def load_vgg19(path, pooling="avg", dtype=np.float32):
+    """Build a VGG19 from any supported weight file. pooling: "avg" (Gatys) or "max" (as trained)."""
+    params, prep, _ = read_weights(path)
+    return VGG19.from_arrays(params, pooling=pooling, preprocessing=prep, dtype=dtype)
+
+
+def _check_shapes(params, path):
+    missing = [n for n in CONV_NAMES if n not in params]
+    if missing:
+        raise WeightsError(f"{path}: missing layer(s) {', '.join(missing)}")
+    for name, shape in SHAPES.items():
+        kernel, bias = params[name]
+        if kernel.shape != shape or bias.shape != (shape[3],):
+            raise WeightsError(f"{path}: {name} has kernel {kernel.shape} and bias {bias.shape}, "
+                               f"expected {shape} and ({shape[3]},) for VGG19")
+
+
+def file_sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# Keras (legacy HDF5 weights: layer_names / weight_names attributes)
+# ---------------------------------------------------------------------------
+
+def _string_list_attr(group, name):
+    """A list-of-strings attribute, joining the chunks name0, name1, ... Keras uses for long lists."""
+    if name in group.attrs:
+        values = list(group.attrs[name])
+    else:
+        values, i = [], 0
+        while f"{name}{i}" in group.attrs:
+            values += list(group.attrs[f"{name}{i}"])
+            i += 1
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _read_keras(path):
+    with h5py.File(path, "r") as f:
+        root = f["model_weights"] if "model_weights" in f else f
+        weighted = []  # (layer name, [arrays]) in network order, layers with weights only
+        for layer in _string_list_attr(root, "layer_names"):
+            if layer not in root:
+                raise WeightsError(f"{path}: layer {layer} is listed in layer_names but has no group")
+            group = root[layer]
+            names = _string_list_attr(group, "weight_names")
+            if names:
+                weighted.append((layer, [np.asarray(group[n]) for n in names]))
+    by_name = dict(weighted)
+    params = {}
+    if all(keras_layer_name(n) in by_name for n in CONV_NAMES):
+        chosen = [(n, by_name[keras_layer_name(n)]) for n in CONV_NAMES]
+    else:
+        # Keras itself loads these files by order; accept other layer names if the order fits.
+        missing = [keras_layer_name(n) for n in CONV_NAMES if keras_layer_name(n) not in by_name]
+        if len(weighted) < len(CONV_NAMES) or any(a[0].shape != SHAPES[n] for n, (_, a) in
+                                                  zip(CONV_NAMES, weighted) if len(a) == 2):
+            raise WeightsError(f"{path}: missing layer(s) {', '.join(missing)} in this Keras file")
+        chosen = [(n, arrays) for n, (_, arrays) in zip(CONV_NAMES, weighted)]
+    for name, arrays in chosen:
+        kernels = [a for a in arrays if a.ndim == 4]
+        biases = [a for a in arrays if a.ndim == 1]
+        if len(arrays) != 2 or len(kernels) != 1 or len(biases) != 1:
+            raise WeightsError(f"{path}: layer {keras_layer_name(name)} should hold a 4-D kernel and a bias, "
+                               f"found shapes {[a.shape for a in arrays]}")
+        params[name] = (kernels[0], biases[0])  # HWIO, cross-correlation: exactly our convention
+    return params, CAFFE, {"normalized": False}
+
+
+# ---------------------------------------------------------------------------
+# MatConvNet (imagenet-vgg-verydeep-19.mat, read with scipy.io.loadmat)
+# ---------------------------------------------------------------------------
+
+def _read_matconvnet(path):
+    from scipy.io import loadmat  # imported here: loading scipy.io costs time the other formats do not need
+    data = loadmat(str(path), squeeze_me=True, struct_as_record=False)
+    if "layers" not in data:
+        raise WeightsError(f"{path}: a .mat file without a 'layers' variable: not a MatConvNet network")
+    convs = []  # (name or None, kernel, bias) in network order
+    for layer in np.atleast_1d(data["layers"]):
+        fields = getattr(layer, "_fieldnames", None)
+        if fields is None:
+            raise WeightsError(f"{path}: 'layers' does not hold MatConvNet layer structs")
+        if getattr(layer, "type", "conv") != "conv":
+            continue
+        if "weights" in fields:  # both known versions name the (kernel, bias) pair 'weights'
+            pair = np.atleast_1d(layer.weights)
+            if len(pair) != 2:
+                raise WeightsError(f"{path}: conv layer {getattr(layer, 'name', '?')} has {len(pair)} weight arrays")
+            kernel, bias = pair
+        elif "filters" in fields and "biases" in fields:  # the oldest MatConvNet layout
+            kernel, bias = layer.filters, layer.biases
+        else:
+            raise WeightsError(f"{path}: conv layer struct with fields {fields}: no 'weights' or 'filters'")
+        # MatConvNet's kernel is (H, W, C_in, C_out): its Caffe importer transposes Caffe's (O, I, H, W)
+        # fully and then swaps the first two axes back, so no spatial transpose is needed here.
+        convs.append((getattr(layer, "name", None), np.asarray(kernel), np.asarray(bias).reshape(-1)))
+    names = [c[0] for c in convs]
+    if all(n in names for n in CONV_NAMES):
+        params = {n: (k, b) for n, k, b in convs if n in SHAPES}
+    else:
+        missing = [n for n in CONV_NAMES if n not in names]
+        if len(convs) < len(CONV_NAMES) or any(n is not None for n in names[:len(CONV_NAMES)]):
+            raise WeightsError(f"{path}: missing layer(s) {', '.join(missing)} in this MatConvNet file")
+        params = {n: (k, b) for n, (_, k, b) in zip(CONV_NAMES, convs)}
+    return params, _matconvnet_preprocessing(data, path), {"normalized": False}
+
+
+def _matconvnet_preprocessing(data, path):
+    """The mean pixel from meta.normalization (newer file) or normalization (older), in RGB."""
+    norm = getattr(data["meta"], "normalization", None) if "meta" in data else data.get("normalization")
+    average = getattr(norm, "averageImage", None)
+    if average is None or np.size(average) < 3:
+        return MATCONVNET  # not recorded: the published VGG mean, which MATCONVNET holds
+    mean = np.asarray(average, np.float64).reshape(-1, 3).mean(axis=0)  # an average image or one pixel
+    if not np.all((mean > 0) & (mean < 255)):
+        raise WeightsError(f"{path}: implausible mean pixel {mean} in normalization.averageImage")
+    return Preprocessing("RGB", 1.0, tuple(round(float(m), 4) for m in mean), (1.0, 1.0, 1.0))  # float32 noise off
+
+
+# ---------------------------------------------------------------------------
+# torchvision (vgg19-dcbb9e9d.pth, through the restricted reader)
+# ---------------------------------------------------------------------------
+
+def _read_torch(path):
+    try:
+        state = torch_reader.read_state_dict(path)
+    except torch_reader.TorchFormatError as e:
+        raise WeightsError(f"{path}: {e}") from None
+    params = {}
+    for name, i in zip(CONV_NAMES, TORCH_CONV_INDICES):
+        w, b = state.get(f"features.{i}.weight"), state.get(f"features.{i}.bias")
+        if w is None or b is None:
+            raise WeightsError(f"{path}: missing layer {name} (features.{i}.weight / .bias) in this state dict")
+        if w.ndim != 4:
+            raise WeightsError(f"{path}: features.{i}.weight has shape {w.shape}, expected (C_out, C_in, 3, 3)")
+        params[name] = (w.transpose(2, 3, 1, 0), b)  # OIHW -> HWIO
+    return params, TORCHVISION, {"normalized": False}
+
+
+# ---------------------------------------------------------------------------
+# The converted format (one HDF5 file, written atomically)
+# ---------------------------------------------------------------------------
+
+def _read_converted(path):
+    with h5py.File(path, "r") as f:
+        version = int(f.attrs.get("format_version", -1))
+        if version != FORMAT_VERSION:
+            raise WeightsError(f"{path}: converted file format version {version}, this code reads {FORMAT_VERSION}")
+        params = {}
+        for name in CONV_NAMES:
+            if name not in f:
+                raise WeightsError(f"{path}: missing layer {name}")
+            params[name] = (np.asarray(f[name]["kernel"]), np.asarray(f[name]["bias"]))
+        a = f.attrs
+        prep = Preprocessing(str(a["channel_order"]), float(a["scale"]), tuple(float(v) for v in a["mean"]),
+                             tuple(float(v) for v in a["std"]))
+        info = {"source_name": str(a["source_name"]), "source_sha256": str(a["source_sha256"]),
+                "normalized": bool(a["normalized"])}
+    return params, prep, info
+
+
+def _atomic_write(path, write):
+    """Call write(tmp_path) on a temp file next to path, then os.replace it; no partial file on failure."""
+    path = pathlib.Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as e:
+        raise WeightsError(f"cannot write {path}: {e}") from None
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:  # includes KeyboardInterrupt: never leave the temp file behind
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise WeightsError(f"cannot write {path}: {e}") from None
+        raise
+
+
+def save_converted(net_or_params, path, preprocessing, source_name, source_sha256, normalized=False):
+    """Write the converted format: groups conv1_1 ... conv5_4 with kernel (3, 3, C_in, C_out) and bias,
+    root attributes for the preprocessing, the source, the format version and `normalized`."""
+    params = net_or_params.params if isinstance(net_or_params, VGG19) else net_or_params
+    _check_shapes({n: tuple(np.asarray(a) for a in params[n]) for n in params}, path)
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            for name in CONV_NAMES:
+                kernel, bias = params[name]
+                g = f.create_group(name)
+                g.create_dataset("kernel", data=np.asarray(kernel, np.float32))
+                g.create_dataset("bias", data=np.asarray(bias, np.float32).reshape(-1))
+            f.attrs.update({
+                "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                "channel_order": preprocessing.channel_order, "scale": float(preprocessing.scale),
+                "mean": np.asarray(preprocessing.mean, np.float64), "std": np.asarray(preprocessing.std, np.float64),
+                "source_name": str(source_name), "source_sha256": str(source_sha256), "normalized": bool(normalized),
+            })
+    _atomic_write(path, write)
+
+
+def convert(source, dest):
+    """Read any supported file and write it in the converted format. Returns the info dict."""
+    params, prep, info = read_weights(source)
+    save_converted(params, dest, prep, info["source_name"], info["source_sha256"], info["normalized"])
+    return info
+
+
+# ---------------------------------------------------------------------------
+# Default location, download on first use
+# ---------------------------------------------------------------------------
+
+def default_weights_path():
+    """$NST_NUMPY_WEIGHTS if set; else <checkout>/weights/vgg19.h5 when running from a source checkout
+    (the README's editable install); else ~/.cache/nst_numpy/vgg19.h5 ($XDG_CACHE_HOME respected)."""
+    env = os.environ.get("NST_NUMPY_WEIGHTS")
+    if env:
+        return pathlib.Path(env).expanduser()
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    if (repo / "setup.cfg").is_file() and (repo / "weights").is_dir():
+        return repo / "weights" / "vgg19.h5"
+    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
+    return cache / "nst_numpy" / "vgg19.h5"
+
+
+def fetch_and_convert(dest, url=None, md5=None, progress=True):
+    """Download the Keras notop file (default KERAS_URL, KERAS_MD5) next to dest, verify its MD5,
+    convert it to dest, delete the download."""
+    dest = pathlib.Path(dest)
+    url, md5 = url or KERAS_URL, md5 or KERAS_MD5
+    raw = dest.parent / url.rsplit("/", 1)[-1]
+    if raw == dest:
+        raw = dest.with_name(dest.name + ".download")
+    try:
+        download(url, raw, md5=md5, progress=progress)
+    except DownloadError as e:
+        raise WeightsError(f"{e}. {PLACE_HINT}") from None
+    try:
+        return convert(raw, dest)
+    finally:
+        raw.unlink(missing_ok=True)  # keep only the converted file
+
+
+def get_vgg19(path=None, pooling="avg", dtype=np.float32, download=True, progress=True):
+    """The network stylize.py uses: path if given, else the default converted file, downloading the
+    Keras weights and converting them on first use (if download is True)."""
+    if path is not None:
+        return load_vgg19(path, pooling=pooling, dtype=dtype)
+    dest = default_weights_path()
+    if not dest.is_file():
+        if not download:
+            raise WeightsError(f"no VGG19 weights at {dest}. {PLACE_HINT}")
+        fetch_and_convert(dest, progress=progress)
+    return load_vgg19(dest, pooling=pooling, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------
+# Normalised VGG19 (Gatys et al.)
+# ---------------------------------------------------------------------------
+
+def mean_activations(net, images):
+    """Mean of each ReLU output channel over positions and images (each image weighs the same).
+
+    images: list of RGB (H, W, 3) arrays in 0..255. Returns {"relu1_1": (64,), ...} in float64.
+    Computed with average pooling, as Gatys et al. did.
+    """
+    avg = VGG19.from_arrays(net.params, pooling="avg", preprocessing=net.preprocessing, dtype=net.dtype)
+    relus = ["relu" + n[4:] for n in CONV_NAMES]
+    sums = {r: 0.0 for r in relus}
+    for rgb in images:
+        acts = avg.forward(avg.preprocess(rgb), relus)
+        for r in relus:
+            sums[r] += acts[r].mean(axis=(0, 1), dtype=np.float64)  # (C,)
+    return {r: s / len(images) for r, s in sums.items()}
+
+
+def normalize_vgg19(net, images):
+    """Gatys et al.'s normalised VGG19: scale every filter so its mean ReLU activation on images is 1.
+
+    ReLU and pooling commute with a positive per-channel scale s_k, so dividing conv_l's kernel[..., k]
+    and bias[k] by s_k divides channel k of every later activation of that layer by s_k; multiplying
+    the next conv's input weights kernel[:, :, k, :] by s_k undoes it for the layers after. The network
+    computes the same thing up to a positive scale per channel. Dead filters (mean 0) are left as they
+    are. Returns a new VGG19 (same pooling, preprocessing and dtype); its `dead_filters` attribute lists
+    {relu name: [channel indices]} that were left unscaled.
+    """
+    if not images:
+        raise WeightsError("normalisation needs at least one image")
+    means = mean_activations(net, images)  # of the original net; earlier rescales never change these
+    params = {n: [np.array(k, np.float64), np.array(b, np.float64)] for n, (k, b) in net.params.items()}
+    dead = {}
+    for i, name in enumerate(CONV_NAMES):
+        relu = "relu" + name[4:]
+        m = means[relu]
+        alive = m > 0
+        s = np.where(alive, m, 1.0)  # (C_out,); 1 leaves a dead filter unscaled
+        if not alive.all():
+            dead[relu] = np.flatnonzero(~alive).tolist()
+        params[name][0] /= s          # kernel (3, 3, C_in, C_out) / s over C_out
+        params[name][1] /= s
+        if i + 1 < len(CONV_NAMES):
+            params[CONV_NAMES[i + 1]][0] *= s[:, None]  # next kernel (3, 3, C_out, C_next): rows of input channels
+    out = VGG19.from_arrays({n: tuple(p) for n, p in params.items()}, pooling=net.pooling,
+                            preprocessing=net.preprocessing, dtype=net.dtype)
+    out.dead_filters = dead
+    return out
+
+
+def load_images(directory, max_side=256):
+    """Every image file in directory as RGB float64 (H, W, 3) in 0..255, longest side resized to max_side."""
+    from PIL import Image, UnidentifiedImageError
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        raise WeightsError(f"image directory {directory} does not exist")
+    images = []
+    for p in sorted(directory.iterdir()):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        try:
+            with Image.open(p) as im:
+                im = im.convert("RGB")
+                scale = max_side / max(im.size)
+                if scale < 1:  # only shrink: enlarging adds no information
+                    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
+                                   Image.LANCZOS)
+                images.append(np.asarray(im, np.float64))
+        except (UnidentifiedImageError, OSError):
+            continue  # not an image (a README, a .DS_Store ...): skip it
+    if not images:
+        raise WeightsError(f"no readable images in {directory}")
+    return images
+
