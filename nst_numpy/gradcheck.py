@@ -12,7 +12,11 @@ would hide bugs that permute or mix output positions, hence random.)
 Checks run in float64: in float32 the rounding error of f, divided by 2h,
 swamps the O(h^2) truncation error.
 """
+from collections import namedtuple
+
 import numpy as np
+
+from .vgg import LAYER_NAMES
 
 
 def rel_error(a, b):
@@ -94,3 +98,134 @@ def check_network(net, x, taps, rng, n_samples=None, h=1e-5):
         return rel_error(analytic, numerical_gradient(f, x.copy(), h))
     idx = rng.choice(x.size, size=min(n_samples, x.size), replace=False)
     return rel_error(analytic.reshape(-1)[idx], numerical_gradient(f, x.copy(), h, idx))
+
+
+# ---------------------------------------------------------------------------
+# The learner's table: every check in one place (used by scripts/gradcheck.py and tests)
+# ---------------------------------------------------------------------------
+
+class CheckResult(namedtuple("CheckResult", "name error bound expect_fail")):
+    """One row of the gradient-check table.
+
+    error: rel_error of the analytic gradient against finite differences.
+    A normal check passes when error < bound. A negative control
+    (expect_fail=True) feeds a deliberately wrong gradient and passes when the
+    check catches it, i.e. when error > bound.
+    """
+
+    @property
+    def passed(self):
+        return self.error > self.bound if self.expect_fail else self.error < self.bound
+
+
+LAYER_BOUND = 1e-8     # one layer, float64, h=1e-5: truncation ~1e-10, rounding ~1e-11
+NETWORK_BOUND = 1e-6   # 20+ layers deep: rounding grows with depth, still far below any real bug
+CONTROL_BOUND = 1e-2   # a wrong gradient is off by O(1); anything above this is "caught"
+
+
+def check_scalar(f, x, rng=None, n_samples=None, h=1e-5):
+    """Relative error of a scalar function's own gradient, e.g. a loss.
+
+    f(x) -> (value, grad) with grad shaped like x (float64). n_samples: probe that
+    many random entries of x (needs rng); default: all of them.
+    """
+    analytic = f(x)[1]
+    value = lambda z: float(f(z)[0])  # noqa: E731 - a one-line adapter
+    if n_samples is None:
+        return rel_error(analytic, numerical_gradient(value, x.copy(), h))
+    idx = rng.choice(x.size, size=min(n_samples, x.size), replace=False)
+    return rel_error(analytic.reshape(-1)[idx], numerical_gradient(value, x.copy(), h, idx))
+
+
+def _network_overwrite_bug(net, x, taps, rng, n_samples):
+    """Negative control: net.backward with ``dx = g`` instead of ``dx += g`` at each tap.
+
+    Overwriting keeps only the shallowest tap's gradient; the check must catch it.
+    """
+    acts = net.forward(x, taps)
+    ups = {name: rng.standard_normal(a.shape) for name, a in acts.items()}
+    shallowest = min(taps, key=LAYER_NAMES.index)
+    wrong = net.backward({shallowest: ups[shallowest]})
+
+    def f(z):
+        out = net.forward(z, taps)
+        return sum(float(np.sum(out[n] * ups[n])) for n in taps)
+
+    idx = rng.choice(x.size, size=min(n_samples, x.size), replace=False)
+    return rel_error(wrong.reshape(-1)[idx], numerical_gradient(f, x.copy(), h=1e-5, indices=idx))
+
+
+def _layer_checks(rng):
+    """Rows for conv (dx, dw, db), ReLU and both poolings, at even and odd sizes."""
+    from . import layers as L
+
+    rows = []
+    for shape in [(6, 5, 3), (7, 9, 2)]:
+        x = rng.standard_normal(shape)
+        w = rng.standard_normal((3, 3, shape[2], 4))
+        b = rng.standard_normal(4)
+        size = "x".join(map(str, shape))
+        err = check_layer(lambda z: L.conv_forward(z, w, b), L.conv_backward, x, rng)
+        rows.append(CheckResult(f"conv dx ({size})", err, LAYER_BOUND, False))
+        err_w, err_b = check_conv_params(x, w, b, rng)
+        rows.append(CheckResult(f"conv dw ({size})", err_w, LAYER_BOUND, False))
+        rows.append(CheckResult(f"conv db ({size})", err_b, LAYER_BOUND, False))
+        rows.append(CheckResult(f"relu dx ({size})", check_layer(L.relu_forward, L.relu_backward, x, rng),
+                                LAYER_BOUND, False))
+        for kind, fwd, bwd in [("avg", L.avgpool_forward, L.avgpool_backward),
+                               ("max", L.maxpool_forward, L.maxpool_backward)]:
+            rows.append(CheckResult(f"{kind} pool dx ({size})", check_layer(fwd, bwd, x, rng), LAYER_BOUND, False))
+    return rows
+
+
+def _layer_controls(rng):
+    """Negative controls for the layers: classic backward bugs the check must catch."""
+    from . import layers as L
+
+    x = rng.standard_normal((6, 5, 3))
+    w = rng.standard_normal((3, 3, 3, 4))
+    b = rng.standard_normal(4)
+
+    def conv_backward_unflipped(dout, cache):  # transposed kernel, but not flipped in space
+        return L.conv_forward(dout, cache[1].transpose(0, 1, 3, 2), np.zeros(3))[0]
+
+    return [
+        CheckResult("control: conv dx, kernel not flipped",
+                    check_layer(lambda z: L.conv_forward(z, w, b), conv_backward_unflipped, x, rng),
+                    CONTROL_BOUND, True),
+        CheckResult("control: relu dx, gradient passes everywhere",
+                    check_layer(L.relu_forward, lambda d, c: d, x, rng), CONTROL_BOUND, True),
+        CheckResult("control: avg pool dx, missing the 1/4",
+                    check_layer(L.avgpool_forward, lambda d, c: 4 * L.avgpool_backward(d, c), x, rng),
+                    CONTROL_BOUND, True),
+        CheckResult("control: max pool dx, gradient to all 4 inputs",
+                    check_layer(L.maxpool_forward, lambda d, c: 4 * L.avgpool_backward(d, c[0]), x, rng),
+                    CONTROL_BOUND, True),
+    ]
+
+
+def _network_checks(rng, n_samples):
+    """The whole VGG19 (random weights, float64) from several taps at once, plus its control."""
+    from .vgg import VGG19
+
+    rows = []
+    taps = ["relu1_1", "conv2_1", "relu3_1", "pool3", "relu4_2", "relu5_1"]
+    x = rng.standard_normal((16, 16, 3)) * 50  # 16 px: the smallest size that reaches relu5_1 (4 poolings)
+    params = VGG19.random(seed=1, dtype=np.float64).params
+    for pooling in ("avg", "max"):
+        net = VGG19.from_arrays(params, pooling=pooling, dtype=np.float64)
+        rows.append(CheckResult(f"VGG19 dx, {pooling} pool, {len(taps)} taps",
+                                check_network(net, x, taps, rng, n_samples), NETWORK_BOUND, False))
+    rows.append(CheckResult("control: VGG19 dx, tap gradient overwritten (= not +=)",
+                            _network_overwrite_bug(net, x, taps, rng, 10), CONTROL_BOUND, True))
+    return rows
+
+
+def run_all_checks(seed=0, n_samples=30):
+    """Run every gradient check at small sizes; returns a list of CheckResult, in table order.
+
+    n_samples: pixels probed by finite differences in the whole-network checks
+    (each probe costs two forward passes).
+    """
+    rng = np.random.default_rng(seed)
+    return _layer_checks(rng) + _network_checks(rng, n_samples) + _layer_controls(rng)
