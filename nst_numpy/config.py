@@ -1,0 +1,90 @@
+"""The one dataclass of hyperparameters of a style-transfer run.
+
+Loss weighting (see make_objective in optimize.py for the exact formula):
+
+    total = alpha * sum_c  L_content(c) / n_c / Z_c                     (Gatys et al. 2016, eq. 1 and 7)
+          + beta  * sum_l  w_l * E_l / Z_l                               (eq. 4, 5, 7)
+          + gamma * TV(image in 0..1 RGB units) / (H * W)
+
+With normalize=True, Z_c = 1/2 sum P^2 and Z_l = sum A^2 / (4 N^2 M^2): each term is
+divided by the loss an all-zero feature map would have at that layer, i.e. by the
+size of its own target. Why: in the standard (unnormalised) VGG19 the activations of
+relu1_1..relu5_1 differ by orders of magnitude and E_l grows like the 4th power
+of them, so equal w_l in raw units let one or two layers drown the rest and
+any fixed alpha/beta holds only for one set of weights and one preprocessing.
+Normalised, every term is a dimensionless relative error (about 1 at a random
+start, 0 at a perfect match), so alpha, beta and equal w_l mean the same thing for
+every network, image size and preprocessing. With normalize=False, Z = 1 and the
+formula is exactly the paper's.
+"""
+import math
+from dataclasses import asdict, dataclass, field
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+OPTIMIZERS = ("lbfgs", "adam")
+PRESERVE = ("none", "luminance", "histogram")
+
+
+@dataclass
+class Config:
+    content_layers: tuple = ("relu4_2",)   # layers whose activations carry the content (Gatys et al.: relu4_2)
+    style_layers: tuple = STYLE_LAYERS     # layers whose Gram matrices carry the style
+    style_layer_weights: tuple = None      # w_l per style layer; None = equal, 1 / len(style_layers)
+    content_weight: float = 1.0            # alpha
+    style_weight: float = 100.0            # beta; with normalize=True this is the style/content balance
+    tv_weight: float = 1.0                 # gamma; on the mean squared neighbour difference in 0..1 RGB units
+    normalize: bool = True                 # divide each layer's term by its target's size (module docstring)
+    iterations: int = 300                  # optimiser iterations at each scale
+    optimizer: str = "lbfgs"               # "lbfgs" (scipy L-BFGS-B with pixel bounds) or "adam"
+    learning_rate: float = 2.0             # Adam's step, in 0..255 pixel units (unused by L-BFGS)
+    init: str = "content"                  # "content", "noise", or a path to an image file
+    pooling: str = "avg"                   # "avg" (Gatys et al.) or "max"
+    size: int = 512                        # longest side of the output, in pixels
+    style_scale: float = 1.0               # longest side of each style image relative to the output's
+    style_blend: tuple = None              # blend weight per style image; None = equal; normalised to sum 1
+    scales: int = 1                        # coarse-to-fine: optimise at size / 2^(scales-1), ..., size
+    preserve_colors: str = "none"          # "none", "luminance" (transfer on Y only), "histogram" (recolour style)
+    seed: int = 0                          # seeds the noise init (and --weights random): same seed, same bytes
+    extra: dict = field(default_factory=dict, repr=False)  # free-form notes recorded with the output
+
+    def validate(self):
+        """Raise ValueError with a one-line message for the first invalid field."""
+        for name in ("content_weight", "style_weight", "tv_weight", "learning_rate", "style_scale"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name.replace('_', '-')} must be a finite number >= 0, got {v}")
+        if self.style_scale <= 0 or self.learning_rate <= 0:
+            raise ValueError("style-scale and learning-rate must be > 0")
+        if int(self.iterations) != self.iterations or self.iterations < 1:
+            raise ValueError(f"iterations must be a whole number >= 1, got {self.iterations}")
+        if int(self.scales) != self.scales or self.scales < 1:
+            raise ValueError(f"scales must be a whole number >= 1, got {self.scales}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.preserve_colors not in PRESERVE:
+            raise ValueError(f"preserve-colors must be one of {PRESERVE}, got {self.preserve_colors!r}")
+        if self.pooling not in ("avg", "max"):
+            raise ValueError(f"pooling must be 'avg' or 'max', got {self.pooling!r}")
+        if not self.style_layers:
+            raise ValueError("at least one style layer is needed")
+        for name, weights, n in (("style layer weights", self.style_layer_weights, len(self.style_layers)),
+                                 ("style weights", self.style_blend, None)):
+            if weights is None:
+                continue
+            if n is not None and len(weights) != n:
+                raise ValueError(f"{name}: expected {n} values, got {len(weights)}")
+            if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+                raise ValueError(f"{name} must be finite, >= 0 and not all zero, got {list(weights)}")
+        return self
+
+    def layer_weights(self):
+        """w_l per style layer as a tuple (equal by default)."""
+        if self.style_layer_weights is None:
+            return (1.0 / len(self.style_layers),) * len(self.style_layers)
+        return tuple(float(w) for w in self.style_layer_weights)
+
+    def as_text(self):
+        """Parameters as 'key=value' lines, for the PNG text chunk (no timestamps: outputs stay reproducible)."""
+        d = asdict(self)
+        extra = d.pop("extra")
+        return "\n".join(f"{k}={v}" for k, v in list(d.items()) + sorted(extra.items()))

@@ -1,0 +1,82 @@
+"""The losses of neural style transfer, each returning (loss, gradient).
+
+Equation numbers refer to Gatys, Ecker & Bethge, "Image Style Transfer Using
+Convolutional Neural Networks" (CVPR 2016); the 2015 arXiv paper "A Neural
+Algorithm of Artistic Style" has the same formulas.
+
+Layout. The paper writes a layer's response as F^l, an N_l x M_l matrix
+(N_l filters, M_l = height * width positions). Our activations are channels-last
+(H, W, C), so reshaping to F2d: (M, N) gives the *transpose* of the paper's
+matrix. Every formula below is the paper's, transposed accordingly.
+
+The ReLU mask of dE/dF (the paper's "0 if F < 0") is not applied here: the
+network's backward pass through the ReLU that produced F applies it.
+"""
+import numpy as np
+
+
+def _total(a):
+    """Sum of an array as a Python float, accumulated in float64 (a loss, not a gradient)."""
+    return float(np.sum(a, dtype=np.float64))
+
+
+def content_loss(F, P):
+    """Squared-error content loss and its gradient.
+
+    F: (H, W, C) activations of the image being optimised; P: (H, W, C) of the content image.
+    Returns (L, dL/dF) with L a float and dL/dF: (H, W, C).
+    """
+    if F.shape != P.shape:
+        raise ValueError(f"content_loss: F {F.shape} and P {P.shape} differ in shape")
+    diff = F - P
+    loss = 0.5 * _total(diff * diff)  # Gatys et al. 2016, eq. 1
+    return loss, diff                 # Gatys et al. 2016, eq. 2 (ReLU mask: see module docstring)
+
+
+def gram_matrix(F):
+    """Gram matrix of a layer's activations.
+
+    F: (H, W, C) -> G: (C, C), G_ij = sum_k F_ik F_jk over the M = H*W positions k.
+    """
+    F2d = F.reshape(-1, F.shape[-1])  # (M, N): the paper's F^l transposed
+    return F2d.T @ F2d                # Gatys et al. 2016, eq. 3: G = F F^T in the paper's layout
+
+
+def style_layer_loss(F, A):
+    """One layer's style loss E_l and its gradient.
+
+    F: (H, W, C) activations of the image being optimised; A: (C, C) the target Gram
+    matrix (of the style image, for the same number of positions M = H*W).
+    Returns (E, dE/dF) with E a float and dE/dF: (H, W, C).
+    """
+    H, W, N = F.shape
+    if A.shape != (N, N):
+        raise ValueError(f"style_layer_loss: A must be ({N}, {N}) for F {F.shape}, got {A.shape}")
+    M = H * W
+    F2d = F.reshape(M, N)
+    diff = F2d.T @ F2d - A                                       # (N, N): G - A
+    norm = F.dtype.type(1.0 / (float(N) ** 2 * float(M) ** 2))   # 1 / (N^2 M^2), in F's dtype
+    loss = 0.25 * float(norm) * _total(diff * diff)              # Gatys et al. 2016, eq. 4
+    # Paper: dE/dF = (F^T (G - A))_ji / (N^2 M^2) in its (N, M) layout; transposed, and
+    # G - A being symmetric, that is F2d @ (G - A) in ours.
+    grad = (F2d @ diff) * norm                                   # Gatys et al. 2016, eq. 6; (M, N)
+    return loss, grad.reshape(H, W, N)
+
+
+def tv_loss(x):
+    """Total variation: squared differences of vertically and horizontally neighbouring pixels.
+
+    x: (H, W, C). L = sum (x[i+1, j] - x[i, j])^2 + sum (x[i, j+1] - x[i, j])^2.
+    Returns (L, dL/dx) with dL/dx: (H, W, C). Not in the Gatys papers; a smoothness
+    prior as in Mahendran & Vedaldi 2015 (with exponent beta = 2).
+    """
+    dv = x[1:, :, :] - x[:-1, :, :]  # (H-1, W, C)
+    dh = x[:, 1:, :] - x[:, :-1, :]  # (H, W-1, C)
+    loss = _total(dv * dv) + _total(dh * dh)
+    grad = np.zeros_like(x)
+    # Each difference d = b - a contributes 2d to dL/db and -2d to dL/da.
+    grad[1:, :, :] += 2 * dv
+    grad[:-1, :, :] -= 2 * dv
+    grad[:, 1:, :] += 2 * dh
+    grad[:, :-1, :] -= 2 * dh
+    return loss, grad

@@ -1,0 +1,151 @@
+"""The whole objective, network included, against finite differences; targets, bounds, optimisers."""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from nst_numpy import VGG19
+from nst_numpy.config import Config
+from nst_numpy.gradcheck import numerical_gradient, rel_error
+from nst_numpy.losses import content_loss, gram_matrix, style_layer_loss, tv_loss
+from nst_numpy.optimize import make_objective, pixel_bounds
+from nst_numpy.vgg import TORCHVISION
+
+
+@pytest.fixture(scope="module")
+def net64():
+    return VGG19.random(seed=1, dtype=np.float64)
+
+
+def _images(net, rng, shape=(16, 16), style_shape=(20, 18)):
+    content = net.preprocess(rng.uniform(0, 255, shape + (3,)))
+    style = net.preprocess(rng.uniform(0, 255, style_shape + (3,)))
+    x = net.preprocess(rng.uniform(0, 255, shape + (3,))).reshape(-1)
+    return content, style, x
+
+
+def test_objective_gradient_matches_finite_differences(net64):
+    """float64, default layers (relu4_2; relu1_1..relu5_1), all three terms, sampled pixels."""
+    rng = np.random.default_rng(0)
+    content, style, x = _images(net64, rng)
+    f = make_objective(net64, content, [(style, 1.0)], Config(tv_weight=5.0))
+    loss, grad = f(x)
+    assert grad.dtype == np.float64 and grad.shape == x.shape
+    assert all(v > 0 for v in f.parts.values())
+    assert loss == pytest.approx(sum(f.parts.values()), rel=1e-12)
+    idx = rng.choice(x.size, size=8, replace=False)
+    # h = 1e-3 on values of size ~100: truncation and rounding errors balance near 1e-9.
+    numeric = numerical_gradient(lambda z: f(z)[0], x.copy(), 1e-3, idx)
+    assert rel_error(grad[idx], numeric) < 1e-7
+    # Negative control: the same objective with the TV gradient left out fails.
+    f.tv_w *= 0.0
+    _, no_tv = f(x)
+    assert rel_error(no_tv[idx], numeric) > 1e-4
+
+
+def test_objective_formula_by_hand(net64):
+    """The loss equals the documented formula rebuilt from the public losses and targets."""
+    rng = np.random.default_rng(1)
+    content, style, x = _images(net64, rng)
+    style2 = net64.preprocess(rng.uniform(0, 255, (32, 32, 3)))
+    cfg = Config(content_weight=2.0, style_weight=3.0, tv_weight=0.5)
+    f = make_objective(net64, content, [(style, 1.0), (style2, 3.0)], cfg)
+    loss, _ = f(x)
+    img = x.reshape(16, 16, 3)
+    layers = ["relu4_2"] + list(cfg.style_layers)
+    a, c, s1, s2 = (net64.forward(z, layers) for z in (img, content, style, style2))
+    P = c["relu4_2"]
+    expected = cfg.content_weight * content_loss(a["relu4_2"], P)[0] / (0.5 * np.sum(P ** 2))
+    for name in cfg.style_layers:
+        M, N = a[name].shape[0] * a[name].shape[1], a[name].shape[2]
+        A = sum(b * gram_matrix(s[name]) * M / (s[name].shape[0] * s[name].shape[1])
+                for b, s in ((0.25, s1), (0.75, s2)))
+        Z = np.sum(A ** 2) / (4 * N ** 2 * M ** 2)
+        expected += cfg.style_weight / 5 * style_layer_loss(a[name], A)[0] / Z
+    rgb_units = img / (net64.preprocessing.pixel_step() * 255.0)
+    expected += cfg.tv_weight * tv_loss(rgb_units)[0] / 256
+    assert loss == pytest.approx(expected, rel=1e-10)
+
+
+def test_unnormalised_objective_is_the_papers_formula(net64):
+    rng = np.random.default_rng(2)
+    content, style, x = _images(net64, rng, style_shape=(16, 16))
+    cfg = Config(normalize=False, content_weight=1e-3, style_weight=1.0, tv_weight=0.0,
+                 style_layers=("relu1_1", "relu2_1"), style_layer_weights=(0.5, 0.5))
+    f = make_objective(net64, content, [(style, 1.0)], cfg)
+    loss, _ = f(x)
+    layers = ["relu1_1", "relu2_1", "relu4_2"]
+    a, c, s = (net64.forward(z, layers) for z in (x.reshape(16, 16, 3), content, style))
+    expected = 1e-3 * content_loss(a["relu4_2"], c["relu4_2"])[0]  # Gatys et al. 2016, eq. 7
+    expected += sum(0.5 * style_layer_loss(a[n], gram_matrix(s[n]))[0] for n in layers[:2])
+    assert loss == pytest.approx(expected, rel=1e-10)
+
+
+def test_targets_are_computed_once(net64, monkeypatch):
+    rng = np.random.default_rng(3)
+    content, style, x = _images(net64, rng)
+    f = make_objective(net64, content, [(style, 1.0)], Config())
+    calls = []
+    original = net64.forward
+    monkeypatch.setattr(net64, "forward", lambda z, layers: calls.append(1) or original(z, layers))
+    for _ in range(3):
+        f(x)
+    assert len(calls) == 3  # one forward per evaluation: none for the targets
+
+
+def test_float32_network_computes_in_float32_and_returns_float64():
+    net = VGG19.random(seed=1, dtype=np.float32)
+    rng = np.random.default_rng(4)
+    content, style, x = _images(net, rng)
+    f = make_objective(net, content, [(style, 1.0)], Config())
+    assert f.P["relu4_2"].dtype == np.float32 and f.A["relu1_1"].dtype == np.float32
+    loss, grad = f(x.astype(np.float64))
+    assert isinstance(loss, float) and grad.dtype == np.float64 and np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("pre", ["caffe", "torchvision"])
+def test_pixel_bounds_map_0_and_255_for_every_preprocessing(pre):
+    net = VGG19.random(seed=0) if pre == "caffe" else VGG19(VGG19.random(seed=0).params, preprocessing=TORCHVISION)
+    lo, hi = pixel_bounds(net)
+    black = net.deprocess(np.broadcast_to(lo, (1, 1, 3)).astype(np.float32))
+    white = net.deprocess(np.broadcast_to(hi, (1, 1, 3)).astype(np.float32))
+    assert np.allclose(black, 0, atol=1e-3) and np.allclose(white, 255, atol=1e-3)
+    assert np.all(lo < hi)
+
+
+def test_tv_term_is_the_same_for_every_preprocessing():
+    """TV is measured on RGB pixels, so the preprocessing must not change it."""
+    rng = np.random.default_rng(5)
+    rgb = rng.uniform(0, 255, (16, 16, 3))
+    style_rgb = rng.uniform(0, 255, (16, 16, 3))
+    values = []
+    for pre in (None, TORCHVISION):
+        base = VGG19.random(seed=0, dtype=np.float64)
+        net = base if pre is None else VGG19(base.params, preprocessing=pre, dtype=np.float64)
+        cfg = Config(tv_weight=1.0, content_layers=("relu1_1",), style_layers=("relu1_1",))
+        f = make_objective(net, net.preprocess(rgb), [(net.preprocess(style_rgb), 1.0)], cfg)
+        f(net.preprocess(rgb[::-1]).reshape(-1))
+        values.append(f.parts["tv"])
+    assert values[0] == pytest.approx(values[1], rel=1e-9)
+    assert values[0] > 0
+
+
+def test_texture_synthesis_objective_has_no_content_term(net64):
+    rng = np.random.default_rng(6)
+    _, style, x = _images(net64, rng)
+    f = make_objective(net64, None, [(style, 1.0)], Config(), shape=(16, 16, 3))
+    f(x)
+    assert abs(f.parts["content"]) < 1e-30 and f.parts["style"] > 0
+    with pytest.raises(ValueError, match="shape"):
+        make_objective(net64, None, [(style, 1.0)], Config())
+
+
+def test_bad_config_is_rejected(net64):
+    rng = np.random.default_rng(7)
+    content, style, _ = _images(net64, rng)
+    for bad in (dict(style_weight=-1.0), dict(content_weight=float("nan")), dict(iterations=0),
+                dict(style_layer_weights=(1.0, 2.0))):
+        with pytest.raises(ValueError):
+            make_objective(net64, content, [(style, 1.0)], dataclasses.replace(Config(), **bad))
+    with pytest.raises(ValueError, match="blend"):
+        make_objective(net64, content, [(style, 0.0)], Config())
