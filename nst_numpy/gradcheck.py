@@ -16,6 +16,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from .losses import content_loss, gram_matrix, style_layer_loss, tv_loss
 from .vgg import LAYER_NAMES
 
 
@@ -221,6 +222,45 @@ def _network_checks(rng, n_samples):
     return rows
 
 
+def _loss_checks(rng):
+    """Rows for each loss's own gradient (no network), plus the classic Gram-gradient bug."""
+    F = rng.standard_normal((4, 5, 6))  # (H, W, C): M = 20 positions, N = 6 channels
+    P = rng.standard_normal((4, 5, 6))
+    A = gram_matrix(rng.standard_normal((4, 5, 6)))  # (6, 6), a reachable target
+    x = rng.standard_normal((5, 7, 3))
+    return [
+        CheckResult("content loss dF (eq. 2)", check_scalar(lambda z: content_loss(z, P), F.copy()),
+                    LAYER_BOUND, False),
+        CheckResult("style loss dF, Gram (eq. 6)", check_scalar(lambda z: style_layer_loss(z, A), F.copy()),
+                    LAYER_BOUND, False),
+        CheckResult("total variation dx", check_scalar(tv_loss, x), LAYER_BOUND, False),
+        # G = F^T F uses F twice; differentiating only one factor gives half the gradient.
+        CheckResult("control: style dF, one Gram factor only",
+                    check_scalar(lambda z: (style_layer_loss(z, A)[0], style_layer_loss(z, A)[1] / 2), F.copy()),
+                    CONTROL_BOUND, True),
+    ]
+
+
+def _objective_checks(rng, n_samples):
+    """The whole objective (content + style + TV through VGG19), float64, at sampled pixels."""
+    from .config import Config
+    from .optimize import make_objective
+    from .vgg import VGG19
+
+    net = VGG19.random(seed=2, dtype=np.float64)
+    content, style, x = (net.preprocess(rng.uniform(0, 255, (16, 16, 3))) for _ in range(3))
+    f = make_objective(net, content, [(style, 1.0)], Config(tv_weight=5.0))
+    x = x.reshape(-1)
+    idx = rng.choice(x.size, size=min(n_samples, x.size), replace=False)
+    # Pixel values are ~100 in network units: h = 1e-3 balances truncation and rounding.
+    numeric = numerical_gradient(lambda z: f(z)[0], x.copy(), 1e-3, idx)
+    err = rel_error(f(x)[1][idx], numeric)
+    f.tv_w = 0.0  # the same objective, but its gradient forgets the TV term
+    bad = rel_error(f(x)[1][idx], numeric)
+    return [CheckResult("objective dx (content+style+TV, eq. 7)", err, NETWORK_BOUND, False),
+            CheckResult("control: objective dx without the TV term", bad, CONTROL_BOUND, True)]
+
+
 def run_all_checks(seed=0, n_samples=30):
     """Run every gradient check at small sizes; returns a list of CheckResult, in table order.
 
@@ -228,4 +268,6 @@ def run_all_checks(seed=0, n_samples=30):
     (each probe costs two forward passes).
     """
     rng = np.random.default_rng(seed)
-    return _layer_checks(rng) + _network_checks(rng, n_samples) + _layer_controls(rng)
+    rows = (_layer_checks(rng) + _loss_checks(rng) + _network_checks(rng, n_samples)
+            + _objective_checks(rng, n_samples // 3) + _layer_controls(rng))
+    return sorted(rows, key=lambda r: r.expect_fail)  # negative controls last (the sort is stable)
