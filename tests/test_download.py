@@ -1,0 +1,153 @@
+"""Download: against a local HTTP server on 127.0.0.1; every failure leaves no file behind."""
+import errno
+import hashlib
+import http.server
+import io
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+import weight_fixtures as wf
+from nst_numpy import download as dl
+from nst_numpy import weights
+from nst_numpy.download import DownloadError, Progress, download
+from nst_numpy.vgg import CAFFE
+from nst_numpy.weights import WeightsError, get_vgg19, read_weights
+
+BODY = np.random.default_rng(0).bytes(300_000)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    files = {"/file.bin": BODY}
+
+    def do_GET(self):
+        if self.path == "/short":  # promises more than it sends, then closes: a truncated transfer
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY[:1000])
+            self.close_connection = True
+            return
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_success_with_md5_and_sha256(server, tmp_path, capsys):
+    dest = tmp_path / "sub" / "file.bin"
+    download(f"{server}/file.bin", dest, md5=hashlib.md5(BODY).hexdigest(),
+             sha256=hashlib.sha256(BODY).hexdigest())
+    assert dest.read_bytes() == BODY
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["file.bin"]
+    err = capsys.readouterr().err
+    assert "100%" in err and "/s" in err and "\r" not in err  # plain lines when stderr is not a TTY
+
+
+def test_hash_mismatch_leaves_nothing(server, tmp_path):
+    with pytest.raises(DownloadError, match="MD5 .* expected 0+ "):
+        download(f"{server}/file.bin", tmp_path / "f", md5="0" * 32, progress=False)
+    with pytest.raises(DownloadError, match="SHA256"):
+        download(f"{server}/file.bin", tmp_path / "f", sha256="0" * 64, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_transfer(server, tmp_path):
+    with pytest.raises(DownloadError, match=f"truncated: got 1000 of {len(BODY)} bytes"):
+        download(f"{server}/short", tmp_path / "f", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_404(server, tmp_path):
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download(f"{server}/nothing", tmp_path / "f", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_connection_refused(tmp_path):
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DownloadError, match="could not download .*refused"):
+        download(f"http://127.0.0.1:{port}/x", tmp_path / "f", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+class FailingFile(io.BytesIO):
+    """Stands in for the temp file: the second write fails with `exc`."""
+    def __init__(self, exc):
+        super().__init__()
+        self.exc, self.calls = exc, 0
+
+    def write(self, data):
+        self.calls += 1
+        if self.calls == 2:
+            raise self.exc
+        return super().write(data)
+
+
+@pytest.mark.parametrize("exc, expected", [(OSError(errno.ENOSPC, "No space left on device"), DownloadError),
+                                           (KeyboardInterrupt(), KeyboardInterrupt)])
+def test_disk_full_and_ctrl_c_clean_up(server, tmp_path, monkeypatch, exc, expected):
+    monkeypatch.setattr(dl, "open", lambda fd, mode: FailingFile(exc), raising=False)
+    with pytest.raises(expected) as e:
+        download(f"{server}/file.bin", tmp_path / "f", progress=False)
+    if expected is DownloadError:
+        assert "No space left on device" in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_in_place_on_a_tty():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    bar = Progress(total=2_000_000, stream=stream, min_interval=0.0)
+    for done in (500_000, 1_000_000, 2_000_000):
+        bar.update(done)
+    bar.update(2_000_000, final=True)
+    out = stream.getvalue()
+    assert out.count("\r") == 4 and out.endswith("\n") and "ETA" in out and "1.9 MB / 1.9 MB (100%)" in out
+
+
+def test_get_vgg19_downloads_verifies_converts_and_keeps_only_the_converted_file(server, tmp_path, monkeypatch):
+    raw = tmp_path / "raw.h5"
+    wf.write_keras(raw, wf.random_params(seed=2))
+    body = raw.read_bytes()
+    monkeypatch.setitem(Handler.files, "/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", body)
+    monkeypatch.setattr(weights, "KERAS_URL", f"{server}/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    dest_dir = tmp_path / "cache"
+    monkeypatch.setenv("NST_NUMPY_WEIGHTS", str(dest_dir / "vgg19.h5"))
+
+    monkeypatch.setattr(weights, "KERAS_MD5", "f" * 32)  # wrong pinned hash: refused, nothing kept
+    with pytest.raises(WeightsError, match="MD5.*--weights PATH"):
+        get_vgg19(progress=False)
+    assert list(dest_dir.iterdir()) == []
+
+    monkeypatch.setattr(weights, "KERAS_MD5", hashlib.md5(body).hexdigest())
+    net = get_vgg19(pooling="max", progress=False)
+    assert net.preprocessing == CAFFE and net.pooling == "max"
+    assert [p.name for p in dest_dir.iterdir()] == ["vgg19.h5"]
+    info = read_weights(dest_dir / "vgg19.h5")[2]
+    assert info["source_name"] == "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert info["source_sha256"] == hashlib.sha256(body).hexdigest()
