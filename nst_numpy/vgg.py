@@ -7,11 +7,13 @@ conv5_4, relu5_4, pool5. The classifier layers are never needed for style transf
     acts = net.forward(x, ["relu1_1", "relu4_2"])     # {name: (H_l, W_l, C_l)}
     dx = net.backward({"relu1_1": g1, "relu4_2": g2})  # (H, W, 3)
 """
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import layers as L
+from . import winograd
 
 # (name, C_in, C_out) of the 16 conv layers, in order.
 CONV_SPECS = [
@@ -109,12 +111,18 @@ class VGG19:
                                  np.ascontiguousarray(bias.reshape(-1), self.dtype))
         self._caches = None  # [(layer name, cache)] of the last forward call, in order
         self.threads = None  # worker threads for the convolutions; None = all cores (see set_threads)
+        self._conv = None    # the WinogradConv engine, made on first use with self.threads
+        self._wino = {}      # conv name -> (U forward, U backward), see _kernels
+        self._bufs = {}      # (kind, shape) -> array reused across calls, see _buffer
 
     def set_threads(self, n):
         """Use n threads (n >= 1) for the convolutions, or None for all cores."""
         if n is not None and int(n) < 1:
             raise ValueError(f"threads must be at least 1, got {n}")
         self.threads = None if n is None else int(n)
+        if self._conv is not None:
+            self._conv.close()
+            self._conv = None
 
     @classmethod
     def from_arrays(cls, params, pooling="avg", preprocessing=CAFFE, dtype=np.float32):
@@ -141,11 +149,57 @@ class VGG19:
         return self.preprocessing.deprocess(np.asarray(x, self.dtype))
 
     # -- forward / backward -------------------------------------------------
+    #
+    # The fast path. Each conv runs as a Winograd F(4x4, 3x3) convolution
+    # (winograd.py) on a zero-padded buffer, and writes its output straight into
+    # the padded buffer the next conv reads, with the ReLU fused in when the
+    # pre-ReLU output is not requested. Buffers and transformed kernels are made
+    # once and reused by every call (and every L-BFGS iteration), so the hot path
+    # allocates almost nothing. Nothing past the deepest requested layer runs,
+    # and no weight gradient is ever formed. float64 runs the very same code.
+    # layers.py holds the readable reference each step is tested against.
+
+    def _engine(self):
+        if self._conv is None:
+            n = self.threads or len(os.sched_getaffinity(0))
+            self._conv = winograd.WinogradConv(threads=n)
+        return self._conv
+
+    def _kernels(self, name):
+        """(U forward, U backward-to-input), each (36, ., .), transformed once per network."""
+        if name not in self._wino:
+            w = self.params[name][0]
+            self._wino[name] = (winograd.transform_kernel(w, self.dtype), winograd.transform_kernel(winograd.flip_kernel(w), self.dtype))
+        return self._wino[name]
+
+    def _buffer(self, kind, shape, dtype=None):
+        """A zero-initialised array kept for reuse, one per (kind, shape)."""
+        key = (kind, shape)
+        if key not in self._bufs:
+            self._bufs[key] = np.zeros(shape, dtype or self.dtype)
+        return self._bufs[key]
+
+    @staticmethod
+    def _padded_shape(H, W, C):
+        """Winograd input buffer: whole 4x4 tiles plus the 1-pixel zero border."""
+        return (winograd.TILE * -(-H // winograd.TILE) + 2, winograd.TILE * -(-W // winograd.TILE) + 2, C)
+
+    def _conv_into(self, xp, H, W_, name, U, bias, relu, kind):
+        """Convolve padded xp (image H x W_) into a padded ``kind`` buffer; returns (buffer, view of the image)."""
+        c_out = U.shape[2]
+        out = self._buffer((kind, name), self._padded_shape(H, W_, c_out))
+        th, tw = out.shape[0] - 2, out.shape[1] - 2
+        self._engine().conv(xp, U, out[1:1 + th, 1:1 + tw], bias, relu)
+        out[1 + H:] = 0      # whole tiles overhang the image: restore the zeros the next conv needs
+        out[:, 1 + W_:] = 0
+        return out, out[1:1 + H, 1:1 + W_]
+
     def forward(self, x, layers):
         """x: (H, W, 3), already preprocessed; layers: names from LAYER_NAMES.
 
-        Returns {name: activation (H_l, W_l, C_l)} for the requested names and keeps
-        the caches that backward() needs. Stops after the deepest requested layer.
+        Returns {name: activation (H_l, W_l, C_l)} for the requested names (fresh
+        copies, safe to keep) and keeps what backward() needs. Stops after the
+        deepest requested layer.
         """
         layers = list(layers)
         unknown = [n for n in layers if n not in LAYER_NAMES]
@@ -157,18 +211,39 @@ class VGG19:
         last = max(LAYER_NAMES.index(n) for n in layers) if layers else -1
         wanted = set(layers)
         out, caches = {}, []
-        for name in LAYER_NAMES[:last + 1]:
+        H, W_ = x.shape[:2]
+        xp = self._buffer("input", self._padded_shape(H, W_, 3))
+        xp[1:1 + H, 1:1 + W_] = x
+        cur = xp[1:1 + H, 1:1 + W_]   # current activation (H, W, C), a view of the padded buffer xp
+        seq = LAYER_NAMES[:last + 1]
+        i = 0
+        while i < len(seq):
+            name = seq[i]
             if name.startswith("conv"):
-                x, cache = L.conv_forward(x, *self.params[name])
+                if xp is None:   # after a pooling layer: copy into a padded buffer
+                    xp = self._buffer(("pooled", name), self._padded_shape(*cur.shape))
+                    xp[1:1 + cur.shape[0], 1:1 + cur.shape[1]] = cur
+                fuse = i + 1 < len(seq) and name not in wanted   # conv output itself not needed
+                U = self._kernels(name)[0]
+                xp, cur = self._conv_into(xp, H, W_, name, U, self.params[name][1], fuse, "act")
+                caches.append((name, (H, W_)))
+                if fuse:         # the ReLU ran inside the conv's output transform
+                    name = seq[i + 1]
+                    caches.append((name, cur))
+                    i += 1
             elif name.startswith("relu"):
-                x, cache = L.relu_forward(x)
-            elif self.pooling == "avg":
-                x, cache = L.avgpool_forward(x)
+                act = self._buffer(("relu", name), xp.shape)
+                np.maximum(xp, 0, out=act)   # the padded border stays 0
+                xp, cur = act, act[1:1 + H, 1:1 + W_]
+                caches.append((name, cur))
             else:
-                x, cache = L.maxpool_forward(x)
-            caches.append((name, cache))
+                pool = L.avgpool_forward if self.pooling == "avg" else L.maxpool_forward
+                cur, cache = pool(cur)
+                caches.append((name, cache))
+                xp, (H, W_) = None, cur.shape[:2]
             if name in wanted:
-                out[name] = x
+                out[name] = cur.copy()   # buffers are reused by the next call
+            i += 1
         self._caches = caches
         return out
 
@@ -188,17 +263,39 @@ class VGG19:
         if not grads:
             raise ValueError("backward() needs at least one gradient")
         deepest = max(done.index(n) for n in grads)
-        dx = None
+        dx = None      # gradient w.r.t. the output of the current layer, (H_l, W_l, C_l)
+        gpad = None    # the padded buffer dx lives in, when the next step is a conv
         for name, cache in reversed(self._caches[:deepest + 1]):
             if name in grads:
                 g = np.asarray(grads[name], dtype=self.dtype)
-                dx = g.copy() if dx is None else dx + g  # sum: this activation feeds several terms
+                if dx is None:
+                    dx = g.copy()
+                else:
+                    dx += g   # sum: this activation feeds several terms; dx is our own buffer
+            if dx is None:
+                continue
             if name.startswith("conv"):
-                dx = L.conv_backward(dx, cache)
+                H, W_ = cache
+                if gpad is None:
+                    gpad = self._buffer("grad_in", self._padded_shape(H, W_, dx.shape[2]))
+                    gpad[1:1 + H, 1:1 + W_] = dx
+                U = self._kernels(name)[1]
+                th, tw = gpad.shape[0] - 2, gpad.shape[1] - 2
+                res = self._buffer("grad_out", (th, tw, U.shape[2]))
+                self._engine().conv(gpad, U, res)   # dx = conv(dout, flipped kernel), layers.conv_backward
+                dx, gpad = res[:H, :W_], None
             elif name.startswith("relu"):
-                dx = L.relu_backward(dx, cache)
+                # dL/dconv = dL/drelu where the unit was active (layers.relu_backward), written
+                # straight into the padded buffer that the conv's backward reads next.
+                H, W_, C = cache.shape
+                mask = self._buffer("mask", cache.shape, np.bool_)
+                np.greater(cache, 0, out=mask)
+                gpad = self._buffer("grad_in", self._padded_shape(H, W_, C))
+                inner = gpad[1:1 + H, 1:1 + W_]
+                np.multiply(dx, mask, out=inner)
+                dx = inner
             elif self.pooling == "avg":
                 dx = L.avgpool_backward(dx, cache)
             else:
                 dx = L.maxpool_backward(dx, cache)
-        return dx
+        return dx.copy()   # buffers are reused by the next call

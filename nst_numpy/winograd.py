@@ -1,0 +1,264 @@
+"""Fast 3x3 convolution: Winograd's minimal filtering F(4x4, 3x3), in bands, on several threads.
+
+This is the engine's hot path. ``layers.conv_forward`` (im2col + one matrix
+product) stays the readable reference; tests/test_fastconv.py compares every
+path here with it.
+
+Why it is correct (Lavin & Gray 2015, "Fast Algorithms for Convolutional Neural
+Networks", section 4; the idea is Winograd's / Toom-Cook's):
+
+1-D first. Four outputs of a 3-tap correlation, y_i = sum_k d[i + k] g[k]
+(i = 0..3), read 6 inputs d[0..5]. Think of the *convolution* of the
+polynomials g(t) (degree 2) and h(t) (degree 3): the product s(t) = g(t) h(t)
+has degree 5, so it is fixed by its values at 6 points. Evaluating both factors
+at 0, 1, -1, 2, -2 and "infinity" (the leading coefficient), multiplying the 6
+pairs and interpolating gives the convolution with only 6 multiplications
+instead of 12. The correlation we want is the transpose of that linear map, and
+transposing a product of matrices reverses it:
+
+    y = A^T [ (G g) * (B^T d) ]         (* = elementwise, 6 products)
+
+with G (6x3) evaluating g, B^T (6x6) the transposed interpolation, and A^T
+(4x6) the transposed evaluation of h. The matrices below are those of the
+paper for the points 0, +-1, +-2, inf.
+
+2-D: nesting the 1-D algorithm along rows and columns gives, for a 6x6 input
+tile d and a 3x3 kernel g, the 4x4 output tile
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A                        (Lavin & Gray, eq. 8)
+
+and summing over input channels commutes with A^T . A, so for each of the 36
+positions (p, q) of the 6x6 "Winograd domain" the channel sum is one matrix
+product:  M[p, q] = V[p, q] @ U[p, q], with V[p, q]: (tiles, C_in) the
+transformed input and U[p, q]: (C_in, C_out) the transformed kernel. That is
+36 products of 1/16 the size instead of 9 of full size: 2.25x fewer
+multiplications than the direct convolution, the speed-up that lets this beat
+a GEMM-bound library.
+
+Accuracy: the transforms multiply by up to 8 and 5, so the float32 rounding
+error is larger than the direct convolution's. Measured on VGG19-like layers
+(random He weights, 64-512 channels), the relative error (``rel_error``)
+against the float64 reference is about 1e-6, i.e. a few float32 ulps of the
+largest output; tests/test_fastconv.py bounds it by 1e-5 per layer and by
+1e-4 through the whole 16-layer network.
+
+Backward to the input: dx = conv(dout, kernel flipped in space with C_in and
+C_out swapped) (see layers.conv_backward), so the backward pass is the same
+fast forward with a second pre-transformed kernel.
+
+Work split: the image is cut into bands of tile rows. Each band is transformed,
+multiplied and transformed back while it is still in cache, so no large
+temporary exists (the 36 matrices of one band are a few MB). Bands are shared
+between worker threads; NumPy releases the GIL in matmul and in the ufuncs, and
+each thread calls a single-threaded BLAS (see threads.py), which beats letting
+OpenBLAS split each small product. Every output element is computed by exactly
+the same operations whichever thread runs its band, so results do not depend on
+the thread count at all.
+"""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from . import threads as T
+
+# Lavin & Gray 2015, F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2, inf.
+BT = np.array([[4, 0, -5, 0, 1, 0],
+               [0, -4, -4, 1, 1, 0],
+               [0, 4, -4, -1, 1, 0],
+               [0, -2, -1, 2, 1, 0],
+               [0, 2, -1, -2, 1, 0],
+               [0, 4, 0, -5, 0, 1]], dtype=np.float64)
+G = np.array([[1 / 4, 0, 0],
+              [-1 / 6, -1 / 6, -1 / 6],
+              [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6],
+              [1 / 24, -1 / 12, 1 / 6],
+              [0, 0, 1]], dtype=np.float64)
+AT = np.array([[1, 1, 1, 1, 1, 0],
+               [0, 1, -1, 2, -2, 0],
+               [0, 1, -1, 4, 4, 0],
+               [0, 1, -1, 8, -8, 1]], dtype=np.float64)
+
+TILE = 4  # output tile side (m); the input tile is TILE + 2 = 6
+
+
+def transform_kernel(w, dtype=None):
+    """U = G w G^T for every (C_in, C_out) pair.  w: (3, 3, C_in, C_out) -> U: (36, C_in, C_out).
+
+    Computed in float64 and rounded once to dtype, so the 1/6 and 1/24 of G add no error.
+    """
+    dtype = np.dtype(dtype or w.dtype)
+    u = np.einsum("pa,abio,qb->pqio", G, np.asarray(w, np.float64), G, optimize=True)  # (6, 6, C_in, C_out)
+    return np.ascontiguousarray(u.reshape(36, w.shape[2], w.shape[3]), dtype)
+
+
+def flip_kernel(w):
+    """The kernel of the backward-to-input convolution: flipped in space, C_in and C_out swapped.
+
+    w: (3, 3, C_in, C_out) -> (3, 3, C_out, C_in).
+    """
+    return w[::-1, ::-1].transpose(0, 1, 3, 2)
+
+
+def input_transform(d, out, tmp):
+    """out[p] = sum_k BT[p, k] d[k], for six equally shaped arrays d[0..5] (views allowed).
+
+    The 22 non-zeros of BT are shared between rows to need 17 passes and one temporary
+    ``tmp`` (shaped like d[k]). out: six arrays shaped like d[k] (may be strided views).
+    """
+    d0, d1, d2, d3, d4, d5 = d
+    o0, o1, o2, o3, o4, o5 = out
+    np.subtract(d4, d2, out=o3)            # t0 = d4 - d2
+    np.subtract(d0, d2, out=o0)
+    np.multiply(o0, 4, out=o0)
+    np.add(o0, o3, out=o0)                 # p0 = 4 d0 - 5 d2 + d4 = 4 (d0 - d2) + t0
+    np.subtract(d3, d1, out=o5)            # t1 = d3 - d1
+    np.multiply(o5, 2, out=tmp)
+    np.subtract(o3, tmp, out=o4)           # p4 = 2 d1 - d2 - 2 d3 + d4 = t0 - 2 t1
+    np.add(o3, tmp, out=o3)                # p3 = -2 d1 - d2 + 2 d3 + d4 = t0 + 2 t1
+    np.multiply(tmp, -2, out=tmp)          # -4 t1
+    np.subtract(d5, d3, out=o5)
+    np.add(o5, tmp, out=o5)                # p5 = 4 d1 - 5 d3 + d5 = (d5 - d3) - 4 t1
+    np.multiply(d2, 4, out=tmp)
+    np.subtract(d4, tmp, out=o2)           # t2 = d4 - 4 d2
+    np.multiply(d1, 4, out=tmp)
+    np.subtract(d3, tmp, out=tmp)          # t3 = d3 - 4 d1
+    np.add(o2, tmp, out=o1)                # p1 = -4 d1 - 4 d2 + d3 + d4 = t2 + t3
+    np.subtract(o2, tmp, out=o2)           # p2 = 4 d1 - 4 d2 - d3 + d4 = t2 - t3
+
+
+def output_transform(m, out, tmp):
+    """out[i] = sum_p AT[i, p] m[p], for six equally shaped arrays m[0..5] -> four arrays out[0..3].
+
+    tmp: four scratch arrays shaped like m[p]. 13 passes instead of 16 multiply-adds.
+    """
+    m0, m1, m2, m3, m4, m5 = m
+    y0, y1, y2, y3 = out
+    a, b, c, d = tmp
+    np.add(m1, m2, out=a)
+    np.subtract(m1, m2, out=b)
+    np.add(m3, m4, out=c)
+    np.subtract(m3, m4, out=d)
+    np.add(m0, a, out=y0)
+    np.add(y0, c, out=y0)                  # y0 = m0 + m1 + m2 + m3 + m4
+    np.multiply(c, 4, out=c)
+    np.add(a, c, out=y2)                   # y2 = (m1 + m2) + 4 (m3 + m4)
+    np.multiply(d, 2, out=d)
+    np.add(b, d, out=y1)                   # y1 = (m1 - m2) + 2 (m3 - m4)
+    np.multiply(d, 4, out=d)
+    np.add(b, d, out=y3)
+    np.add(y3, m5, out=y3)                 # y3 = (m1 - m2) + 8 (m3 - m4) + m5
+
+
+class _Scratch:
+    """One thread's buffers for one band shape, allocated once and reused every call."""
+
+    def __init__(self, nb, tw, wp, c_in, c_out, dtype):
+        t = nb * tw
+        self.R = np.empty((6, nb, wp, c_in), dtype)         # rows transformed: (p, tile row, x, c)
+        self.rtmp = np.empty((nb, wp, c_in), dtype)
+        self.V = np.empty((36, t, c_in), dtype)             # (p*6 + q, tile, c): GEMM operands
+        self.vtmp = np.empty((6, nb, tw, c_in), dtype)
+        self.M = np.empty((36, t, c_out), dtype)            # products, Winograd domain
+        self.Z = np.empty((4, 6, t, c_out), dtype)          # columns transformed back: (j, p, tile, o)
+        self.ztmp = [np.empty((6, t, c_out), dtype) for _ in range(4)]
+        self.ytmp = [np.empty((4, t, c_out), dtype) for _ in range(4)]
+
+
+class WinogradConv:
+    """3x3 'same' convolutions of padded images with pre-transformed kernels.
+
+    A padded input is (4 TH + 2, 4 TW + 2, C_in) with a zero border of one pixel
+    (and zeros past the image when H or W is not a multiple of 4); the output
+    region is (4 TH, 4 TW, C_out), of which the caller uses [:H, :W].
+
+    threads: number of worker threads (>= 1). band_bytes: target size of one
+    band's Winograd-domain matrices, which sets how many tile rows a band holds.
+    """
+
+    def __init__(self, threads=1, band_bytes=3 << 20):
+        self.threads = max(1, int(threads))
+        self.band_bytes = band_bytes
+        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self._local = threading.local()
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _scratch(self, key):
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = {}
+        if key not in cache:
+            cache[key] = _Scratch(*key)
+        return cache[key]
+
+    def _band_rows(self, th, tw, c_in, c_out):
+        """Tile rows per band: about band_bytes of V and M, at least 1, and enough bands for every thread."""
+        per_row = 36 * tw * (c_in + c_out) * 4
+        nb = max(1, min(th, self.band_bytes // per_row))
+        nb = min(nb, -(-th // self.threads))   # ceil(th / threads): no thread idle
+        return nb
+
+    def conv(self, xp, U, out, bias=None, relu=False):
+        """out = conv3x3(xp) [+ bias] [then max(., 0)], tile by tile.
+
+        xp: (4 TH + 2, 4 TW + 2, C_in) zero-padded input; U: (36, C_in, C_out) from
+        transform_kernel; out: (4 TH, 4 TW, C_out) array or view, overwritten.
+        """
+        th, tw = (xp.shape[0] - 2) // TILE, (xp.shape[1] - 2) // TILE
+        c_in, c_out = U.shape[1], U.shape[2]
+        assert out.shape == (TILE * th, TILE * tw, c_out), (out.shape, xp.shape, U.shape)
+        nb = self._band_rows(th, tw, c_in, c_out)
+        bands = [(r, min(r + nb, th)) for r in range(0, th, nb)]
+        key = (nb, tw, xp.shape[1], c_in, c_out, xp.dtype)
+
+        def run(band):
+            self._band(xp, U, out, bias, relu, band[0], band[1], self._scratch(key))
+
+        if self._pool is None or len(bands) == 1:
+            for band in bands:
+                run(band)
+        else:
+            with T.blas_threads(1):
+                list(self._pool.map(run, bands))
+        return out
+
+    @staticmethod
+    def _band(xp, U, out, bias, relu, r0, r1, s):
+        """Tile rows r0..r1 of the convolution, with the buffers of Scratch s."""
+        nb = r1 - r0
+        tw = (xp.shape[1] - 2) // TILE
+        t = nb * tw
+        c_in, c_out = U.shape[1], U.shape[2]
+        # 1) B^T d B. Rows first: R[p] = sum_k BT[p, k] * (input rows 4 i + k of every tile row i).
+        rows = [xp[TILE * r0 + k: TILE * r1 + k: TILE] for k in range(6)]       # (nb, Wp, C_in) each
+        R = s.R[:, :nb]
+        input_transform(rows, list(R), s.rtmp[:nb])
+        #    then columns, for all six p at once: V[p, q] = sum_k BT[q, k] R[p][:, 4 j + k].
+        V = s.V[:, :t].reshape(6, 6, nb, tw, c_in)
+        cols = [R[:, :, k: k + TILE * tw: TILE] for k in range(6)]               # (6, nb, TW, C_in) each
+        input_transform(cols, [V[:, q] for q in range(6)], s.vtmp[:, :nb])
+        # 2) The 36 channel sums, one matrix product each: (t, C_in) @ (C_in, C_out).
+        M = np.matmul(s.V[:, :t], U, out=s.M[:, :t])                              # (36, t, C_out)
+        if bias is not None:
+            M[1 * 6 + 1] += bias   # AT[:, 1] is all ones, so M[1, 1] reaches every output once
+        # 3) A^T M A. Columns first (all p at once): Z[j, p] = sum_q AT[j, q] M[p, q].
+        M6 = M.reshape(6, 6, t, c_out)
+        Z = s.Z[:, :, :t]
+        output_transform([M6[:, q] for q in range(6)], list(Z), [a[:, :t] for a in s.ztmp])
+        #    then rows, straight into the output: Y[i][j] = sum_p AT[i, p] Z[j, p].
+        Z5 = Z.reshape(TILE, 6, nb, tw, c_out)
+        ys = []
+        for i in range(TILE):
+            rows_i = out[TILE * r0 + i: TILE * r1: TILE]                        # (nb, 4 TW, C_out)
+            # copy=False: a view or an error, never a silent copy that would drop the result
+            ys.append(np.reshape(rows_i, (nb, tw, TILE, c_out), copy=False).transpose(2, 0, 1, 3))  # (j, nb, TW, C_out)
+        ytmp = [a[:, :t].reshape(TILE, nb, tw, c_out) for a in s.ytmp]
+        output_transform([Z5[:, p] for p in range(6)], ys, ytmp)
+        if relu:
+            for y in ys:
+                np.maximum(y, 0, out=y)
