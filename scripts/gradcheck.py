@@ -13,11 +13,6 @@ import os
 import sys
 import time
 
-# The matrices here are tiny: BLAS threads only add overhead, and on a busy
-# machine they can spin and make the run 50x slower. Must be set before numpy loads.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
 # Run from a clone without installing: put the repository root on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -1,0 +1,98 @@
+"""Figure 1 of Gatys et al.: reconstruct an image from single layers of VGG19 (content) and from
+the Gram matrices of growing sets of layers (style), and save all of it as one labelled grid.
+
+    python scripts/reconstruct.py                              # built-in samples, default weights
+    python scripts/reconstruct.py --content photo.jpg --style painting.jpg --size 192 --iterations 200
+    python scripts/reconstruct.py --weights random             # no weights needed: shows the pipeline only
+
+Each of the 10 cells starts from white noise and runs L-BFGS on one objective (see
+nst_numpy/reconstruct.py and docs/guide.md, section 10). Bad input: a one-line error, exit status 2.
+"""
+import argparse
+import os
+import sys
+import time
+
+# Run from a clone without installing: put the repository root on the path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from nst_numpy import VGG19  # noqa: E402
+from nst_numpy.image import MIN_SIDE, check_output_path, fit_size, load_image, resize, save_image  # noqa: E402
+from nst_numpy.reconstruct import figure1  # noqa: E402
+from nst_numpy.samples import landscape, swirls  # noqa: E402
+from nst_numpy.weights import WeightsError, get_vgg19  # noqa: E402
+
+RANDOM_NOTE = "random weights: shows the pipeline, not the real Figure 1"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--content", help="content image (default: the built-in landscape sample)")
+    p.add_argument("--style", help="style image (default: the built-in swirls sample)")
+    p.add_argument("--size", type=int, default=128, help="longest side of each cell, in pixels (default 128)")
+    p.add_argument("--iterations", type=int, default=100, help="L-BFGS iterations per cell (default 100)")
+    p.add_argument("--weights", help="VGG19 weight file, or 'random' for a random network "
+                                     "(default: the converted file in weights/)")
+    p.add_argument("--pooling", choices=("avg", "max"), default="avg", help="pooling (default avg, as Gatys et al.)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the starting noise (and of --weights random)")
+    p.add_argument("--output", default="figure1.png", help="output image (default figure1.png)")
+    return p.parse_args(argv)
+
+
+def load_network(weights, pooling, seed):
+    """--weights value -> (VGG19, description for the figure's title)."""
+    if weights == "random":
+        return VGG19.random(seed=seed, pooling=pooling), RANDOM_NOTE
+    try:
+        net = get_vgg19(weights, pooling=pooling, download=False)
+    except WeightsError as e:
+        raise WeightsError(f"{e} Or try --weights random to see the pipeline run.") from None
+    return net, f"VGG19 weights: {os.path.basename(weights) if weights else 'default'}"
+
+
+def input_image(path, sample, size):
+    """RGB float32 (H, W, 3) in 0..255 with longest side `size`: the file at path, else the drawn sample."""
+    if path is None:
+        return sample(*fit_size((384, 512) if sample is landscape else (384, 384), size))
+    rgb = load_image(path, max_side=size)
+    return resize(rgb, fit_size(rgb.shape, size))
+
+
+def main(argv=None):
+    """Returns the exit status: 0 on success, 2 on bad input (message on stderr)."""
+    args = parse_args(argv)
+    try:
+        if args.iterations < 1:
+            raise ValueError(f"--iterations must be at least 1, got {args.iterations}")
+        if args.size < MIN_SIDE:
+            raise ValueError(f"--size must be at least {MIN_SIDE} (the network needs {MIN_SIDE} px per side)")
+        check_output_path(args.output)
+        content = input_image(args.content, landscape, args.size)
+        style = input_image(args.style, swirls, args.size)
+        if min(content.shape[:2]) < MIN_SIDE or min(style.shape[:2]) < MIN_SIDE:
+            raise ValueError(f"at --size {args.size} an image's short side is under {MIN_SIDE} px; raise --size")
+        net, title = load_network(args.weights, args.pooling, args.seed)
+        start = time.perf_counter()
+
+        def progress(message):
+            print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr)
+
+        image = figure1(net, content, style, args.iterations, args.seed, title=title, progress=progress)
+        save_image(args.output, np.asarray(image, np.float32),
+                   text={"nst_numpy": "scripts/reconstruct.py", "title": title,
+                         "arguments": " ".join(sys.argv[1:] if argv is None else argv)})
+    except (ValueError, WeightsError) as e:  # ImageError is a ValueError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing written", file=sys.stderr)
+        return 130
+    print(f"wrote {args.output} ({image.size[0]}x{image.size[1]} px)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
