@@ -375,7 +375,8 @@ def mean_activations(net, images):
     images: list of RGB (H, W, 3) arrays in 0..255. Returns {"relu1_1": (64,), ...} in float64.
     Computed with average pooling, as Gatys et al. did.
     """
-    avg = VGG19.from_arrays(net.params, pooling="avg", preprocessing=net.preprocessing, dtype=net.dtype)
+    avg = net if net.pooling == "avg" else VGG19.from_arrays(net.params, pooling="avg",
+                                                             preprocessing=net.preprocessing, dtype=net.dtype)
     relus = ["relu" + n[4:] for n in CONV_NAMES]
     sums = {r: 0.0 for r in relus}
     for rgb in images:

@@ -143,27 +143,32 @@ def _margin(layer):
 
 def test_cross_check_keras_torchvision_matconvnet_same_activations(files, params, tmp_path):
     # Keras and MatConvNet files from the module fixture; a torch file of the equivalent weights,
-    # computed and stored in float64 (DoubleStorage) so the comparison can be tight.
+    # computed and stored in float64 (DoubleStorage). The nets run in float32, as real runs do.
     params64 = {n: tuple(np.asarray(a, np.float64) for a in p) for n, p in params.items()}
     wf.write_torch_legacy(tmp_path / "t.pth", wf.torch_state_dict(_torchvision_equivalent(params64)))
-    nets = {fmt: load_vgg19(f, pooling="max", dtype=np.float64)
+    nets = {fmt: load_vgg19(f, pooling="max", dtype=np.float32)
             for fmt, f in (("keras", files["keras"]), ("torch", tmp_path / "t.pth"), ("mat", files["mat_new"]))}
     rng = np.random.default_rng(1)
     rgb = np.clip(128 + 60 * rng.standard_normal((64, 64, 3)).cumsum(axis=1) / 10, 0, 255)
-    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    # The sources differ only in conv1_1 and the preprocessing; the deeper layers are the same arrays.
+    # (Forward stops at relu3_1: beyond it, a 64 px image has no pixels the torch padding cannot reach,
+    # and each net transforms only the kernels it uses, which keeps this test fast.)
+    for name in CONV_NAMES[1:]:
+        for fmt in ("torch", "mat"):
+            assert rel_error(nets[fmt].params[name][0], nets["keras"].params[name][0]) < 1e-7, (fmt, name)
+    layers = ["relu1_1", "relu2_1", "relu3_1"]
     acts = {fmt: net.forward(net.preprocess(rgb), layers) for fmt, net in nets.items()}
     for layer in layers:
         a = acts["keras"][layer]
         # MatConvNet differs only in channel order and mean order: identical everywhere.
-        assert rel_error(acts["mat"][layer], a) < 1e-10, layer
+        assert rel_error(acts["mat"][layer], a) < 1e-5, layer
         # Torchvision's mean differs from Caffe's, so the zero padding means a different pixel:
         # equal away from the border that padding reaches.
         m = _margin(layer)
-        if 2 * m < a.shape[0]:
-            inner = (slice(m, a.shape[0] - m), slice(m, a.shape[1] - m))
-            assert rel_error(acts["torch"][layer][inner], a[inner]) < 1e-10, layer
+        inner = (slice(m, a.shape[0] - m), slice(m, a.shape[1] - m))
+        assert rel_error(acts["torch"][layer][inner], a[inner]) < 1e-5, layer
     # negative control: the border does differ, so the interior comparison is a real restriction
-    assert rel_error(acts["torch"]["relu1_1"], acts["keras"]["relu1_1"]) > 1e-6
+    assert rel_error(acts["torch"]["relu1_1"], acts["keras"]["relu1_1"]) > 1e-3
 
 
 # ---------------------------------------------------------------------------

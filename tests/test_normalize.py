@@ -1,0 +1,108 @@
+"""Gatys et al.'s normalised VGG19: mean activations become 1, features are unchanged up to per-channel scales."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_numpy.vgg import CONV_NAMES, TORCHVISION, VGG19
+from nst_numpy.weights import (WeightsError, load_images, mean_activations, normalize_vgg19, read_weights,
+                               save_converted)
+
+REPO = Path(__file__).resolve().parent.parent
+RELUS = ["relu" + n[4:] for n in CONV_NAMES]
+
+
+def make_images(seed=0, n=2, size=32):
+    """Smooth random RGB images in 0..255 (cumulative noise, so neighbouring pixels correlate like a photo)."""
+    rng = np.random.default_rng(seed)
+    return [np.clip(128 + 8 * rng.standard_normal((size, size, 3)).cumsum(0).cumsum(1) / size, 0, 255)
+            for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def case():
+    """A float32 net (as real runs) with one dead filter, normalised once for all tests here.
+
+    Filter 5 of conv1_1 never fires: zero kernel, negative bias. (Each new network transforms its
+    kernels on first use, so the module builds only two.)
+    """
+    net = VGG19.random(seed=4, pooling="avg", dtype=np.float32)
+    k, b = (a.copy() for a in net.params["conv1_1"])
+    k[..., 5], b[5] = 0.0, -1.0
+    net = VGG19.from_arrays(dict(net.params, conv1_1=(k, b)), pooling="avg", dtype=np.float32)
+    images = make_images()
+    before = mean_activations(net, images)
+    normed = normalize_vgg19(net, images)
+    return net, images, before, normed, mean_activations(normed, images)
+
+
+def test_mean_activations_become_one_and_features_only_rescale(case):
+    net, images, before, normed, after = case
+    assert normed.pooling == "avg" and normed.dtype == np.float32
+    for r in RELUS:
+        # float32: a channel that barely fires (mean < 1e-3 of the layer's largest) is mostly float32
+        # rounding noise after a 1000x rescale, so the tight check covers the others, at least half.
+        firing = before[r] > 1e-3 * before[r].max()
+        assert firing.mean() > 0.5, r
+        np.testing.assert_allclose(after[r][firing], 1.0, rtol=1e-3, err_msg=r)
+        assert np.all(after[r][before[r] > 0] > 0), r
+    # same features up to a positive per-channel scale
+    for rgb in images:
+        a = net.forward(net.preprocess(rgb), RELUS)
+        b = normed.forward(normed.preprocess(rgb), RELUS)
+        for r in RELUS:
+            scale = np.where(before[r] > 0, before[r], 1.0)
+            np.testing.assert_allclose(b[r] * scale, a[r], rtol=1e-3, atol=1e-5 * np.abs(a[r]).max(), err_msg=r)
+    # negative control: the raw activations do differ (the scales are not all 1)
+    assert not np.allclose(before["relu3_1"], 1.0, rtol=1e-2)
+
+
+def test_dead_filters_are_left_unscaled(case):
+    net, _, before, normed, _ = case
+    assert 5 in normed.dead_filters["relu1_1"]
+    k, b = normed.params["conv1_1"]
+    assert np.all(np.isfinite(k)) and np.all(np.isfinite(b)) and b[5] == -1.0
+    # the next layer's input weights for the dead channel are not multiplied, only divided by conv1_2's own scales
+    s12 = np.where(before["relu1_2"] > 0, before["relu1_2"], 1.0)
+    np.testing.assert_allclose(normed.params["conv1_2"][0][:, :, 5, :] * s12, net.params["conv1_2"][0][:, :, 5, :],
+                               rtol=1e-6)
+    with pytest.raises(WeightsError, match="at least one image"):
+        normalize_vgg19(net, [])
+
+
+def test_load_images_converts_modes_and_resizes(tmp_path):
+    Image.fromarray(np.zeros((40, 80), np.uint8), "L").save(tmp_path / "grey.png")
+    Image.fromarray(np.zeros((20, 10, 4), np.uint8), "RGBA").save(tmp_path / "rgba.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    images = load_images(tmp_path, max_side=32)
+    assert [im.shape for im in images] == [(16, 32, 3), (20, 10, 3)]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsError, match="no readable images"):
+        load_images(tmp_path / "empty")
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_images(tmp_path / "absent")
+
+
+def test_normalize_script_writes_a_normalised_file(tmp_path):
+    net = VGG19.random(seed=1, preprocessing=TORCHVISION)
+    src = tmp_path / "vgg19.h5"
+    save_converted(net, src, TORCHVISION, "vgg19-dcbb9e9d.pth", "cd" * 32)
+    img_dir = tmp_path / "images"
+    img_dir.mkdir()
+    for i, rgb in enumerate(make_images(seed=2, n=2, size=48)):
+        Image.fromarray(rgb.astype(np.uint8)).save(img_dir / f"{i}.png")
+    out = tmp_path / "normalized.h5"
+    cmd = [sys.executable, str(REPO / "scripts" / "normalize_weights.py"), "--images", str(img_dir),
+           "-o", str(out), "--weights", str(src), "--size", "32"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    params, prep, info = read_weights(out)
+    assert info["normalized"] is True and info["source_name"] == "vgg19-dcbb9e9d.pth" and prep == TORCHVISION
+    assert not np.allclose(params["conv2_1"][0], net.params["conv2_1"][0])
+    # normalising a normalised file is refused with one line and exit 2
+    r = subprocess.run(cmd[:5] + [str(tmp_path / "again.h5"), "--weights", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and "already normalised" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "again.h5").exists()
