@@ -56,10 +56,10 @@ class _StorageType:
 
 class _StorageRef:
     """What persistent_load returns: which raw storage a tensor reads, and its element dtype."""
-    __slots__ = ("dtype", "key", "numel", "view")
+    __slots__ = ("dtype", "key", "numel")
 
-    def __init__(self, dtype, key, numel, view=None):
-        self.dtype, self.key, self.numel, self.view = dtype, key, numel, view
+    def __init__(self, dtype, key, numel):
+        self.dtype, self.key, self.numel = dtype, key, numel
 
     def __setstate__(self, state):
         raise TorchFormatError("unexpected BUILD on a storage")
@@ -116,14 +116,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
             raise TorchFormatError(f"unexpected persistent id {pid!r:.80}")
         storage_type, key, _location, numel = pid[1:5]
-        view = pid[5] if len(pid) == 6 else None
         if not (isinstance(storage_type, _StorageType) and isinstance(key, str) and isinstance(numel, int)):
             raise TorchFormatError(f"unexpected storage id {pid!r:.80}")
-        if view is not None:
-            view_ok = isinstance(view, tuple) and len(view) == 3 and all(isinstance(v, int) for v in view[1:])
-            if not view_ok:
-                raise TorchFormatError(f"unexpected storage view {view!r:.80}")
-        return _StorageRef(storage_type.dtype, key, numel, view)
+        if len(pid) == 6 and pid[5] is not None:  # a view into a shared storage: state dicts never need it
+            raise TorchFormatError("storage views (view_metadata) are not supported")
+        return _StorageRef(storage_type.dtype, key, numel)
 
 
 def _unpickle(fileobj):
@@ -144,9 +141,6 @@ def _materialise(obj, storages):
         if not isinstance(t, _TensorRef):
             continue  # e.g. non-tensor metadata; a VGG state dict holds only tensors
         flat = storages[t.storage.key]
-        if t.storage.view is not None:  # legacy: a view (view_key, offset, numel) into a bigger storage
-            _, start, numel = t.storage.view
-            flat = flat[start:start + numel]
         extent = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride)) + 1 if all(t.size) else 0
         if extent > flat.size:
             raise TorchFormatError(f"tensor {key!r} reads past the end of its storage")
@@ -199,7 +193,7 @@ def _read_legacy(path):
             if key not in refs:
                 raise TorchFormatError(f"storage {key!r} is listed but no tensor uses it")
             ref = refs[key]
-            if numel != ref.numel and ref.view is None:
+            if numel != ref.numel:
                 raise TorchFormatError(f"storage {key!r}: {numel} elements on disk, {ref.numel} expected")
             storages[key] = _frombuffer(f.read(numel * ref.dtype.itemsize), ref, key, numel)
     missing = set(refs) - set(storages)

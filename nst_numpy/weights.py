@@ -66,8 +66,7 @@ def detect_format(path):
             with h5py.File(path, "r") as f:
                 if f.attrs.get("format") == FORMAT_NAME:
                     return "converted"
-                group = f["model_weights"] if "model_weights" in f else f  # a whole saved Keras model
-                if "layer_names" in group.attrs or "layer_names0" in group.attrs:
+                if "layer_names" in f.attrs or "layer_names0" in f.attrs:
                     return "keras"
         except OSError as e:
             raise WeightsError(f"{path}: unreadable HDF5 file ({e})") from None
@@ -145,8 +144,7 @@ def _string_list_attr(group, name):
 
 
 def _read_keras(path):
-    with h5py.File(path, "r") as f:
-        root = f["model_weights"] if "model_weights" in f else f
+    with h5py.File(path, "r") as root:
         weighted = []  # (layer name, [arrays]) in network order, layers with weights only
         for layer in _string_list_attr(root, "layer_names"):
             if layer not in root:
@@ -192,26 +190,20 @@ def _read_matconvnet(path):
             raise WeightsError(f"{path}: 'layers' does not hold MatConvNet layer structs")
         if getattr(layer, "type", "conv") != "conv":
             continue
-        if "weights" in fields:  # both known versions name the (kernel, bias) pair 'weights'
-            pair = np.atleast_1d(layer.weights)
-            if len(pair) != 2:
-                raise WeightsError(f"{path}: conv layer {getattr(layer, 'name', '?')} has {len(pair)} weight arrays")
-            kernel, bias = pair
-        elif "filters" in fields and "biases" in fields:  # the oldest MatConvNet layout
-            kernel, bias = layer.filters, layer.biases
-        else:
-            raise WeightsError(f"{path}: conv layer struct with fields {fields}: no 'weights' or 'filters'")
+        # Both known versions name the fields (by name, whatever their position): read them by name.
+        if "weights" not in fields or "name" not in fields:
+            raise WeightsError(f"{path}: conv layer struct with fields {fields}: expected 'name' and 'weights'")
+        pair = np.atleast_1d(layer.weights)
+        if len(pair) != 2:
+            raise WeightsError(f"{path}: conv layer {layer.name} has {len(pair)} weight arrays, expected 2")
+        kernel, bias = pair
         # MatConvNet's kernel is (H, W, C_in, C_out): its Caffe importer transposes Caffe's (O, I, H, W)
         # fully and then swaps the first two axes back, so no spatial transpose is needed here.
-        convs.append((getattr(layer, "name", None), np.asarray(kernel), np.asarray(bias).reshape(-1)))
-    names = [c[0] for c in convs]
-    if all(n in names for n in CONV_NAMES):
-        params = {n: (k, b) for n, k, b in convs if n in SHAPES}
-    else:
-        missing = [n for n in CONV_NAMES if n not in names]
-        if len(convs) < len(CONV_NAMES) or any(n is not None for n in names[:len(CONV_NAMES)]):
-            raise WeightsError(f"{path}: missing layer(s) {', '.join(missing)} in this MatConvNet file")
-        params = {n: (k, b) for n, (_, k, b) in zip(CONV_NAMES, convs)}
+        convs.append((str(layer.name), np.asarray(kernel), np.asarray(bias).reshape(-1)))
+    params = {n: (k, b) for n, k, b in convs if n in SHAPES}
+    missing = [n for n in CONV_NAMES if n not in params]
+    if missing:
+        raise WeightsError(f"{path}: missing layer(s) {', '.join(missing)} in this MatConvNet file")
     return params, _matconvnet_preprocessing(data, path), {"normalized": False}
 
 

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 import weight_fixtures as wf
+from nst_numpy import weights as weights_module
 from nst_numpy.gradcheck import rel_error
 from nst_numpy.vgg import CAFFE, CONV_NAMES, LAYER_NAMES, TORCHVISION, VGG19
 from nst_numpy.weights import (WeightsError, default_weights_path, detect_format, file_sha256, get_vgg19,
-                               load_vgg19, read_weights, save_converted)
+                               keras_layer_name, load_vgg19, read_weights, save_converted)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,6 +71,17 @@ def test_keras_round_trip(files, params):
         assert info["source_sha256"] == file_sha256(files[which])
 
 
+def test_keras_read_by_order_when_layer_names_differ(params, tmp_path):
+    """Keras loads these files by order; a model saved with other layer names still loads."""
+    rename = {keras_layer_name(n): f"conv2d_{i + 1}" for i, n in enumerate(CONV_NAMES)}
+    wf.write_keras(tmp_path / "renamed.h5", params, rename=rename)
+    assert_params_equal(read_weights(tmp_path / "renamed.h5")[0], params)
+    # ... but only if the order fits VGG19: with a layer left out, the shapes no longer line up
+    wf.write_keras(tmp_path / "short.h5", params, rename=rename, skip=("conv2_1",))
+    with pytest.raises(WeightsError, match="missing layer"):
+        load_vgg19(tmp_path / "short.h5")
+
+
 def test_matconvnet_round_trip_both_versions(files, params):
     for which in ("mat_new", "mat_old"):
         got, prep, _ = read_weights(files[which])
@@ -110,6 +122,17 @@ def test_save_converted_accepts_a_net_and_records_normalized(tmp_path, params):
     loaded = load_vgg19(tmp_path / "n.h5", pooling="max", dtype=np.float64)
     assert loaded.pooling == "max" and loaded.dtype == np.float64 and loaded.preprocessing == TORCHVISION
     assert read_weights(tmp_path / "n.h5")[2]["normalized"] is True
+
+
+def test_save_converted_disk_full_leaves_nothing(params, tmp_path, monkeypatch):
+    class FullDisk(h5py.File):
+        def create_group(self, name):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(weights_module.h5py, "File", FullDisk)
+    with pytest.raises(WeightsError, match="cannot write .*No space left on device"):
+        save_converted(params, tmp_path / "out.h5", CAFFE, "k.h5", "0" * 64)
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------
@@ -185,6 +208,9 @@ def test_not_a_weight_file(tmp_path):
         load_vgg19(tmp_path / "other.h5")
     with pytest.raises(WeightsError, match="does not exist.*--weights PATH"):
         load_vgg19(tmp_path / "absent.h5")
+    (tmp_path / "v73.mat").write_bytes(b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(512, b" "))
+    with pytest.raises(WeightsError, match="v7.3 .*save -v7"):
+        load_vgg19(tmp_path / "v73.mat")
 
 
 @pytest.mark.parametrize("which", ["keras", "mat_new", "pth_zip", "pth_legacy"])

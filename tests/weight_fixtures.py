@@ -49,27 +49,30 @@ def _set_string_list(group, name, values, chunks=1):
             group.attrs[f"{name}{i}"] = part
 
 
-def write_keras(path, params, style="legacy", chunks=1, skip=(), shapes=None):
+def write_keras(path, params, style="legacy", chunks=1, skip=(), shapes=None, rename=None):
     """Keras weights file. style "legacy": block1_conv1_W_1:0 (the notop file); "keras2": kernel:0
-    in a sub-group. skip: paper names to leave out entirely; shapes: {name: kernel shape} to corrupt."""
+    in a sub-group. skip: paper names to leave out entirely; shapes: {name: kernel shape} to corrupt;
+    rename: {Keras layer name: other name}, as a model built with other layer names would save."""
+    rename = rename or {}
     with h5py.File(path, "w") as f:
         layers = [n for n in keras_layer_list() if n not in {keras_layer_name(s) for s in skip}]
-        _set_string_list(f, "layer_names", layers, chunks)
+        _set_string_list(f, "layer_names", [rename.get(n, n) for n in layers], chunks)
         f.attrs["backend"] = b"tensorflow"
         f.attrs["keras_version"] = b"2.0.8"
         by_keras = {keras_layer_name(n): n for n in CONV_NAMES}
         for layer in layers:
-            g = f.create_group(layer)
+            g = f.create_group(rename.get(layer, layer))
             if layer not in by_keras:
                 _set_string_list(g, "weight_names", [])
                 continue
             kernel, bias = params[by_keras[layer]]
             if shapes and by_keras[layer] in shapes:
                 kernel = np.zeros(shapes[by_keras[layer]], np.float32)
+            saved = rename.get(layer, layer)
             if style == "legacy":
-                names = [f"{layer}_W_1:0", f"{layer}_b_1:0"]
+                names = [f"{saved}_W_1:0", f"{saved}_b_1:0"]
             else:
-                names = [f"{layer}/kernel:0", f"{layer}/bias:0"]
+                names = [f"{saved}/kernel:0", f"{saved}/bias:0"]
             _set_string_list(g, "weight_names", names)
             g.create_dataset(names[0], data=kernel)
             g.create_dataset(names[1], data=bias)
