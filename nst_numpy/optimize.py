@@ -9,9 +9,17 @@ so the optimiser works directly on what the first conv sees; pixel bounds and th
 TV term are mapped through net.preprocessing, so they mean the same for every
 channel order, scale and std.
 """
-import numpy as np
+import time
+from dataclasses import dataclass
+from typing import Callable
 
+import numpy as np
+from PIL import Image
+from scipy.optimize import Bounds, minimize
+
+from .image import MIN_SIDE, fit_size, luminance, match_luminance, resize, transfer_colors, with_luminance_of
 from .losses import content_loss, gram_matrix, style_layer_loss, tv_loss
+from .vgg import CONV_SPECS
 
 
 def pixel_bounds(net):
@@ -53,6 +61,7 @@ class Objective:
         # Content targets P^l and their weights alpha / n_c / Z_c.
         self.P, self.content_w = {}, {}
         if content is not None:
+            _drop_buffers(net)
             acts = net.forward(np.asarray(content, dt), self.content_layers)
             for name in self.content_layers:
                 P = acts[name].copy()
@@ -63,11 +72,12 @@ class Objective:
         # Style targets A^l: the blend of the style images' Gram matrices. A Gram matrix
         # sums over positions, so a style image with M_s positions at a layer is rescaled
         # by M / M_s to the output's M positions (the paper assumes equal sizes).
-        sizes = _layer_sizes(net, self.shape, self.style_layers)
+        sizes = _layer_sizes(self.shape, self.style_layers)
         self.A = {name: np.zeros((sizes[name][1],) * 2, np.float64) for name in self.style_layers}
         for (img, _), b in zip(styles, blend):
             if b == 0:
                 continue
+            _drop_buffers(net)
             acts = net.forward(np.asarray(img, dt), self.style_layers)
             for name in self.style_layers:
                 F = acts[name]
@@ -84,6 +94,7 @@ class Objective:
             self.style_w[name] = config.style_weight * w / max(z, 1e-30)
 
         # TV on the image in 0..1 RGB units: network value / (pixel_step * 255), per channel.
+        _drop_buffers(net)
         self.tv_scale = 1.0 / (net.preprocessing.pixel_step() * 255.0)  # (3,), network channel order
         self.tv_w = config.tv_weight / (self.shape[0] * self.shape[1])
         self.parts = {}
@@ -117,11 +128,29 @@ class Objective:
         return loss, dx.astype(np.float64).reshape(-1)
 
 
-def _layer_sizes(net, shape, layers):
-    """{name: (M, N)} positions and channels of each layer for an input of the given shape."""
-    probe = np.zeros((shape[0], shape[1], 3), net.dtype)
-    acts = net.forward(probe, layers)
-    return {n: (a.shape[0] * a.shape[1], a.shape[2]) for n, a in acts.items()}
+def _drop_buffers(net):
+    """Workaround: vgg.py reuses padded buffers keyed by their (tile-rounded) shape and does not
+    re-zero their border, so after a forward pass on a larger image with the same rounded shape
+    (e.g. 32 px then 16 px), stale values leak into the next one's deep layers. The targets use
+    other sizes than the image being optimised, so each target and the evaluations get fresh buffers.
+    """
+    bufs = getattr(net, "_bufs", None)
+    if isinstance(bufs, dict):
+        bufs.clear()
+
+
+def _layer_sizes(shape, layers):
+    """{name: (M, N)}: positions and channels of each layer for an input of shape (H, W, ...).
+
+    Convolutions keep the size (3x3, padding 1); each 2x2 pooling halves it, rounding down.
+    """
+    channels = {int(n[4]): c_out for n, _, c_out in CONV_SPECS}  # block -> its width (all convs in a block agree)
+    sizes = {}
+    for name in layers:
+        block = int(name[4])
+        pools = block if name.startswith("pool") else block - 1  # poolings up to and including this layer
+        sizes[name] = ((shape[0] // 2 ** pools) * (shape[1] // 2 ** pools), channels[block])
+    return sizes
 
 
 def make_objective(net, content, styles, config, shape=None):
@@ -140,3 +169,246 @@ def make_objective(net, content, styles, config, shape=None):
     (per channel) and A_l = f.A[l]: see config.py for how they follow from alpha, beta, gamma.
     """
     return Objective(net, content, styles, config, shape=shape)
+
+
+# ---------------------------------------------------------------------------
+# Optimisers
+# ---------------------------------------------------------------------------
+
+class Interrupted(Exception):
+    """Raised by stylize on Ctrl-C; .rgb is the best image so far (H, W, 3), .iteration how far it got."""
+
+    def __init__(self, rgb, iteration):
+        super().__init__(f"interrupted at iteration {iteration}")
+        self.rgb = rgb
+        self.iteration = iteration
+
+
+class _Tracker:
+    """Wraps an objective: remembers the lowest-loss point evaluated (for Ctrl-C and the result)."""
+
+    def __init__(self, f):
+        self.f = f
+        self.best_loss = np.inf
+        self.best_x = None
+        self.last = (np.inf, {})
+
+    def __call__(self, x):
+        loss, grad = self.f(x)
+        if not np.isfinite(loss):
+            raise FloatingPointError("the loss became NaN or infinite")
+        self.last = (loss, dict(self.f.parts))
+        if loss < self.best_loss:
+            self.best_loss, self.best_x = loss, np.array(x, np.float64, copy=True)
+        return loss, grad
+
+
+def run_lbfgs(f, x0, lo, hi, iterations, on_iteration):
+    """scipy L-BFGS-B with box bounds lo <= x <= hi (flat float64 arrays). on_iteration(i) after each step."""
+    count = [0]
+
+    def step(_xk):
+        count[0] += 1
+        on_iteration(count[0])
+
+    # ftol = gtol = 0: run the full iteration budget rather than stopping on a flat stretch;
+    # maxfun leaves room for line searches (about 1.1 evaluations per iteration in practice).
+    minimize(f, x0, jac=True, method="L-BFGS-B", bounds=Bounds(lo, hi),
+             callback=step, options={"maxiter": iterations, "maxfun": 2 * iterations + 20, "ftol": 0.0,
+                                     "gtol": 0.0, "maxcor": 20})
+
+
+def run_adam(f, x0, lo, hi, iterations, lr, on_iteration, beta1=0.9, beta2=0.999, eps=1e-8):
+    """Adam (Kingma & Ba 2015) with projection onto lo <= x <= hi. lr: per-element step sizes (flat)."""
+    x = x0.copy()
+    m = np.zeros_like(x)
+    v = np.zeros_like(x)
+    for t in range(1, iterations + 1):
+        _, g = f(x)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        m_hat = m / (1 - beta1 ** t)
+        v_hat = v / (1 - beta2 ** t)
+        x = np.clip(x - lr * m_hat / (np.sqrt(v_hat) + eps), lo, hi)
+        on_iteration(t)
+    f(x)  # score the final point too, so the tracker can return it
+
+
+# ---------------------------------------------------------------------------
+# The whole run: colour handling, coarse-to-fine scales, optimiser, bounds
+# ---------------------------------------------------------------------------
+
+@dataclass
+class State:
+    """What a stylize callback sees after each iteration."""
+    scale: int            # 1-based index of the current scale
+    n_scales: int         # number of scales in this run
+    size: tuple           # (H, W) at the current scale
+    iteration: int        # iteration within the current scale, 1-based
+    iterations: int       # iterations per scale
+    step: int             # iterations done so far over all scales
+    loss: float           # total loss of the last evaluation
+    parts: dict           # its content / style / tv terms
+    work_done: float      # iterations weighted by pixels, for rates and ETAs
+    work_total: float
+    image: Callable       # image() -> the current RGB result (H, W, 3), colours as in the final output
+
+
+def scale_sizes(shape, size, scales):
+    """Longest-side-`size` (H, W) of each scale, coarse to fine, halving; scales too small to run are dropped."""
+    out = []
+    for k in range(scales - 1, -1, -1):
+        hw = fit_size(shape, max(1, round(size / 2 ** k)))
+        if min(hw) >= MIN_SIDE:
+            out.append(hw)
+    if not out:
+        raise ValueError(f"--size {size} gives a {fit_size(shape, size)[1]}x{fit_size(shape, size)[0]} output; "
+                         f"the network needs at least {MIN_SIDE} px per side")
+    return out
+
+
+def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, shape=None):
+    """Style transfer (or texture synthesis when content_rgb is None); returns RGB float32 (H, W, 3) in 0..255.
+
+    content_rgb: (H, W, 3) RGB 0..255, any size (resized so its longest side is config.size).
+    style_rgbs: list of RGB images, blended with config.style_blend. init_rgb: the starting image
+    when config.init is a path (already loaded). shape: (H, W) of a texture when content_rgb is None
+    (default: the first style image's aspect). callback(State) after every iteration.
+    Ctrl-C raises Interrupted carrying the best image so far.
+    """
+    config.validate()
+    rng = np.random.default_rng(config.seed)
+    blend = config.style_blend or (1.0,) * len(style_rgbs)
+    if len(blend) != len(style_rgbs):
+        raise ValueError(f"{len(style_rgbs)} style images but {len(blend)} style weights")
+    if content_rgb is None:
+        if config.init == "content":
+            raise ValueError("texture synthesis (no content image) needs --init noise or an image")
+        base_shape = shape or style_rgbs[0].shape[:2]
+    else:
+        base_shape = content_rgb.shape[:2]
+    sizes = scale_sizes(base_shape, config.size, config.scales)
+
+    luminance_only = config.preserve_colors == "luminance" and content_rgb is not None
+    final_content = None if content_rgb is None else resize(content_rgb, sizes[-1])
+    if config.preserve_colors == "histogram" and content_rgb is not None:
+        style_rgbs = [transfer_colors(s, final_content) for s in style_rgbs]
+    elif luminance_only:
+        style_rgbs = [match_luminance(s, final_content) for s in style_rgbs]
+        content_rgb = luminance(content_rgb)
+        if init_rgb is not None:
+            init_rgb = luminance(init_rgb)
+
+    def finish(x, hw):
+        """Network-space x of the current scale -> output RGB (colours restored in luminance mode)."""
+        rgb = np.clip(net.deprocess(np.asarray(x, net.dtype).reshape(hw + (3,))), 0, 255).astype(np.float32)
+        if luminance_only:
+            rgb = with_luminance_of(rgb, resize(final_content, hw))
+        return rgb
+
+    lo3, hi3 = pixel_bounds(net)
+    work = [h * w * config.iterations for h, w in sizes]
+    step = 0
+    x = None
+    for k, hw in enumerate(sizes):
+        content_k = None if content_rgb is None else net.preprocess(resize(content_rgb, hw))
+        styles_k = []
+        for s, b in zip(style_rgbs, blend):
+            shw = fit_size(s.shape, config.style_scale * max(hw))
+            if min(shw) < MIN_SIDE:
+                raise ValueError(f"a style image would be {shw[1]}x{shw[0]} px at this scale, too small for the "
+                                 f"network (at least {MIN_SIDE} px per side); raise --style-scale or --size")
+            styles_k.append((net.preprocess(resize(s, shw)), b))
+        f = _Tracker(make_objective(net, content_k, styles_k, config, shape=hw + (3,)))
+        lo = np.broadcast_to(lo3, hw + (3,)).reshape(-1)
+        hi = np.broadcast_to(hi3, hw + (3,)).reshape(-1)
+        if x is not None:      # coarse-to-fine: upsample the previous scale's result (Gatys et al. 2017)
+            prev = np.clip(net.deprocess(x.reshape(sizes[k - 1] + (3,)).astype(net.dtype)), 0, 255)
+            x0 = net.preprocess(np.clip(resize(prev, hw, Image.BICUBIC), 0, 255))
+        elif config.init == "content":
+            x0 = content_k
+        elif config.init == "noise":
+            x0 = net.preprocess(rng.uniform(0.0, 255.0, hw + (3,)))
+        else:
+            if init_rgb is None:
+                raise ValueError(f"init {config.init!r}: no image given")
+            x0 = net.preprocess(resize(init_rgb, hw))
+        x0 = np.clip(np.asarray(x0, np.float64).reshape(-1), lo, hi)
+        done_before = sum(work[:k])
+
+        def on_iteration(i, hw=hw, f=f, done_before=done_before):
+            nonlocal step
+            step += 1
+            if callback is not None:
+                loss, parts = f.last
+                callback(State(k + 1, len(sizes), hw, i, config.iterations, step, loss, parts,
+                               done_before + i * hw[0] * hw[1], float(sum(work)),
+                               lambda: finish(f.best_x, hw)))
+
+        try:
+            if config.optimizer == "lbfgs":
+                run_lbfgs(f, x0, lo, hi, config.iterations, on_iteration)
+            else:
+                lr = np.broadcast_to(config.learning_rate * net.preprocessing.pixel_step(), hw + (3,)).reshape(-1)
+                run_adam(f, x0, lo, hi, config.iterations, lr, on_iteration)
+        except KeyboardInterrupt:
+            best = f.best_x if f.best_x is not None else x0
+            raise Interrupted(finish(best, hw), step) from None
+        x = f.best_x
+    return finish(x, sizes[-1])
+
+
+class Progress:
+    """A stylize callback printing iteration, loss by part, it/s and ETA.
+
+    On a terminal the line is refreshed in place (carriage return); otherwise
+    (a log file, a pipe) plain lines are printed every `every` iterations and at
+    the end of each scale.
+    """
+
+    def __init__(self, stream, every=None, clock=time.perf_counter):
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.every = every or (1 if self.tty else 10)
+        self.clock = clock
+        self.t_start = clock()
+        self.scale_start = (1, self.t_start)  # (scale, time it began)
+        self.width = 0
+        self.last_time = self.t_start
+
+    def __call__(self, st):
+        now = self.clock()
+        if st.scale != self.scale_start[0]:
+            self.scale_start = (st.scale, self.last_time)
+        self.last_time = now
+        if st.iteration % self.every and st.iteration != st.iterations:
+            return
+        its = st.iteration / max(now - self.scale_start[1], 1e-9)
+        rate = st.work_done / max(now - self.t_start, 1e-9)  # pixel-iterations per second over the run
+        eta = (st.work_total - st.work_done) / max(rate, 1e-9)
+        p = st.parts
+        line = (f"scale {st.scale}/{st.n_scales} {st.size[1]}x{st.size[0]}  it {st.iteration}/{st.iterations}  "
+                f"loss {st.loss:.4g} (content {p.get('content', 0):.3g}, style {p.get('style', 0):.3g}, "
+                f"tv {p.get('tv', 0):.3g})  {its:.2f} it/s  ETA {_clock_time(eta)}")
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+            if st.iteration == st.iterations and st.scale == st.n_scales:
+                self.stream.write("\n")
+                self.width = 0
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        """End an in-place line (e.g. after Ctrl-C) so the next message starts on its own line."""
+        if self.tty and self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.width = 0
+
+
+def _clock_time(seconds):
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"

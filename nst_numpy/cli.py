@@ -1,0 +1,207 @@
+"""Command line: `python scripts/stylize.py` or `nst-numpy`.
+
+With no arguments it stylizes the built-in sample images (drawn by code, see
+samples.py) and writes output.png. Every user error prints one line
+`error: ...` on stderr and exits with status 2, leaving no output file; Ctrl-C
+writes the best image so far and exits with 130.
+"""
+import argparse
+import math
+import os
+import sys
+
+import numpy as np
+
+from . import __version__
+from .config import OPTIMIZERS, PRESERVE, Config
+from .image import ImageError, check_output_path, fit_size, load_image, save_image
+from .optimize import Interrupted, Progress, stylize
+from .samples import landscape, swirls
+from .vgg import VGG19
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A problem with the command line or its inputs; printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)  # one line, not argparse's usage block
+
+
+def _number(kind, minimum=None, strict=False):
+    """argparse type: a finite int/float >= minimum (> minimum if strict)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a valid {kind.__name__}: {text!r}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if minimum is not None and (value < minimum or (strict and value == minimum)):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text!r}")
+        return value
+    return parse
+
+
+def _weights_list(text):
+    """'1,2' or '1 2' -> [1.0, 2.0], each finite and >= 0."""
+    parse = _number(float, 0.0)
+    return [parse(t) for t in text.replace(",", " ").split()]
+
+
+def build_parser():
+    d = Config()
+    p = _Parser(prog="stylize.py", description="Neural style transfer (Gatys et al.) in pure NumPy. "
+                "With no arguments: stylizes built-in sample images into output.png.")
+    io = p.add_argument_group("inputs and output")
+    io.add_argument("--content", metavar="PATH",
+                    help="content image (default: a built-in landscape); 'none' for texture synthesis")
+    io.add_argument("--style", metavar="PATH", action="append",
+                    help="style image; repeat to blend several (default: built-in swirls)")
+    io.add_argument("--style-weights", metavar="W,W,...", type=_weights_list,
+                    help="blend weight of each --style image (default: equal)")
+    io.add_argument("--output", "-o", metavar="PATH", default="output.png",
+                    help="output image; the format follows the extension (default: output.png)")
+    io.add_argument("--size", type=_number(int, 16), default=d.size,
+                    help=f"longest side of the output in pixels (default: {d.size})")
+    opt = p.add_argument_group("optimisation")
+    opt.add_argument("--iterations", type=_number(int, 1), default=d.iterations,
+                     help=f"iterations at each scale (default: {d.iterations})")
+    opt.add_argument("--content-weight", type=_number(float, 0.0), default=d.content_weight,
+                     help=f"alpha (default: {d.content_weight})")
+    opt.add_argument("--style-weight", type=_number(float, 0.0), default=d.style_weight,
+                     help=f"beta (default: {d.style_weight})")
+    opt.add_argument("--tv-weight", type=_number(float, 0.0), default=d.tv_weight,
+                     help=f"gamma, smoothness (default: {d.tv_weight})")
+    opt.add_argument("--init", default=None, metavar="{content,noise,PATH}",
+                     help="starting image (default: content; noise for texture synthesis)")
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="default: lbfgs")
+    opt.add_argument("--learning-rate", type=_number(float, 0.0, strict=True), default=d.learning_rate,
+                     help=f"Adam's step in 0..255 pixel units (default: {d.learning_rate})")
+    opt.add_argument("--pooling", choices=("avg", "max"), default=d.pooling, help="default: avg")
+    sty = p.add_argument_group("style")
+    sty.add_argument("--preserve-colors", choices=PRESERVE, default=d.preserve_colors,
+                     help="keep the content's colours: luminance-only transfer, or recolour the style first")
+    sty.add_argument("--style-scale", type=_number(float, 0.0, strict=True), default=d.style_scale,
+                     help="size of the style image relative to the output (default: 1.0)")
+    sty.add_argument("--scales", type=_number(int, 1), default=d.scales,
+                     help="coarse-to-fine scales, each twice the previous (default: 1)")
+    run = p.add_argument_group("run")
+    run.add_argument("--seed", type=_number(int, 0), default=d.seed, help="random seed (default: 0)")
+    run.add_argument("--save-every", type=_number(int, 1), metavar="N",
+                     help="also write numbered snapshots (output_0010.png, ...) every N iterations")
+    run.add_argument("--weights", metavar="PATH",
+                     help="VGG19 weights file (default: the converted file, downloaded on first use); "
+                          "'random' = random weights, for tests and pipeline demos only")
+    run.add_argument("--threads", type=_number(int, 1), default=os.cpu_count() or 1,
+                     help="threads for the convolutions (default: all cores)")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    run.add_argument("--version", action="version", version=f"nst_numpy {__version__}")
+    return p
+
+
+def _load_network(args):
+    if args.weights == "random":
+        return VGG19.random(seed=args.seed, pooling=args.pooling)
+    try:
+        from .weights import WeightsError, get_vgg19
+    except ImportError as e:  # the weights loader is a separate module; say so rather than crash
+        raise UsageError(f"cannot load weights ({e}); use --weights random for a demo")
+    try:
+        return get_vgg19(args.weights, pooling=args.pooling, dtype=np.float32, download=True,
+                         progress=not args.quiet)
+    except WeightsError as e:
+        raise UsageError(" ".join(str(e).split()))
+    except OSError as e:
+        raise UsageError(f"cannot load weights: {' '.join(str(e).split())}")
+
+
+def _snapshot_path(output, step):
+    root, ext = os.path.splitext(output)
+    return f"{root}_{step:04d}{ext}"
+
+
+def run(args, stderr):
+    """Everything after parsing; raises UsageError / ImageError for bad input."""
+    check_output_path(args.output)
+    texture = args.content is not None and args.content.lower() == "none"
+    init = args.init or ("noise" if texture else "content")
+    if texture and init == "content":
+        raise UsageError("--init content needs a content image; use noise or a path for texture synthesis")
+    styles = args.style or []
+    if args.style_weights is not None:
+        if len(args.style_weights) != max(1, len(styles)):
+            raise UsageError(f"--style-weights has {len(args.style_weights)} values for {max(1, len(styles))} style image(s)")
+        if sum(args.style_weights) <= 0:
+            raise UsageError("--style-weights must not all be zero")
+    config = Config(content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
+                    iterations=args.iterations, optimizer=args.optimizer, learning_rate=args.learning_rate,
+                    init=init, pooling=args.pooling, size=args.size, style_scale=args.style_scale,
+                    style_blend=tuple(args.style_weights) if args.style_weights else None, scales=args.scales,
+                    preserve_colors=args.preserve_colors, seed=args.seed)
+    try:
+        config.validate()
+    except ValueError as e:
+        raise UsageError(str(e))
+
+    # Inputs are read (and checked) before the network, so a bad file fails fast.
+    # Style images may be scaled up to style_scale * size, which --size bounds.
+    if texture:
+        content = None
+    elif args.content is None:
+        content = landscape(*fit_size((384, 512), 512))
+    else:
+        content = load_image(args.content, max_side=args.size)
+    style_side = max(16, round(args.size * args.style_scale))
+    style_imgs = [load_image(s, max_side=style_side) for s in styles] or [swirls(*fit_size((384, 384), 512))]
+    init_img = None
+    if init not in ("content", "noise"):
+        init_img = load_image(init, max_side=args.size)
+
+    net = _load_network(args)
+    net.set_threads(args.threads)
+    config.extra = {"content": args.content or "built-in landscape", "style": ",".join(styles) or "built-in swirls",
+                    "weights": args.weights or "default"}
+    text = {"Software": f"nst_numpy {__version__}", "Parameters": config.as_text()}
+
+    progress = None if args.quiet else Progress(stderr)
+
+    def callback(state):
+        if progress is not None:
+            progress(state)
+        if args.save_every and state.step % args.save_every == 0:
+            save_image(_snapshot_path(args.output, state.step), state.image(), text)
+
+    try:
+        out = stylize(net, content, style_imgs, config, callback=callback, init_rgb=init_img)
+    except Interrupted as e:
+        if progress is not None:
+            progress.close()
+        save_image(args.output, e.rgb, dict(text, Interrupted=f"after {e.iteration} iterations"))
+        stderr.write(f"interrupted after {e.iteration} iterations: wrote the best image so far to {args.output}\n")
+        return EXIT_INTERRUPTED
+    save_image(args.output, out, text)
+    if not args.quiet:
+        stderr.write(f"wrote {args.output} ({out.shape[1]}x{out.shape[0]})\n")
+    return 0
+
+
+def main(argv=None, stderr=None):
+    """Entry point. Returns (and, as a console script, exits with) 0, 2 (bad input) or 130 (Ctrl-C)."""
+    stderr = stderr or sys.stderr
+    try:
+        args = build_parser().parse_args(argv)
+        return run(args, stderr)
+    except (UsageError, ImageError, ValueError, FloatingPointError) as e:
+        stderr.write(f"error: {' '.join(str(e).split())}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:  # before or after the optimisation loop: nothing to save
+        stderr.write("interrupted\n")
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        stderr.write("error: out of memory; try a smaller --size\n")
+        return EXIT_USAGE

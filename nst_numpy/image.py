@@ -1,0 +1,220 @@
+"""Reading, writing and resizing images; colour transfer and luminance (for colour preservation).
+
+Images are float32 arrays (H, W, 3), RGB, values in 0..255. Every problem with a
+file raises ImageError with a one-line message, which the CLI prints as
+`error: ...` (exit status 2).
+"""
+import os
+import tempfile
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+MIN_SIDE = 16             # relu5_1 sits after 4 poolings (each halves, rounding down): 16 px -> 1 position
+MAX_PIXELS = 40_000_000   # larger inputs need --size to shrink them (memory: ~4 bytes * 3 per pixel, many copies)
+HARD_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit: never decoded, even with --size
+
+# ITU-R BT.601 RGB -> YIQ, as in Gatys et al. 2016, "Preserving Color in Neural Artistic Style Transfer".
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
+                        [0.595716, -0.274453, -0.321263],
+                        [0.211456, -0.522591, 0.311135]])
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+
+
+class ImageError(ValueError):
+    """A problem with an input or output image, described in one line."""
+
+
+def _to_rgb(im):
+    """A loaded PIL image of any mode -> float32 (H, W, 3) in 0..255."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = float(a.max()) if a.size else 0.0
+        if mode == "F" and top <= 1.0:
+            a = a * 255.0                 # float images in 0..1
+        elif top > 255.0:
+            # 16-bit data (I;16, or 16-bit PNGs that Pillow opens as "I"); above that, stretch.
+            a = a * (255.0 / (65535.0 if top <= 65535.0 else top))
+        g = np.clip(a, 0, 255).astype(np.float32)
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[:, :, 3:] / 255.0
+        return rgba[:, :, :3] * alpha + 255.0 * (1.0 - alpha)  # composite on white
+    return np.asarray(im.convert("RGB"), dtype=np.float32)
+
+
+def load_image(path, max_side=None, max_pixels=MAX_PIXELS):
+    """Read any image Pillow reads -> float32 (H, W, 3) RGB in 0..255, EXIF orientation applied.
+
+    max_side: the longest side it will be resized to (e.g. --size); allows inputs over
+    max_pixels, since they will be shrunk, and lets JPEG decode at reduced size.
+    """
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise ImageError(f"{name}: no such file")
+    if os.path.isdir(name):
+        raise ImageError(f"{name}: is a directory, not an image")
+    if os.path.getsize(name) == 0:
+        raise ImageError(f"{name}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits follow
+            with Image.open(name) as im:
+                w, h = im.size
+                if w * h > max_pixels and (max_side is None or w * h * (max_side / max(w, h)) ** 2 > max_pixels):
+                    raise ImageError(f"{name}: {w}x{h} is over the limit of {max_pixels / 1e6:.0f} megapixels; "
+                                     f"use --size to shrink it")
+                if max_side is not None and max(w, h) > 2 * max_side:
+                    scale = max_side / max(w, h)
+                    im.draft("RGB", (max(1, round(w * scale)), max(1, round(h * scale))))  # JPEG only; else no-op
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                rgb = _to_rgb(im)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: too many pixels (over {HARD_MAX_PIXELS / 1e6:.0f} megapixels); refusing to decode")
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file (or a format Pillow cannot read)")
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{name}: cannot read image ({_one_line(e)})")
+    except MemoryError:
+        raise ImageError(f"{name}: not enough memory to decode it")
+    if min(rgb.shape[:2]) < MIN_SIDE:
+        raise ImageError(f"{name}: {rgb.shape[1]}x{rgb.shape[0]} is too small; "
+                         f"the network needs at least {MIN_SIDE} px per side")
+    return rgb
+
+
+def _one_line(e):
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+def fit_size(shape, longest):
+    """(H, W) scaled so that the longer side is `longest`, keeping the aspect ratio."""
+    h, w = shape[:2]
+    s = longest / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def resize(img, size, resample=Image.LANCZOS):
+    """img: (H, W, C) float array -> (size[0], size[1], C) float32; each channel resampled as a float image."""
+    h, w = size
+    if img.shape[:2] == (h, w):
+        return np.asarray(img, np.float32).copy()
+    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(img[:, :, c], np.float32), "F").resize((w, h), resample))
+             for c in range(img.shape[2])]
+    return np.stack(chans, axis=2)
+
+
+def output_format(path):
+    """Pillow's format name for the output path's extension; ImageError if it has none we can write."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    fmt = Image.registered_extensions().get(ext)
+    if not ext or fmt is None or fmt not in Image.SAVE:
+        raise ImageError(f"{path}: unknown output format {ext or '(no extension)'!r}; use e.g. .png or .jpg")
+    return fmt
+
+
+def check_output_path(path):
+    """Fail early (before a long run) if the output cannot be written: format, directory, permissions."""
+    name = os.fspath(path)
+    output_format(name)
+    folder = os.path.dirname(os.path.abspath(name))
+    if os.path.isdir(name):
+        raise ImageError(f"{name}: is a directory")
+    if not os.path.isdir(folder):
+        raise ImageError(f"{name}: directory {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (os.path.exists(name) and not os.access(name, os.W_OK)):
+        raise ImageError(f"{name}: not writable")
+
+
+def save_image(path, rgb, text=None):
+    """Write rgb (H, W, 3), 0..255 floats (clipped, rounded), atomically; format from the extension.
+
+    text: {key: value} recorded as PNG tEXt chunks (ignored by other formats).
+    The image goes to a temporary file in the same directory, then os.replace puts
+    it in place, so a crash or Ctrl-C never leaves a partial file.
+    """
+    name = os.fspath(path)
+    fmt = output_format(name)
+    arr = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    im = Image.fromarray(arr, "RGB")
+    options = {}
+    if fmt == "PNG" and text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_text(key, str(value))
+        options["pnginfo"] = info
+    elif fmt == "JPEG":
+        options["quality"] = 95
+    folder = os.path.dirname(os.path.abspath(name))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(name) + ".", suffix=".tmp")
+    except OSError as e:
+        raise ImageError(f"{name}: cannot write ({_one_line(e)})")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            im.save(f, format=fmt, **options)
+        os.replace(tmp, name)
+    except (OSError, ValueError, KeyError) as e:
+        os.unlink(tmp)
+        raise ImageError(f"{name}: cannot write ({_one_line(e)})")
+    except BaseException:  # e.g. KeyboardInterrupt: leave no temporary file behind
+        os.unlink(tmp)
+        raise
+
+
+def rgb_to_yiq(rgb):
+    """(H, W, 3) RGB -> (H, W, 3) YIQ (Y: luminance in 0..255)."""
+    return rgb @ _RGB_TO_YIQ.T.astype(rgb.dtype)
+
+
+def yiq_to_rgb(yiq):
+    """(H, W, 3) YIQ -> (H, W, 3) RGB."""
+    return yiq @ _YIQ_TO_RGB.T.astype(yiq.dtype)
+
+
+def luminance(rgb):
+    """(H, W, 3) RGB -> (H, W, 3) grey image whose three channels are the luminance Y."""
+    y = rgb_to_yiq(rgb)[:, :, :1]
+    return np.repeat(y, 3, axis=2)
+
+
+def match_luminance(style_rgb, content_rgb):
+    """Style luminance with the content's mean and std (Gatys et al. 2016, colour paper, eq. 1). Grey (H_s, W_s, 3)."""
+    ys, yc = luminance(style_rgb)[:, :, 0], luminance(content_rgb)[:, :, 0]
+    y = (ys - ys.mean()) * (yc.std() / max(float(ys.std()), 1e-6)) + yc.mean()
+    return np.repeat(np.clip(y, 0, 255)[:, :, None], 3, axis=2).astype(np.float32)
+
+
+def with_luminance_of(rgb, content_rgb):
+    """Luminance (Y) of rgb combined with the colour (I, Q) of content_rgb, same size. RGB, clipped to 0..255."""
+    yiq = rgb_to_yiq(np.asarray(content_rgb, np.float64))
+    yiq[:, :, 0] = rgb_to_yiq(np.asarray(rgb, np.float64))[:, :, 0]
+    return np.clip(yiq_to_rgb(yiq), 0, 255).astype(np.float32)
+
+
+def _sqrtm(cov, inverse=False):
+    """Symmetric (inverse) square root of a 3x3 covariance, regularised for flat images."""
+    vals, vecs = np.linalg.eigh(cov + 1e-3 * np.eye(3))
+    vals = np.maximum(vals, 1e-6)
+    return (vecs * (vals ** (-0.5 if inverse else 0.5))) @ vecs.T
+
+
+def transfer_colors(style_rgb, content_rgb):
+    """Recolour the style image so its pixel mean and covariance match the content's.
+
+    x' = C_c^(1/2) C_s^(-1/2) (x - mu_s) + mu_c: the linear colour transfer of
+    Gatys et al. 2016 ("Preserving Color...", sec. 2.1). Returns (H_s, W_s, 3), clipped to 0..255.
+    """
+    s = np.asarray(style_rgb, np.float64).reshape(-1, 3)
+    c = np.asarray(content_rgb, np.float64).reshape(-1, 3)
+    mu_s, mu_c = s.mean(0), c.mean(0)
+    A = _sqrtm(np.cov(c, rowvar=False)) @ _sqrtm(np.cov(s, rowvar=False), inverse=True)  # (3, 3)
+    out = (s - mu_s) @ A.T + mu_c
+    return np.clip(out, 0, 255).reshape(np.shape(style_rgb)).astype(np.float32)
