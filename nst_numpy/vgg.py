@@ -8,6 +8,7 @@ conv5_4, relu5_4, pool5. The classifier layers are never needed for style transf
     dx = net.backward({"relu1_1": g1, "relu4_2": g2})  # (H, W, 3)
 """
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,6 +115,7 @@ class VGG19:
         self._conv = None    # the WinogradConv engine, made on first use with self.threads
         self._wino = {}      # conv name -> (U forward, U backward), see _kernels
         self._bufs = {}      # (kind, shape) -> array reused across calls, see _buffer
+        self.timings = None  # set to {} to collect seconds per (layer, "forward"/"backward"); benchmark.py does
 
     def set_threads(self, n):
         """Use n threads (n >= 1) for the convolutions, or None for all cores."""
@@ -194,6 +196,12 @@ class VGG19:
         out[:, 1 + W_:] = 0
         return out, out[1:1 + H, 1:1 + W_]
 
+    def _time(self, name, direction, t0):
+        """Add the seconds since t0 to timings[(name, direction)] when timings is a dict (profiling)."""
+        if self.timings is not None:
+            key = (name, direction)
+            self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+
     def forward(self, x, layers):
         """x: (H, W, 3), already preprocessed; layers: names from LAYER_NAMES.
 
@@ -219,6 +227,7 @@ class VGG19:
         i = 0
         while i < len(seq):
             name = seq[i]
+            t0, timed = time.perf_counter(), name   # a fused conv+ReLU is timed under the conv's name
             if name.startswith("conv"):
                 if xp is None:   # after a pooling layer: copy into a padded buffer
                     xp = self._buffer(("pooled", name), self._padded_shape(*cur.shape))
@@ -243,6 +252,7 @@ class VGG19:
                 xp, (H, W_) = None, cur.shape[:2]
             if name in wanted:
                 out[name] = cur.copy()   # buffers are reused by the next call
+            self._time(timed, "forward", t0)
             i += 1
         self._caches = caches
         return out
@@ -274,10 +284,11 @@ class VGG19:
                     dx += g   # sum: this activation feeds several terms; dx is our own buffer
             if dx is None:
                 continue
+            t0 = time.perf_counter()
             if name.startswith("conv"):
                 H, W_ = cache
                 if gpad is None:
-                    gpad = self._buffer("grad_in", self._padded_shape(H, W_, dx.shape[2]))
+                    gpad = self._buffer(("grad_in", H, W_), self._padded_shape(H, W_, dx.shape[2]))
                     gpad[1:1 + H, 1:1 + W_] = dx
                 U = self._kernels(name)[1]
                 th, tw = gpad.shape[0] - 2, gpad.shape[1] - 2
@@ -290,7 +301,8 @@ class VGG19:
                 H, W_, C = cache.shape
                 mask = self._buffer("mask", cache.shape, np.bool_)
                 np.greater(cache, 0, out=mask)
-                gpad = self._buffer("grad_in", self._padded_shape(H, W_, C))
+                # keyed by (H, W) too: the zeros past the image must never hold another size's data
+                gpad = self._buffer(("grad_in", H, W_), self._padded_shape(H, W_, C))
                 inner = gpad[1:1 + H, 1:1 + W_]
                 np.multiply(dx, mask, out=inner)
                 dx = inner
@@ -298,4 +310,5 @@ class VGG19:
                 dx = L.avgpool_backward(dx, cache)
             else:
                 dx = L.maxpool_backward(dx, cache)
+            self._time(name, "backward", t0)
         return dx.copy()   # buffers are reused by the next call

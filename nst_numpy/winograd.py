@@ -51,9 +51,10 @@ multiplied and transformed back while it is still in cache, so no large
 temporary exists (the 36 matrices of one band are a few MB). Bands are shared
 between worker threads; NumPy releases the GIL in matmul and in the ufuncs, and
 each thread calls a single-threaded BLAS (see threads.py), which beats letting
-OpenBLAS split each small product. Every output element is computed by exactly
-the same operations whichever thread runs its band, so results do not depend on
-the thread count at all.
+OpenBLAS split each small product. Every band goes through the same operations
+whichever thread runs it; only the band height follows the thread count, and
+BLAS may round a product of a different height differently, so results depend
+on the thread count by float rounding at most (tests/test_fastconv.py).
 """
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -77,7 +78,7 @@ G = np.array([[1 / 4, 0, 0],
               [0, 0, 1]], dtype=np.float64)
 AT = np.array([[1, 1, 1, 1, 1, 0],
                [0, 1, -1, 2, -2, 0],
-               [0, 1, -1, 4, 4, 0],
+               [0, 1, 1, 4, 4, 0],
                [0, 1, -1, 8, -8, 1]], dtype=np.float64)
 
 TILE = 4  # output tile side (m); the input tile is TILE + 2 = 6
@@ -89,8 +90,10 @@ def transform_kernel(w, dtype=None):
     Computed in float64 and rounded once to dtype, so the 1/6 and 1/24 of G add no error.
     """
     dtype = np.dtype(dtype or w.dtype)
-    u = np.einsum("pa,abio,qb->pqio", G, np.asarray(w, np.float64), G, optimize=True)  # (6, 6, C_in, C_out)
-    return np.ascontiguousarray(u.reshape(36, w.shape[2], w.shape[3]), dtype)
+    c_in, c_out = w.shape[2], w.shape[3]
+    rows = (G @ np.asarray(w, np.float64).reshape(3, -1)).reshape(6, 3, c_in * c_out)  # G w: (6, 3, C_in C_out)
+    u = np.matmul(G, rows)                                                              # (G w) G^T: (6, 6, C_in C_out)
+    return np.ascontiguousarray(u.reshape(36, c_in, c_out), dtype)
 
 
 def flip_kernel(w):

@@ -1,0 +1,301 @@
+#!/usr/bin/env python
+"""Speed and memory of the engine: where the speed targets live (never in timed tests).
+
+    python scripts/benchmark.py                      # VGG19 forward to conv5_1 + backward, 256 and 512 px
+    python scripts/benchmark.py --compare-torch      # one objective evaluation, side by side with PyTorch
+    python scripts/benchmark.py --table              # time per iteration and peak RSS, 256..2048 px
+
+Default mode (issue 2): for each size, the median time of a forward pass to conv5_1
+plus a backward pass to the pixels, the effective GFLOP/s (2 H W C_in C_out 9 per
+conv, the same again for the backward to the input), the time per layer, and the
+GFLOP/s of a large float32 matrix product on this machine, with the ratio.
+
+--compare-torch (issue 5): one full objective evaluation (forward to relu5_1, the
+paper's content and style losses plus TV, backward to the pixels, float32) with
+make_objective, against the same network and losses written in PyTorch, run
+alternately in one process; prints both medians and their ratio. torch is imported
+only here and only with this flag; it is never a dependency of nst_numpy.
+
+--table: for each size, a subprocess runs a real stylize (L-BFGS, random weights,
+synthetic images) for --iterations iterations and reports the median seconds per
+iteration and its peak RSS (VmHWM); with --torch-column, a second subprocess does
+the same objective in PyTorch for the same number of evaluations. Prints a Markdown table.
+
+All weights are random (He initialisation): the speed does not depend on them.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from nst_numpy import VGG19  # noqa: E402
+from nst_numpy.vgg import CONV_SPECS, LAYER_NAMES  # noqa: E402
+
+STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def conv_flops(H, W, upto):
+    """{conv name: 2 H_l W_l C_in C_out 9} for the convs up to layer upto, one direction."""
+    flops = {}
+    for name in LAYER_NAMES[:LAYER_NAMES.index(upto) + 1]:
+        if name.startswith("pool"):
+            H, W = H // 2, W // 2
+        elif name.startswith("conv"):
+            c_in, c_out = dict((n, (a, b)) for n, a, b in CONV_SPECS)[name]
+            flops[name] = 2 * H * W * c_in * c_out * 9
+    return flops
+
+
+def median_time(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), times
+
+
+def gemm_gflops(n=4096, repeat=5):
+    """GFLOP/s of an (n x n) @ (n x n) float32 product with numpy's BLAS (all its threads)."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = a.copy()
+    a @ b
+    t, _ = median_time(lambda: a @ b, repeat)
+    return 2 * n ** 3 / t / 1e9
+
+
+def synthetic_rgb(h, w, seed):
+    """A smooth colourful test image, (h, w, 3) in 0..255 (no files needed)."""
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    rng = np.random.default_rng(seed)
+    f = rng.uniform(2, 9, 3)
+    img = np.stack([np.sin(f[c] * x + 3 * c) * np.cos(f[(c + 1) % 3] * y) for c in range(3)], -1)
+    return (127.5 + 100 * img + rng.normal(0, 10, (h, w, 3))).clip(0, 255)
+
+
+# ---------------------------------------------------------------------------
+# Default mode: the network alone
+# ---------------------------------------------------------------------------
+
+def bench_network(sizes, repeat, threads):
+    net = VGG19.random(seed=0, dtype=np.float32)
+    net.set_threads(threads)
+    rng = np.random.default_rng(0)
+    gemm = gemm_gflops()
+    print(f"float32 GEMM 4096^3 with numpy's BLAS: {gemm:.0f} GFLOP/s")
+    for size in sizes:
+        x = rng.standard_normal((size, size, 3)).astype(np.float32) * 50
+        g = None
+
+        def step():
+            nonlocal g
+            act = net.forward(x, ["conv5_1"])["conv5_1"]
+            if g is None:
+                g = rng.standard_normal(act.shape).astype(np.float32)
+            net.backward({"conv5_1": g})
+
+        step()  # warm-up: kernels transformed and buffers made once
+        net.timings = {}
+        t, _ = median_time(step, repeat)
+        per_layer = {k: v / repeat for k, v in net.timings.items()}
+        net.timings = None
+        flops = conv_flops(size, size, "conv5_1")
+        total = 2 * sum(flops.values())
+        rate = total / t / 1e9
+        print(f"\n{size}x{size}: forward to conv5_1 + backward to pixels: median {t:.3f} s over {repeat}, "
+              f"{total / 1e9:.0f} GFLOP (direct-conv count) -> {rate:.0f} GFLOP/s effective, "
+              f"{rate / gemm:.2f}x the GEMM rate")
+        print(f"  {'layer':8s} {'forward ms':>10s} {'backward ms':>11s} {'GFLOP/s':>8s}")
+        for name in LAYER_NAMES[:LAYER_NAMES.index("conv5_1") + 1]:
+            f, b = per_layer.get((name, "forward"), 0.0), per_layer.get((name, "backward"), 0.0)
+            if f == 0 and b == 0:
+                continue   # a ReLU fused into its conv
+            gf = f"{2 * flops[name] / (f + b) / 1e9:8.0f}" if name in flops else ""
+            print(f"  {name:8s} {1e3 * f:10.1f} {1e3 * b:11.1f} {gf}")
+
+
+# ---------------------------------------------------------------------------
+# --compare-torch: one objective evaluation, numpy vs PyTorch
+# ---------------------------------------------------------------------------
+
+def make_numpy_objective(net, size, seed=0):
+    from nst_numpy.config import Config
+    from nst_numpy.optimize import make_objective
+    content = net.preprocess(synthetic_rgb(size, size, seed))
+    style = net.preprocess(synthetic_rgb(size, size, seed + 1))
+    f = make_objective(net, content, [(style, 1.0)], Config())
+    x0 = np.asarray(content, np.float64).reshape(-1)
+    return f, x0
+
+
+def make_torch_objective(net, f, threads):
+    """The same network and losses in PyTorch, with the weights and targets of objective f."""
+    import torch
+    torch.set_num_threads(threads)
+    tf = torch.nn.functional
+    convs = {name: (torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1))), torch.from_numpy(b))
+             for name, (k, b) in net.params.items()}
+    P = {n: torch.from_numpy(np.ascontiguousarray(p.transpose(2, 0, 1))[None]) for n, p in f.P.items()}
+    A = {n: torch.from_numpy(a.astype(np.float32)) for n, a in f.A.items()}
+    taps = set(f.layers)
+    last = max(LAYER_NAMES.index(n) for n in taps)
+    tv_scale = torch.from_numpy(f.tv_scale.astype(np.float32)).view(1, 3, 1, 1)
+    H, W = f.shape[:2]
+
+    def objective(x_flat):
+        x = torch.from_numpy(np.asarray(x_flat, np.float32).reshape(H, W, 3).transpose(2, 0, 1).copy())[None]
+        x.requires_grad_(True)
+        h, acts = x, {}
+        for name in LAYER_NAMES[:last + 1]:
+            if name.startswith("conv"):
+                h = tf.conv2d(h, *convs[name], padding=1)
+            elif name.startswith("relu"):
+                h = tf.relu(h)
+            else:
+                h = tf.avg_pool2d(h, 2)
+            if name in taps:
+                acts[name] = h
+        loss = 0.0
+        for name in f.content_layers:
+            loss = loss + f.content_w[name] * 0.5 * ((acts[name] - P[name]) ** 2).sum()
+        for name in f.style_layers:
+            F2 = acts[name][0].reshape(acts[name].shape[1], -1)       # (N, M)
+            N, M = F2.shape
+            G = F2 @ F2.T
+            loss = loss + f.style_w[name] * ((G - A[name]) ** 2).sum() / (4.0 * N ** 2 * M ** 2)
+        xs = x * tv_scale
+        tv = ((xs[:, :, 1:] - xs[:, :, :-1]) ** 2).sum() + ((xs[:, :, :, 1:] - xs[:, :, :, :-1]) ** 2).sum()
+        loss = loss + f.tv_w * tv
+        loss.backward()
+        return float(loss), x.grad[0].numpy().transpose(1, 2, 0).reshape(-1)
+
+    return objective
+
+
+def compare_torch(sizes, repeat, threads):
+    try:
+        import torch
+    except ImportError:
+        print("--compare-torch: torch is not importable here (pip install torch); nothing to compare")
+        return 2
+    n = threads or len(os.sched_getaffinity(0))
+    print(f"torch {torch.__version__}, {n} threads for both; float32; VGG19 to relu5_1, avg pooling, "
+          f"content relu4_2 + style relu1_1..relu5_1 + TV; medians over {repeat} alternating runs")
+    for size in sizes:
+        net = VGG19.random(seed=0, dtype=np.float32)
+        net.set_threads(n)
+        f, x0 = make_numpy_objective(net, size)
+        tobj = make_torch_objective(net, f, n)
+        x = x0 + np.random.default_rng(1).normal(0, 5, x0.shape)
+        l_np, g_np = f(x)     # warm-up both, and check they compute the same thing
+        l_t, g_t = tobj(x)
+        gerr = float(np.max(np.abs(g_np - g_t)) / np.max(np.abs(g_t)))
+        ours, theirs = [], []
+        for _ in range(repeat):
+            ours.append(median_time(lambda: f(x), 1)[0])
+            theirs.append(median_time(lambda: tobj(x), 1)[0])
+        a, b = float(np.median(ours)), float(np.median(theirs))
+        print(f"{size}x{size}: nst_numpy {a:.3f} s, torch {b:.3f} s, ratio {a / b:.2f}x "
+              f"(loss rel. diff {abs(l_np - l_t) / abs(l_t):.1e}, grad max diff / max {gerr:.1e}); "
+              f"runs: ours {', '.join(f'{t:.2f}' for t in ours)}; torch {', '.join(f'{t:.2f}' for t in theirs)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# --table: time per iteration and peak memory of a real stylize run, per size
+# ---------------------------------------------------------------------------
+
+def peak_rss_mb():
+    """Peak resident set size of this process (VmHWM), in MB."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def table_worker(size, iterations, threads, engine):
+    """Runs in a subprocess: prints one JSON line {sec_per_iter, peak_mb}."""
+    if engine == "numpy":
+        from nst_numpy.config import Config
+        from nst_numpy.optimize import stylize
+        net = VGG19.random(seed=0, dtype=np.float32)
+        net.set_threads(threads)
+        stamps = []
+        stylize(net, synthetic_rgb(size, size, 0), [synthetic_rgb(size, size, 1)],
+                Config(size=size, iterations=iterations), callback=lambda s: stamps.append(time.perf_counter()))
+        per_iter = float(np.median(np.diff(stamps))) if len(stamps) > 1 else float("nan")
+    else:   # the same objective in torch, evaluated `iterations` times (no optimiser: time per evaluation)
+        net = VGG19.random(seed=0, dtype=np.float32)
+        f, x0 = make_numpy_objective(net, size)
+        tobj = make_torch_objective(net, f, threads)
+        del f
+        times = [median_time(lambda: tobj(x0), 1)[0] for _ in range(iterations)]
+        per_iter = float(np.median(times))
+    print(json.dumps({"sec_per_iter": per_iter, "peak_mb": peak_rss_mb()}))
+
+
+def table(sizes, iterations, threads, torch_column):
+    n = threads or len(os.sched_getaffinity(0))
+    rows = []
+    for size in sizes:
+        row = {"size": size}
+        for engine in ("numpy", "torch") if torch_column else ("numpy",):
+            cmd = [sys.executable, os.path.abspath(__file__), "--table-worker", str(size), "--iterations",
+                   str(iterations), "--threads", str(n), "--engine", engine]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                row[engine] = None
+                print(f"{size}px {engine}: failed: {res.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            else:
+                row[engine] = json.loads(res.stdout.strip().splitlines()[-1])
+            print(f"{size}px {engine}: {row[engine]}", file=sys.stderr, flush=True)
+        rows.append(row)
+    head = "| size | nst_numpy s/iteration | nst_numpy peak RSS |"
+    line = "|---|---|---|"
+    if torch_column:
+        head += " PyTorch s/evaluation | PyTorch peak RSS | ratio |"
+        line += "---|---|---|"
+    print(head + "\n" + line)
+    for row in rows:
+        ours = row["numpy"]
+        cells = [f"{row['size']}²"]
+        cells += [f"{ours['sec_per_iter']:.2f}", f"{ours['peak_mb'] / 1024:.2f} GB"] if ours else ["failed", ""]
+        if torch_column:
+            th = row.get("torch")
+            cells += [f"{th['sec_per_iter']:.2f}", f"{th['peak_mb'] / 1024:.2f} GB"] if th else ["failed", ""]
+            cells.append(f"{ours['sec_per_iter'] / th['sec_per_iter']:.2f}x" if ours and th else "")
+        print("| " + " | ".join(cells) + " |")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", help="image sides (default: 256 512; 512 1024 with "
+                   "--compare-torch; 256 512 1024 2048 with --table)")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per size (median reported)")
+    p.add_argument("--threads", type=int, default=None, help="threads for both engines (default: all cores)")
+    p.add_argument("--compare-torch", action="store_true", help="objective evaluation vs PyTorch, side by side")
+    p.add_argument("--table", action="store_true", help="time per iteration and peak RSS of stylize per size")
+    p.add_argument("--torch-column", action="store_true", help="with --table: add PyTorch's time and RSS")
+    p.add_argument("--iterations", type=int, default=25, help="with --table: L-BFGS iterations per size "
+                   "(more than its 20 stored pairs, so the optimiser's memory is counted)")
+    p.add_argument("--table-worker", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--engine", default="numpy", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.table_worker:
+        return table_worker(a.table_worker, a.iterations, a.threads, a.engine)
+    if a.compare_torch:
+        return compare_torch(a.sizes or [512, 1024], a.repeat, a.threads)
+    if a.table:
+        return table(a.sizes or [256, 512, 1024, 2048], a.iterations, a.threads, a.torch_column)
+    return bench_network(a.sizes or [256, 512], a.repeat, a.threads)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

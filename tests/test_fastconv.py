@@ -1,0 +1,197 @@
+"""The fast path (winograd.py, the VGG19 buffers, threads.py) against the readable reference layers.
+
+Bounds: float64 results must equal the im2col reference to rounding (rel_error < 1e-12);
+float32 results may differ by the Winograd transforms' rounding, measured ~1e-6 per
+layer, bounded here by 1e-5 per layer and 1e-4 through the whole network.
+"""
+import numpy as np
+import pytest
+
+from nst_numpy import VGG19
+from nst_numpy import layers as L
+from nst_numpy import threads, winograd
+from nst_numpy.gradcheck import rel_error
+
+F32_LAYER = 1e-5
+F32_NETWORK = 1e-4
+F64 = 1e-12
+
+
+def _padded(x):
+    """(H, W, C) -> zero-padded Winograd input (4 ceil(H/4) + 2, 4 ceil(W/4) + 2, C)."""
+    H, W, C = x.shape
+    xp = np.zeros((4 * -(-H // 4) + 2, 4 * -(-W // 4) + 2, C), x.dtype)
+    xp[1:H + 1, 1:W + 1] = x
+    return xp
+
+
+def _fast_conv(x, w, b=None, relu=False, n_threads=1, band_bytes=1 << 12):
+    """The engine on an unpadded image; a small band_bytes forces several bands even on tiny images."""
+    H, W, _ = x.shape
+    xp = _padded(x)
+    out = np.full((xp.shape[0] - 2, xp.shape[1] - 2, w.shape[3]), np.nan, x.dtype)  # NaN: unwritten shows
+    engine = winograd.WinogradConv(n_threads, band_bytes=band_bytes)
+    try:
+        engine.conv(xp, winograd.transform_kernel(w, x.dtype), out, None if b is None else b.astype(x.dtype), relu)
+    finally:
+        engine.close()
+    return out[:H, :W]
+
+
+def _case(rng, H, W, c_in, c_out):
+    x = rng.standard_normal((H, W, c_in)) * 3
+    w = rng.standard_normal((3, 3, c_in, c_out)) * np.sqrt(2.0 / (9 * c_in))
+    return x, w, rng.standard_normal(c_out)
+
+
+def test_transform_matrices_compute_a_correlation():
+    """1-D: A^T [(G g) * (B^T d)] == the 3-tap correlation of 6 inputs (Lavin & Gray, eq. 7)."""
+    rng = np.random.default_rng(0)
+    d, g = rng.standard_normal(6), rng.standard_normal(3)
+    direct = np.array([d[i:i + 3] @ g for i in range(4)])
+    assert rel_error(winograd.AT @ ((winograd.G @ g) * (winograd.BT @ d)), direct) < F64
+    # negative control: a wrong entry in B^T breaks it
+    bad = winograd.BT.copy()
+    bad[1, 2] += 1
+    assert rel_error(winograd.AT @ ((winograd.G @ g) * (bad @ d)), direct) > 1e-3
+
+
+def test_factored_transforms_equal_the_matrices():
+    rng = np.random.default_rng(1)
+    d = rng.standard_normal((6, 5, 7))
+    out = [np.empty((5, 7)) for _ in range(6)]
+    winograd.input_transform(list(d), out, np.empty((5, 7)))
+    assert rel_error(np.array(out), np.einsum("pk,kab->pab", winograd.BT, d)) < F64
+    y = [np.empty((5, 7)) for _ in range(4)]
+    winograd.output_transform(list(d), y, [np.empty((5, 7)) for _ in range(4)])
+    assert rel_error(np.array(y), np.einsum("ik,kab->iab", winograd.AT, d)) < F64
+
+
+@pytest.mark.parametrize("H, W, c_in, c_out", [
+    (1, 1, 4, 3),      # one pixel: a single tile, almost all padding
+    (4, 8, 5, 6),      # whole tiles
+    (13, 9, 3, 8),     # odd sizes, not divisible by the tile; C_in = 3 as in conv1_1
+    (6, 17, 16, 3),    # C_out = 3 as in conv1_1's backward
+])
+def test_forward_matches_reference(H, W, c_in, c_out):
+    rng = np.random.default_rng(H * 100 + W)
+    x, w, b = _case(rng, H, W, c_in, c_out)
+    ref = L.conv_forward(x, w, b)[0]
+    assert rel_error(_fast_conv(x, w, b), ref) < F64
+    assert rel_error(_fast_conv(x.astype(np.float32), w, b), ref) < F32_LAYER
+    # fused ReLU
+    assert rel_error(_fast_conv(x, w, b, relu=True), np.maximum(ref, 0)) < F64
+
+
+def test_backward_to_input_matches_reference():
+    rng = np.random.default_rng(2)
+    x, w, b = _case(rng, 11, 14, 6, 9)
+    dout = rng.standard_normal((11, 14, 9))
+    ref = L.conv_backward(dout, (x, w))
+    fast = _fast_conv(dout, winograd.flip_kernel(w))
+    assert rel_error(fast, ref) < F64
+    assert rel_error(_fast_conv(dout.astype(np.float32), winograd.flip_kernel(w)), ref) < F32_LAYER
+
+
+def test_wrong_kernel_transform_is_caught():
+    """Negative control: the comparison above fails for a slightly wrong transformed kernel."""
+    rng = np.random.default_rng(3)
+    x, w, b = _case(rng, 8, 8, 4, 4)
+    xp = _padded(x)
+    U = winograd.transform_kernel(w)
+    U[7] *= 1.01
+    out = np.empty((8, 8, 4))
+    winograd.WinogradConv(1).conv(xp, U, out, b)
+    assert rel_error(out, L.conv_forward(x, w, b)[0]) > 1e-4
+
+
+def test_vgg_sized_layer_float32_accuracy():
+    """A layer of VGG19's width in float32 against the float64 reference (the docstring's ~1e-6)."""
+    rng = np.random.default_rng(4)
+    x, w, b = _case(rng, 12, 12, 256, 256)
+    x = np.maximum(x, 0)   # inputs of VGG's convs are ReLU outputs
+    err = rel_error(_fast_conv(x.astype(np.float32), w.astype(np.float32), b), L.conv_forward(x, w, b)[0])
+    assert err < F32_LAYER
+
+
+def test_threads_do_not_change_results():
+    rng = np.random.default_rng(5)
+    x, w, b = _case(rng, 37, 23, 8, 12)
+    x = x.astype(np.float32)
+    one = _fast_conv(x, w, b, n_threads=1)
+    two = _fast_conv(x, w, b, n_threads=2)
+    three = _fast_conv(x, w, b, n_threads=3, band_bytes=1 << 20)   # other band heights
+    assert rel_error(one, two) < F32_LAYER and rel_error(one, three) < F32_LAYER
+
+
+def test_blas_thread_control():
+    if not threads.available():
+        pytest.skip("no OpenBLAS found in this process; blas_threads is a no-op")
+    before = threads.get_blas_threads()
+    with threads.blas_threads(1):
+        assert threads.get_blas_threads() == 1
+    assert threads.get_blas_threads() == before
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_network_float32_fast_path_matches_float64(pooling):
+    """The whole network, float32 fast path vs float64, forward taps and backward, 2 threads.
+
+    Caveat on inputs: a ReLU whose input lies within float32 rounding of 0 may switch
+    between the two precisions and change the gradient locally by O(1); the im2col
+    reference in float32 does the same (seed 6 has one such unit: 5e-3 for both paths).
+    This seed has none, so the bound measures the fast path's rounding alone.
+    """
+    rng = np.random.default_rng(0)
+    net64 = VGG19.random(seed=7, pooling=pooling, dtype=np.float64)
+    net32 = VGG19.from_arrays(net64.params, pooling=pooling, dtype=np.float32)
+    net32.set_threads(2)
+    x = rng.standard_normal((35, 29, 3)) * 50            # odd sizes: every pooling floors
+    taps = ["relu1_1", "conv2_1", "relu3_1", "relu4_2", "relu5_1"]
+    a64, a32 = net64.forward(x, taps), net32.forward(x, taps)
+    for name in taps:
+        assert rel_error(a32[name], a64[name]) < F32_NETWORK, name
+    grads = {n: rng.standard_normal(a64[n].shape) for n in taps}
+    assert rel_error(net32.backward(grads), net64.backward(grads)) < F32_NETWORK
+
+
+def test_network_float64_equals_reference_layers():
+    """float64 through the fast path equals a forward/backward built from layers.py alone."""
+    rng = np.random.default_rng(8)
+    net = VGG19.random(seed=9, dtype=np.float64)
+    x = rng.standard_normal((10, 13, 3)) * 50
+    ours = net.forward(x, ["relu2_1"])["relu2_1"]
+    g = rng.standard_normal(ours.shape)
+    dx = net.backward({"relu2_1": g})
+    h, caches = x, []
+    for name in ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1", "conv2_1", "relu2_1"]:
+        fwd = {"conv": lambda z, n=name: L.conv_forward(z, *net.params[n]), "relu": L.relu_forward,
+               "pool": L.avgpool_forward}[name[:4]]
+        h, c = fwd(h)
+        caches.append((name, c))
+    d = g
+    for name, c in reversed(caches):
+        d = {"conv": L.conv_backward, "relu": L.relu_backward, "pool": L.avgpool_backward}[name[:4]](d, c)
+    assert rel_error(ours, h) < F64 and rel_error(dx, d) < F64
+
+
+def test_outputs_are_not_overwritten_by_the_next_call():
+    """Buffers are reused across calls, so returned arrays must be copies."""
+    net = VGG19.random(seed=0, dtype=np.float32)
+    rng = np.random.default_rng(10)
+    a = net.forward(rng.standard_normal((8, 8, 3)), ["relu1_2"])["relu1_2"]
+    keep = a.copy()
+    dx = net.backward({"relu1_2": rng.standard_normal(a.shape)})
+    keep_dx = dx.copy()
+    b = net.forward(rng.standard_normal((8, 8, 3)), ["relu1_2"])["relu1_2"]
+    net.backward({"relu1_2": rng.standard_normal(b.shape)})
+    assert np.array_equal(a, keep) and np.array_equal(dx, keep_dx)
+
+
+def test_timings_collects_per_layer_seconds():
+    net = VGG19.random(seed=0, dtype=np.float32)
+    net.timings = {}
+    a = net.forward(np.zeros((8, 8, 3)), ["relu2_1"])["relu2_1"]
+    net.backward({"relu2_1": np.ones_like(a)})
+    assert ("conv1_1", "forward") in net.timings and ("conv2_1", "backward") in net.timings
+    assert all(t >= 0 for t in net.timings.values())
