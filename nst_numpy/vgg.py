@@ -115,6 +115,7 @@ class VGG19:
         self._conv = None    # the WinogradConv engine, made on first use with self.threads
         self._wino = {}      # conv name -> (U forward, U backward), see _kernels
         self._bufs = {}      # (kind, shape) -> array reused across calls, see _buffer
+        self._bufs_for = None  # the input (H, W) the buffers were made for
         self.timings = None  # set to {} to collect seconds per (layer, "forward"/"backward"); benchmark.py does
 
     def set_threads(self, n):
@@ -220,6 +221,11 @@ class VGG19:
         wanted = set(layers)
         out, caches = {}, []
         H, W_ = x.shape[:2]
+        if self._bufs_for != (H, W_):
+            # Buffers hold one image size at a time: the zeros past the image must be zeros,
+            # and a run at one size should not keep another size's memory alive.
+            self._bufs.clear()
+            self._bufs_for = (H, W_)
         xp = self._buffer("input", self._padded_shape(H, W_, 3))
         xp[1:1 + H, 1:1 + W_] = x
         cur = xp[1:1 + H, 1:1 + W_]   # current activation (H, W, C), a view of the padded buffer xp

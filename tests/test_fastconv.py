@@ -195,3 +195,17 @@ def test_timings_collects_per_layer_seconds():
     net.backward({"relu2_1": np.ones_like(a)})
     assert ("conv1_1", "forward") in net.timings and ("conv2_1", "backward") in net.timings
     assert all(t >= 0 for t in net.timings.values())
+
+
+def test_changing_image_size_uses_clean_buffers():
+    """30 px after 32 px (same tile-rounded buffers): no values of the larger image may leak in."""
+    rng = np.random.default_rng(11)
+    net = VGG19.random(seed=0, dtype=np.float32)
+    fresh = VGG19.from_arrays(net.params, dtype=np.float32)
+    big, small = rng.standard_normal((32, 32, 3)) * 50, rng.standard_normal((30, 30, 3)) * 50
+    a = net.forward(big, ["relu3_1"])["relu3_1"]
+    net.backward({"relu3_1": rng.standard_normal(a.shape)})
+    g = rng.standard_normal((7, 7, 256))
+    reused = net.forward(small, ["relu3_1"])["relu3_1"], net.backward({"relu3_1": g})
+    clean = fresh.forward(small, ["relu3_1"])["relu3_1"], fresh.backward({"relu3_1": g})
+    assert np.array_equal(reused[0], clean[0]) and np.array_equal(reused[1], clean[1])
