@@ -1,0 +1,229 @@
+"""Image reading (modes, EXIF, bad files, limits), atomic writing, resizing, colour transfer, samples."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from nst_numpy import image as I
+from nst_numpy.samples import landscape, swirls
+
+
+def _gradient(h=24, w=32):
+    """A (h, w, 3) uint8 test picture with distinct rows, columns and channels."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), (x + y) % 256], axis=2).astype(np.uint8)
+
+
+def test_load_rgb_png_round_trips(tmp_path):
+    arr = _gradient()
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    rgb = I.load_image(tmp_path / "a.png")
+    assert rgb.dtype == np.float32 and rgb.shape == (24, 32, 3)
+    assert np.array_equal(rgb.astype(np.uint8), arr)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "1"])
+def test_load_converts_modes_to_rgb(tmp_path, mode):
+    src = Image.fromarray(_gradient()).convert(mode)
+    path = tmp_path / ("a.tif" if mode == "CMYK" else "a.png")
+    src.save(path)
+    rgb = I.load_image(path)
+    assert rgb.shape == (24, 32, 3)
+    assert np.allclose(rgb, np.asarray(src.convert("RGB"), np.float32), atol=1)
+
+
+def test_rgba_is_composited_on_white(tmp_path):
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[:, :10] = (255, 0, 0, 255)   # opaque red
+    rgba[:, 10:] = (0, 0, 255, 0)     # fully transparent blue -> white
+    rgba[0, 0] = (0, 0, 0, 128)       # half-transparent black -> grey
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    rgb = I.load_image(tmp_path / "a.png")
+    assert np.allclose(rgb[5, 5], (255, 0, 0)) and np.allclose(rgb[5, 15], (255, 255, 255))
+    assert np.allclose(rgb[0, 0], 255 * (1 - 128 / 255), atol=0.01)
+
+
+def test_palette_with_transparency_is_composited(tmp_path):
+    im = Image.new("P", (20, 20), 0)
+    im.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    im.paste(1, (0, 0, 10, 20))
+    im.info["transparency"] = 0
+    im.save(tmp_path / "p.png", transparency=0)
+    rgb = I.load_image(tmp_path / "p.png")
+    assert np.allclose(rgb[5, 5], (10, 200, 30)) and np.allclose(rgb[5, 15], (255, 255, 255))
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I"])
+def test_16_bit_images_are_scaled_to_0_255(tmp_path, mode):
+    a = (np.linspace(0, 65535, 20 * 20).reshape(20, 20)).astype(np.uint16)
+    im = Image.fromarray(a) if mode == "I;16" else Image.fromarray(a.astype(np.int32), "I")
+    path = tmp_path / ("g.png" if mode == "I;16" else "g.tif")  # Pillow writes 32-bit "I" as TIFF only
+    im.save(path)
+    rgb = I.load_image(path)
+    assert rgb.shape == (20, 20, 3)
+    assert rgb.max() == pytest.approx(255, abs=0.01) and rgb.min() == pytest.approx(0, abs=0.01)
+    assert np.allclose(rgb[..., 0], a / 257.0, atol=0.01)
+
+
+def test_float_image_in_0_1(tmp_path):
+    a = np.linspace(0, 1, 400, dtype=np.float32).reshape(20, 20)
+    Image.fromarray(a, "F").save(tmp_path / "f.tif")
+    rgb = I.load_image(tmp_path / "f.tif")
+    assert rgb.max() == pytest.approx(255, abs=0.01)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    arr = _gradient(24, 32)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(arr).save(tmp_path / "r.jpg", exif=exif, quality=95)
+    rgb = I.load_image(tmp_path / "r.jpg")
+    assert rgb.shape == (32, 24, 3)  # upright: portrait
+    expected = np.rot90(arr, k=-1).astype(np.float32)
+    assert np.mean(np.abs(rgb - expected)) < 8  # JPEG noise only
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"", "empty file"),
+    (b"hello, I am not a picture\n", "not an image"),
+])
+def test_bad_files(tmp_path, content, match):
+    p = tmp_path / "bad.png"
+    p.write_bytes(content)
+    with pytest.raises(I.ImageError, match=match):
+        I.load_image(p)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_file(tmp_path, fmt):
+    p = tmp_path / "t.img"
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(p, format=fmt)
+    data = p.read_bytes()
+    p.write_bytes(data[:len(data) // 2])
+    with pytest.raises(I.ImageError, match="cannot read|not an image"):
+        I.load_image(p)
+
+
+def test_missing_and_directory(tmp_path):
+    with pytest.raises(I.ImageError, match="no such file"):
+        I.load_image(tmp_path / "nope.png")
+    with pytest.raises(I.ImageError, match="directory"):
+        I.load_image(tmp_path)
+
+
+def test_too_small(tmp_path):
+    Image.fromarray(_gradient(15, 40)).save(tmp_path / "s.png")
+    with pytest.raises(I.ImageError, match="too small"):
+        I.load_image(tmp_path / "s.png")
+
+
+def test_pixel_limit_unless_shrunk(tmp_path):
+    Image.fromarray(_gradient(60, 80)).save(tmp_path / "big.png")
+    with pytest.raises(I.ImageError, match="megapixels"):
+        I.load_image(tmp_path / "big.png", max_pixels=4000)
+    assert I.load_image(tmp_path / "big.png", max_side=40, max_pixels=4000).shape == (60, 80, 3)
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    Image.fromarray(_gradient(60, 80)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses > 2x this
+    with pytest.raises(I.ImageError, match="too many pixels"):
+        I.load_image(tmp_path / "bomb.png", max_side=16)
+
+
+def test_save_png_records_text_atomically(tmp_path):
+    out = tmp_path / "o.png"
+    rgb = np.random.default_rng(1).uniform(-20, 280, (20, 30, 3))
+    I.save_image(out, rgb, {"Parameters": "size=30\nseed=1"})
+    im = Image.open(out)
+    assert im.size == (30, 20) and im.text["Parameters"] == "size=30\nseed=1"
+    assert np.array_equal(np.asarray(im), np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
+    assert os.listdir(tmp_path) == ["o.png"]  # no temporary file left
+
+
+def test_save_by_extension(tmp_path):
+    rgb = _gradient().astype(np.float32)
+    I.save_image(tmp_path / "o.jpg", rgb)
+    assert Image.open(tmp_path / "o.jpg").format == "JPEG"
+    with pytest.raises(I.ImageError, match="unknown output format"):
+        I.save_image(tmp_path / "o.xyz", rgb)
+    with pytest.raises(I.ImageError, match="unknown output format"):
+        I.check_output_path(tmp_path / "noextension")
+    assert sorted(os.listdir(tmp_path)) == ["o.jpg"]
+
+
+def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
+    def broken(self, fp, *a, **k):
+        fp.write(b"partial")
+        raise OSError("disk full")
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "save", broken, raising=False)
+    monkeypatch.setattr(Image.Image, "save", broken)
+    with pytest.raises(I.ImageError, match="disk full"):
+        I.save_image(tmp_path / "o.png", _gradient().astype(np.float32))
+    assert os.listdir(tmp_path) == []
+
+
+def test_check_output_path(tmp_path):
+    I.check_output_path(tmp_path / "fine.png")
+    with pytest.raises(I.ImageError, match="does not exist"):
+        I.check_output_path(tmp_path / "no" / "such" / "dir.png")
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(I.ImageError, match="directory"):
+        I.check_output_path(tmp_path / "d.png")
+
+
+def test_fit_size_and_resize():
+    assert I.fit_size((300, 400), 100) == (75, 100)
+    assert I.fit_size((400, 300), 100) == (100, 75)
+    img = np.random.default_rng(2).uniform(0, 255, (30, 40, 3)).astype(np.float32)
+    small = I.resize(img, (15, 20))
+    assert small.shape == (15, 20, 3) and small.dtype == np.float32
+    assert abs(small.mean() - img.mean()) < 2
+    flat = I.resize(np.full((30, 40, 3), 77.0, np.float32), (60, 80))
+    assert np.allclose(flat, 77.0, atol=1e-3)
+
+
+def test_yiq_round_trip_and_luminance():
+    rgb = np.random.default_rng(3).uniform(0, 255, (8, 8, 3))
+    assert np.allclose(I.yiq_to_rgb(I.rgb_to_yiq(rgb)), rgb, atol=1e-9)
+    grey = I.luminance(rgb)
+    assert np.allclose(grey[..., 0], 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2])
+    assert np.allclose(grey[..., 0], grey[..., 2])
+
+
+def test_luminance_only_helpers():
+    rng = np.random.default_rng(4)
+    content = rng.uniform(60, 200, (16, 16, 3))
+    style = rng.uniform(0, 120, (20, 20, 3))
+    matched = I.match_luminance(style, content)
+    yc = I.luminance(content)[..., 0]
+    assert matched[..., 0].mean() == pytest.approx(yc.mean(), abs=0.5)
+    assert matched[..., 0].std() == pytest.approx(yc.std(), rel=0.05)
+    out = I.with_luminance_of(I.luminance(style[:16, :16]), content)
+    yiq_out, yiq_c = I.rgb_to_yiq(out.astype(np.float64)), I.rgb_to_yiq(content)
+    inside = (out > 1).all(axis=2) & (out < 254).all(axis=2)  # where no channel was clipped
+    assert np.allclose(yiq_out[inside][:, 1:], yiq_c[inside][:, 1:], atol=0.01)
+    assert np.allclose(yiq_out[inside][:, 0], I.luminance(style[:16, :16])[inside][:, 0], atol=0.01)
+
+
+def test_transfer_colors_matches_mean_and_covariance():
+    rng = np.random.default_rng(5)
+    content = rng.normal((120, 100, 80), (20, 15, 10), (32, 32, 3)).clip(0, 255)
+    mix = np.array([[1.0, 0.3, 0.0], [0.2, 0.8, 0.1], [0.0, 0.5, 0.6]])
+    style = (rng.normal(0, 12, (40, 40, 3)) @ mix + (90, 140, 110)).clip(0, 255)
+    out = I.transfer_colors(style, content).reshape(-1, 3).astype(np.float64)
+    c = content.reshape(-1, 3)
+    assert np.allclose(out.mean(0), c.mean(0), atol=0.5)
+    assert np.allclose(np.cov(out, rowvar=False), np.cov(c, rowvar=False), atol=3)
+    # Negative control: the style's own colours are far from the content's.
+    assert not np.allclose(style.reshape(-1, 3).mean(0), c.mean(0), atol=5)
+
+
+def test_samples_are_deterministic_images():
+    for make, shape in ((landscape, (48, 64)), (swirls, (40, 40))):
+        a, b = make(*shape), make(*shape)
+        assert a.shape == shape + (3,) and a.dtype == np.float32
+        assert 0 <= a.min() and a.max() <= 255 and a.std() > 20  # not blank
+        assert np.array_equal(a, b)
