@@ -52,7 +52,8 @@ def detect_format(path):
     """'converted', 'keras', 'matconvnet' or 'torch', from the file's first bytes and structure."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise WeightsError(f"weight file {path} does not exist. {PLACE_HINT}")
+        problem = "is not a file" if path.exists() else "does not exist"
+        raise WeightsError(f"weight file {path} {problem}. {PLACE_HINT}")
     with open(path, "rb") as f:
         head = f.read(128)
     if head.startswith(b"MATLAB 5.0 MAT-file"):

@@ -208,6 +208,8 @@ def test_not_a_weight_file(tmp_path):
         load_vgg19(tmp_path / "other.h5")
     with pytest.raises(WeightsError, match="does not exist.*--weights PATH"):
         load_vgg19(tmp_path / "absent.h5")
+    with pytest.raises(WeightsError, match="is not a file"):
+        load_vgg19(tmp_path)
     (tmp_path / "v73.mat").write_bytes(b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(512, b" "))
     with pytest.raises(WeightsError, match="v7.3 .*save -v7"):
         load_vgg19(tmp_path / "v73.mat")
