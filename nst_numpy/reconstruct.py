@@ -14,6 +14,8 @@ The paper calls the layers conv1_2 ... conv5_2 and conv1_1 ... conv5_1. Its Caff
 network applied each ReLU in place, so those names are the rectified responses,
 our relu1_2 ... relu5_2 and relu1_1 ... relu5_1.
 """
+import os
+
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy.optimize import minimize
@@ -21,10 +23,13 @@ from scipy.optimize import minimize
 from .config import Config
 from .losses import content_loss
 from .optimize import make_objective, pixel_bounds
+from .vgg import VGG19
+from .weights import WeightsError, get_vgg19
 
 CONTENT_LAYERS = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 STYLE_SETS = tuple(STYLE_LAYERS[:k] for k in range(1, 6))  # relu1_1; relu1_1+relu2_1; ...
+RANDOM_NOTE = "random weights: shows the pipeline, not the real Figure 1"
 
 
 class ContentObjective:
@@ -141,3 +146,18 @@ def grid(rows, labels, title="", pad=4, label_height=14):
             draw.text((x, y), name, fill="black")
             canvas.paste(Image.fromarray(img), (x, y + label_height))
     return canvas
+
+
+def load_network(weights, pooling, seed):
+    """--weights value (a path, None for the default file, or "random") -> (VGG19, title for the figure).
+
+    Never downloads: a missing file raises WeightsError with a one-line message.
+    """
+    if weights == "random":
+        return VGG19.random(seed=seed, pooling=pooling), RANDOM_NOTE
+    try:
+        net = get_vgg19(weights, pooling=pooling, download=False)
+    except WeightsError as e:
+        raise WeightsError(f"{e} (`python scripts/stylize.py` downloads the default weights on first use.) "
+                           f"Or try --weights random to see the pipeline run.") from None
+    return net, f"VGG19 weights: {os.path.basename(weights) if weights else 'default'}"

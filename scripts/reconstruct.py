@@ -18,14 +18,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from nst_numpy import VGG19  # noqa: E402
 from nst_numpy.image import MIN_SIDE, check_output_path, fit_size, load_image, resize, save_image  # noqa: E402
-from nst_numpy.reconstruct import figure1  # noqa: E402
+from nst_numpy.reconstruct import figure1, load_network  # noqa: E402
 from nst_numpy.samples import landscape, swirls  # noqa: E402
-from nst_numpy.weights import WeightsError, get_vgg19  # noqa: E402
-
-RANDOM_NOTE = "random weights: shows the pipeline, not the real Figure 1"
-
+from nst_numpy.weights import WeightsError  # noqa: E402
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -40,17 +36,6 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0, help="seed of the starting noise (and of --weights random)")
     p.add_argument("--output", default="figure1.png", help="output image (default figure1.png)")
     return p.parse_args(argv)
-
-
-def load_network(weights, pooling, seed):
-    """--weights value -> (VGG19, description for the figure's title)."""
-    if weights == "random":
-        return VGG19.random(seed=seed, pooling=pooling), RANDOM_NOTE
-    try:
-        net = get_vgg19(weights, pooling=pooling, download=False)
-    except WeightsError as e:
-        raise WeightsError(f"{e} Or try --weights random to see the pipeline run.") from None
-    return net, f"VGG19 weights: {os.path.basename(weights) if weights else 'default'}"
 
 
 def input_image(path, sample, size):

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from nst_numpy import VGG19
 from nst_numpy.gradcheck import CheckResult, numerical_gradient, rel_error
-from nst_numpy.reconstruct import STYLE_SETS, ContentObjective, grid, lbfgs, style_objective, white_noise
+from nst_numpy.reconstruct import STYLE_SETS, ContentObjective, grid, lbfgs, style_objective, to_uint8, white_noise
 from nst_numpy.threads import blas_threads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +41,7 @@ def test_check_result_pass_logic():
 
 def test_gradcheck_script_all_rows_pass(capsys):
     script = _load_script("gradcheck")
-    assert script.main() == 0
+    assert script.main(["--samples", "6"]) == 0
     out = capsys.readouterr().out
     for name in ["conv dx", "conv dw", "conv db", "relu dx", "avg pool dx", "max pool dx", "(7x9x2)",
                  "content loss dF", "style loss dF", "total variation dx", "VGG19 dx", "objective dx", "control:"]:
@@ -53,8 +53,8 @@ def test_gradcheck_script_reports_a_failure(capsys, monkeypatch):
     script = _load_script("gradcheck")
     rows = [CheckResult("good", 1e-11, 1e-8, False), CheckResult("broken backward", 0.3, 1e-8, False),
             CheckResult("control: missed", 1e-12, 1e-2, True)]
-    monkeypatch.setattr(script, "run_all_checks", lambda: rows)
-    assert script.main() == 1
+    monkeypatch.setattr(script, "run_all_checks", lambda seed, n_samples: rows)
+    assert script.main([]) == 1
     out = capsys.readouterr().out
     assert "broken backward" in out and "NOT caught" in out and "2 FAILED" in out
 
@@ -127,7 +127,7 @@ def net64():
     return net
 
 
-def _sampled_error(f, x, rng, n=6, h=1e-3):
+def _sampled_error(f, x, rng, n=4, h=1e-3):
     """rel_error of f's gradient at n random pixels; x is network-space (~100), hence h = 1e-3."""
     idx = rng.choice(x.size, size=n, replace=False)
     numeric = numerical_gradient(lambda z: f(z)[0], x.copy(), h, idx)
@@ -183,7 +183,7 @@ def test_grid_layout_and_labels():
 def test_reconstruct_script_random_weights(tmp_path, capsys):
     script = _load_script("reconstruct")
     out = tmp_path / "figure1.png"
-    args = ["--weights", "random", "--size", "24", "--iterations", "2", "--output", str(out)]
+    args = ["--weights", "random", "--size", "24", "--iterations", "1", "--output", str(out)]
     assert script.main(args) == 0
     assert "wrote" in capsys.readouterr().out
     with Image.open(out) as im:
@@ -208,3 +208,21 @@ def test_reconstruct_script_bad_input(tmp_path, capsys, monkeypatch, args, messa
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_make_readme_images_random_weights(tmp_path, monkeypatch):
+    script = _load_script("make_readme_images")
+    # figure1 itself is covered by test_reconstruct_script_random_weights; a stand-in keeps this test fast.
+    monkeypatch.setattr(script, "figure1", lambda net, c, s, it, seed, title: grid([[to_uint8(c)]], [["c"]], title))
+    args = ["--size", "24", "--figure-size", "24", "--iterations", "1", "--outdir", str(tmp_path)]
+    assert script.main(args) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figure1_random.png", "stylized_random.png"]
+    for name in ("figure1_random.png", "stylized_random.png"):
+        with Image.open(tmp_path / name) as im:
+            assert "random weights: shows the pipeline, not the real" in im.text["title"]
+
+
+def test_make_readme_images_missing_weights(tmp_path, capsys):
+    script = _load_script("make_readme_images")
+    assert script.main(["--weights", str(tmp_path / "none.h5"), "--outdir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error:") and list(tmp_path.iterdir()) == []
