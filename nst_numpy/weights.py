@@ -184,7 +184,7 @@ def _read_matconvnet(path):
     data = loadmat(str(path), squeeze_me=True, struct_as_record=False)
     if "layers" not in data:
         raise WeightsError(f"{path}: a .mat file without a 'layers' variable: not a MatConvNet network")
-    convs = []  # (name or None, kernel, bias) in network order
+    convs = []  # (name, kernel, bias) in network order
     for layer in np.atleast_1d(data["layers"]):
         fields = getattr(layer, "_fieldnames", None)
         if fields is None:
