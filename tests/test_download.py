@@ -3,8 +3,10 @@ import errno
 import hashlib
 import http.server
 import io
+import runpy
 import socket
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,3 +153,24 @@ def test_get_vgg19_downloads_verifies_converts_and_keeps_only_the_converted_file
     info = read_weights(dest_dir / "vgg19.h5")[2]
     assert info["source_name"] == "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert info["source_sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_convert_script_download_flag(server, tmp_path, monkeypatch, capsys):
+    """scripts/convert_weights.py --download: converts and keeps only the converted file; errors exit 2."""
+    main = runpy.run_path(str(Path(__file__).resolve().parent.parent / "scripts" / "convert_weights.py"))["main"]
+    raw = tmp_path / "raw.h5"
+    wf.write_keras(raw, wf.random_params(seed=5))
+    body = raw.read_bytes()
+    raw.unlink()
+    monkeypatch.setitem(Handler.files, "/notop.h5", body)
+    monkeypatch.setattr(weights, "KERAS_URL", f"{server}/notop.h5")
+    monkeypatch.setattr(weights, "KERAS_MD5", hashlib.md5(body).hexdigest())
+    out = tmp_path / "w" / "vgg19.h5"
+    assert main(["--download", "--quiet", "-o", str(out)]) == 0
+    assert [p.name for p in out.parent.iterdir()] == ["vgg19.h5"]
+    assert "wrote" in capsys.readouterr().out
+    monkeypatch.setattr(weights, "KERAS_URL", f"{server}/gone.h5")
+    assert main(["--download", "--quiet", "-o", str(tmp_path / "x" / "vgg19.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: could not download") and "HTTP 404" in err and "--weights PATH" in err
+    assert err.count("\n") == 1 and list((tmp_path / "x").iterdir()) == []
