@@ -55,7 +55,8 @@ class Progress:
         now = time.monotonic()
         if self.tty:
             if final or now - self.last >= self.min_interval:
-                self.stream.write("\r" + self.line(done, now) + ("\n" if final else ""))
+                # padded so a shorter line fully covers the previous one
+                self.stream.write("\r" + self.line(done, now).ljust(64) + ("\n" if final else ""))
                 self.last = now
         elif final or (self.total and done >= self.next_fraction * self.total):
             self.stream.write(self.line(done, now) + "\n")
