@@ -96,7 +96,7 @@ def build_parser():
                      help="also write numbered snapshots (output_0010.png, ...) every N iterations")
     run.add_argument("--weights", metavar="PATH",
                      help="VGG19 weights file (default: the converted file, downloaded on first use); "
-                          "'random' = random weights, for tests and pipeline demos only")
+                          "'random' = random weights (fixed seed 0), for tests and pipeline demos only")
     run.add_argument("--threads", type=_number(int, 1), default=os.cpu_count() or 1,
                      help="threads for the convolutions (default: all cores)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress output")
@@ -106,7 +106,7 @@ def build_parser():
 
 def _load_network(args):
     if args.weights == "random":
-        return VGG19.random(seed=args.seed, pooling=args.pooling)
+        return VGG19.random(seed=0, pooling=args.pooling)  # fixed weights: --seed varies only the run
     try:
         from .weights import WeightsError, get_vgg19
     except ImportError as e:  # the weights loader is a separate module; say so rather than crash

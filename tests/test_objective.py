@@ -8,13 +8,19 @@ from nst_numpy import VGG19
 from nst_numpy.config import Config
 from nst_numpy.gradcheck import numerical_gradient, rel_error
 from nst_numpy.losses import content_loss, gram_matrix, style_layer_loss, tv_loss
-from nst_numpy.optimize import make_objective, pixel_bounds
+from nst_numpy.optimize import make_objective, pixel_bounds, stylize
+from nst_numpy.samples import landscape, swirls
 from nst_numpy.vgg import TORCHVISION
 
 
 @pytest.fixture(scope="module")
 def net64():
     return VGG19.random(seed=1, dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def net32():
+    return VGG19.random(seed=0, dtype=np.float32)
 
 
 def _images(net, rng, shape=(16, 16), style_shape=(20, 18)):
@@ -93,8 +99,8 @@ def test_targets_are_computed_once(net64, monkeypatch):
     assert len(calls) == 3  # one forward per evaluation: none for the targets
 
 
-def test_float32_network_computes_in_float32_and_returns_float64():
-    net = VGG19.random(seed=1, dtype=np.float32)
+def test_float32_network_computes_in_float32_and_returns_float64(net32):
+    net = net32
     rng = np.random.default_rng(4)
     content, style, x = _images(net, rng)
     f = make_objective(net, content, [(style, 1.0)], Config())
@@ -149,3 +155,31 @@ def test_bad_config_is_rejected(net64):
             make_objective(net64, content, [(style, 1.0)], dataclasses.replace(Config(), **bad))
     with pytest.raises(ValueError, match="blend"):
         make_objective(net64, content, [(style, 0.0)], Config())
+
+
+def test_30_lbfgs_iterations_at_128_px_reduce_the_loss_10x(net32):
+    """The acceptance check of issue 4, on a random-weight network with the default configuration."""
+    net = net32
+    content, style = landscape(96, 128), swirls(128, 128)
+    cfg = Config(size=128, iterations=30)
+    out = stylize(net, content, [style], cfg)
+    assert out.shape == (96, 128, 3) and out.dtype == np.float32
+    assert 0 <= out.min() and out.max() <= 255
+    # Score start and result with an independently built objective (float64 at the boundary).
+    f = make_objective(net, net.preprocess(content), [(net.preprocess(style), 1.0)], cfg)
+    start, _ = f(net.preprocess(content).astype(np.float64).reshape(-1))
+    end, _ = f(net.preprocess(out).astype(np.float64).reshape(-1))
+    assert start > 10 * end, (start, end)
+
+
+def test_adam_and_bounds_keep_pixels_valid(net64):
+    """Adam also descends, and both optimisers keep every pixel inside 0..255 (run on a tiny image)."""
+    rng = np.random.default_rng(8)
+    content, style = rng.uniform(0, 255, (16, 16, 3)), rng.uniform(0, 255, (16, 16, 3))
+    losses = []
+    cfg = Config(size=16, iterations=8, optimizer="adam", learning_rate=10.0, init="noise",
+                 style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_2",))
+    out = stylize(net64, content, [style], cfg, callback=lambda st: losses.append(st.loss))
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    raw = net64.deprocess(net64.preprocess(out))
+    assert raw.min() >= -1e-6 and raw.max() <= 255 + 1e-6

@@ -1,0 +1,195 @@
+"""The command line, end to end on tiny images with random weights (never real weights)."""
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_numpy import cli
+
+FAST = ["--weights", "random", "--size", "32", "--iterations", "2"]
+_NETS = {}
+
+
+@pytest.fixture(autouse=True)
+def shared_random_networks(monkeypatch):
+    """Build each random network once per session: making one (and its Winograd kernels) costs
+    seconds, and the runs here are tiny. The CLI's own loading code still runs the first time."""
+    original = cli._load_network
+
+    def load(args):
+        if args.weights != "random":
+            return original(args)
+        key = args.pooling
+        if key not in _NETS:
+            _NETS[key] = original(args)
+        return _NETS[key]
+    monkeypatch.setattr(cli, "_load_network", load)
+
+
+def _run(argv, tty=False):
+    """main(argv) with stderr captured; returns (status, stderr text)."""
+    err = io.StringIO()
+    err.isatty = lambda: tty
+    status = cli.main([str(a) for a in argv], stderr=err)
+    return status, err.getvalue()
+
+
+def _picture(path, h=40, w=48, seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    arr = np.stack([x * 5 % 256, y * 6 % 256, rng.integers(0, 256, (h, w))], axis=2).astype(np.uint8)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def test_defaults_stylize_the_built_in_samples(tmp_path):
+    out = tmp_path / "output.png"
+    status, err = _run(FAST + ["-o", out])
+    assert status == 0, err
+    im = Image.open(out)
+    assert im.size == (32, 24)  # the landscape sample is 4:3; --size is the longest side
+    assert "style_weight=" in im.text["Parameters"] and "built-in swirls" in im.text["Parameters"]
+    assert "it 2/2" in err and "it/s" in err and "ETA" in err and "\r" not in err  # plain lines off a TTY
+
+
+def test_user_images_jpeg_output_and_orientation(tmp_path):
+    content = _picture(tmp_path / "c.png", 60, 40)  # portrait
+    style = _picture(tmp_path / "s.png", 30, 30, seed=1)
+    out = tmp_path / "o.jpg"
+    status, err = _run(FAST + ["--content", content, "--style", style, "-o", out, "--quiet"])
+    assert status == 0, err
+    assert err == ""
+    im = Image.open(out)
+    assert im.format == "JPEG" and im.size == (21, 32)
+
+
+def test_same_seed_same_bytes(tmp_path):
+    outs = []
+    for name, seed in (("a.png", 5), ("b.png", 5), ("c.png", 6)):
+        status, err = _run(FAST + ["--init", "noise", "--seed", seed, "-o", tmp_path / name, "-q"])
+        assert status == 0, err
+        outs.append((tmp_path / name).read_bytes())
+    assert outs[0] == outs[1]
+    assert outs[0] != outs[2]  # negative control: the seed matters
+
+
+@pytest.mark.parametrize("extra", [
+    ["--optimizer", "adam", "--scales", "2", "--preserve-colors", "luminance"],
+    ["--preserve-colors", "histogram", "--style-scale", "0.75", "--init", "noise"],
+    ["--content", "none", "--pooling", "max"],
+])
+def test_feature_combinations_run(tmp_path, extra):
+    s1, s2 = _picture(tmp_path / "s1.png", seed=1), _picture(tmp_path / "s2.png", 32, 32, seed=2)
+    out = tmp_path / "o.png"
+    status, err = _run(FAST + ["--style", s1, "--style", s2, "--style-weights", "1,3", "-o", out, "-q"] + extra)
+    assert status == 0, err
+    assert max(Image.open(out).size) == 32
+
+
+def test_save_every_writes_numbered_snapshots(tmp_path):
+    out = tmp_path / "o.png"
+    status, err = _run(FAST + ["--save-every", "1", "-o", out, "-q"])
+    assert status == 0, err
+    assert sorted(os.listdir(tmp_path)) == ["o.png", "o_0001.png", "o_0002.png"]
+
+
+def test_progress_in_place_on_a_tty(tmp_path):
+    status, err = _run(FAST + ["-o", tmp_path / "o.png"], tty=True)
+    assert status == 0
+    assert err.count("\r") == 2 and "it 1/2" in err and "it 2/2" in err
+
+
+def test_ctrl_c_writes_best_image_and_exits_130(tmp_path, monkeypatch):
+    class Interrupting(cli.Progress):
+        def __call__(self, state):
+            if state.step == 2:
+                raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "Progress", Interrupting)
+    out = tmp_path / "o.png"
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "50", "-o", out])
+    assert status == 130
+    assert "interrupted" in err and "Traceback" not in err
+    im = Image.open(out)
+    assert im.size == (32, 24) and "Interrupted" in im.text
+    assert os.listdir(tmp_path) == ["o.png"]
+
+
+def _bad_inputs(tmp_path):
+    good = _picture(tmp_path / "good.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not an image")
+    data = good.read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    Image.fromarray(np.zeros((10, 40, 3), np.uint8)).save(tmp_path / "tiny.png")
+    return {
+        "empty": ["--content", tmp_path / "empty.png"],
+        "not an image": ["--style", tmp_path / "text.jpg"],
+        "truncated": ["--content", tmp_path / "cut.png"],
+        "missing": ["--content", tmp_path / "missing.png"],
+        "too small": ["--content", tmp_path / "tiny.png"],
+        "zero iterations": ["--iterations", "0"],
+        "negative weight": ["--style-weight", "-1"],
+        "nan weight": ["--content-weight", "nan"],
+        "inf weight": ["--tv-weight", "inf"],
+        "size too small": ["--size", "8"],
+        "size not a number": ["--size", "big"],
+        "bad style weights": ["--style", good, "--style-weights", "1,2"],
+        "zero style weights": ["--style-weights", "0"],
+        "negative style weight": ["--style-weights", "-1"],
+        "unknown option": ["--frobnicate"],
+        "unknown optimizer": ["--optimizer", "sgd"],
+        "texture with content init": ["--content", "none", "--init", "content"],
+        "bad init path": ["--init", tmp_path / "nope.png"],
+        "style too small at style-scale": ["--style-scale", "0.1"],
+        "unknown extension": ["-o", tmp_path / "out.xyz"],
+        "no directory": ["-o", tmp_path / "no" / "dir" / "out.png"],
+        "output is a directory": ["-o", tmp_path],
+        "missing weights file": ["--weights", tmp_path / "nope.h5"],
+        "weights not a weights file": ["--weights", good],
+    }
+
+
+def test_bad_input_one_line_exit_2_no_output(tmp_path):
+    for case, argv in _bad_inputs(tmp_path).items():
+        out = tmp_path / "out.png"
+        full = ["--weights", "random", "--size", "32", "--iterations", "1", "-o", out] + argv
+        status, err = _run(full)
+        assert status == 2, (case, err)
+        assert err.startswith("error: ") and err.count("\n") == 1, (case, err)
+        assert not out.exists(), case
+        leftovers = [f for f in os.listdir(tmp_path) if f.startswith(".")]
+        assert not leftovers, case
+
+
+def test_missing_weights_and_failed_download(tmp_path, monkeypatch):
+    from nst_numpy import weights
+    from nst_numpy.download import DownloadError
+
+    def offline(*args, **kwargs):
+        raise DownloadError("cannot reach the server (offline)")
+    monkeypatch.setenv("NST_NUMPY_WEIGHTS", str(tmp_path / "vgg19.h5"))
+    monkeypatch.setattr(weights, "download", offline)
+    status, err = _run(["--size", "32", "--iterations", "1", "-o", tmp_path / "o.png", "-q"])
+    assert status == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "offline" in err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_weights_module_unavailable_falls_back_cleanly(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "nst_numpy.weights", None)  # import fails
+    status, err = _run(["--size", "32", "--iterations", "1", "-o", tmp_path / "o.png"])
+    assert status == 2 and "--weights random" in err and err.count("\n") == 1
+
+
+def test_script_runs_without_traceback(tmp_path):
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "stylize.py")
+    r = subprocess.run([sys.executable, script, "--iterations", "0", "-o", str(tmp_path / "o.png")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "--preserve-colors" in r.stdout and "random weights" in r.stdout
