@@ -279,9 +279,14 @@ class VGG19:
         if not grads:
             raise ValueError("backward() needs at least one gradient")
         deepest = max(done.index(n) for n in grads)
+        steps = self._caches[:deepest + 1]
         dx = None      # gradient w.r.t. the output of the current layer, (H_l, W_l, C_l)
         gpad = None    # the padded buffer dx lives in, when the next step is a conv
-        for name, cache in reversed(self._caches[:deepest + 1]):
+        skip = None    # a ReLU whose backward already ran inside the conv below it
+        for k in range(len(steps) - 1, -1, -1):
+            name, cache = steps[k]
+            if name == skip:
+                continue
             if name in grads:
                 g = np.asarray(grads[name], dtype=self.dtype)
                 if dx is None:
@@ -298,23 +303,39 @@ class VGG19:
                     gpad[1:1 + H, 1:1 + W_] = dx
                 U = self._kernels(name)[1]
                 th, tw = gpad.shape[0] - 2, gpad.shape[1] - 2
-                res = self._buffer("grad_out", (th, tw, U.shape[2]))
-                self._engine().conv(gpad, U, res)   # dx = conv(dout, flipped kernel), layers.conv_backward
-                dx, gpad = res[:H, :W_], None
+                below = steps[k - 1] if k > 0 else (None, None)
+                if below[0] is not None and below[0].startswith("relu"):
+                    # dx = conv(dout, flipped kernel) (layers.conv_backward), then, in the same
+                    # bands, + the gradient injected at that ReLU and times its mask
+                    # (layers.relu_backward), written into the padded buffer the next conv reads.
+                    relu_name, act = below
+                    H, W_, C = act.shape
+                    shape = self._padded_shape(H, W_, C)
+                    nxt = self._buffer(("grad_in", H, W_), shape)
+                    if nxt is gpad:   # conv1_2 and the like: read one buffer, write the other
+                        nxt = self._buffer(("grad_in_2", H, W_), shape)
+                    g = grads.get(relu_name)
+                    g = None if g is None else np.asarray(g, dtype=self.dtype)
+                    self._engine().conv(gpad, U, nxt[1:1 + th, 1:1 + tw], add=g, mask=act)
+                    nxt[1 + H:] = 0
+                    nxt[:, 1 + W_:] = 0
+                    dx, gpad, skip = nxt[1:1 + H, 1:1 + W_], nxt, relu_name
+                else:
+                    res = self._buffer("grad_out", (th, tw, U.shape[2]))
+                    self._engine().conv(gpad, U, res)
+                    dx, gpad = res[:H, :W_], None
             elif name.startswith("relu"):
-                # dL/dconv = dL/drelu where the unit was active (layers.relu_backward), written
-                # straight into the padded buffer that the conv's backward reads next.
+                # Reached only when the layer above was not a conv (or nothing): dL/dconv =
+                # dL/drelu where the unit was active (layers.relu_backward), written into
+                # the padded buffer that the conv's backward reads next.
                 H, W_, C = cache.shape
-                mask = self._buffer("mask", cache.shape, np.bool_)
-                np.greater(cache, 0, out=mask)
-                # keyed by (H, W) too: the zeros past the image must never hold another size's data
                 gpad = self._buffer(("grad_in", H, W_), self._padded_shape(H, W_, C))
                 inner = gpad[1:1 + H, 1:1 + W_]
-                np.multiply(dx, mask, out=inner)
+                np.multiply(dx, cache > 0, out=inner)
                 dx = inner
             elif self.pooling == "avg":
-                dx = L.avgpool_backward(dx, cache)
+                dx, gpad = L.avgpool_backward(dx, cache), None
             else:
-                dx = L.maxpool_backward(dx, cache)
+                dx, gpad = L.maxpool_backward(dx, cache), None
             self._time(name, "backward", t0)
         return dx.copy()   # buffers are reused by the next call

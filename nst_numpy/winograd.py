@@ -82,6 +82,7 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
                [0, 1, -1, 8, -8, 1]], dtype=np.float64)
 
 TILE = 4  # output tile side (m); the input tile is TILE + 2 = 6
+MIN_TILES = 256  # rows of each band's matrix products, when the image has that many
 
 
 def transform_kernel(w, dtype=None):
@@ -200,17 +201,20 @@ class WinogradConv:
         return cache[key]
 
     def _band_rows(self, th, tw, c_in, c_out):
-        """Tile rows per band: about band_bytes of V and M, at least 1, and enough bands for every thread."""
+        """Tile rows per band: about band_bytes of V and M, but at least MIN_TILES tiles per
+        product (small products run far below the BLAS peak), and enough bands for every thread."""
         per_row = 36 * tw * (c_in + c_out) * 4
-        nb = max(1, min(th, self.band_bytes // per_row))
-        nb = min(nb, -(-th // self.threads))   # ceil(th / threads): no thread idle
-        return nb
+        nb = max(self.band_bytes // per_row, -(-MIN_TILES // tw), 1)
+        return min(nb, -(-th // self.threads))   # ceil(th / threads): no thread idle
 
-    def conv(self, xp, U, out, bias=None, relu=False):
+    def conv(self, xp, U, out, bias=None, relu=False, add=None, mask=None):
         """out = conv3x3(xp) [+ bias] [then max(., 0)], tile by tile.
 
         xp: (4 TH + 2, 4 TW + 2, C_in) zero-padded input; U: (36, C_in, C_out) from
         transform_kernel; out: (4 TH, 4 TW, C_out) array or view, overwritten.
+        add, mask: optional (H, W, C_out) arrays for the backward pass: on the image part,
+        out += add, then out *= (mask > 0) (a ReLU's backward, with mask its output),
+        done band by band while the band is still in cache.
         """
         th, tw = (xp.shape[0] - 2) // TILE, (xp.shape[1] - 2) // TILE
         c_in, c_out = U.shape[1], U.shape[2]
@@ -221,6 +225,14 @@ class WinogradConv:
 
         def run(band):
             self._band(xp, U, out, bias, relu, band[0], band[1], self._scratch(key))
+            if add is not None or mask is not None:
+                ref = add if add is not None else mask
+                r0, r1 = TILE * band[0], min(TILE * band[1], ref.shape[0])
+                part = out[r0:r1, :ref.shape[1]]
+                if add is not None:
+                    np.add(part, add[r0:r1], out=part)
+                if mask is not None:
+                    np.multiply(part, mask[r0:r1] > 0, out=part)   # layers.relu_backward
 
         if self._pool is None or len(bands) == 1:
             for band in bands:

@@ -173,7 +173,7 @@ def make_torch_objective(net, f, threads):
         tv = ((xs[:, :, 1:] - xs[:, :, :-1]) ** 2).sum() + ((xs[:, :, :, 1:] - xs[:, :, :, :-1]) ** 2).sum()
         loss = loss + f.tv_w * tv
         loss.backward()
-        return float(loss), x.grad[0].numpy().transpose(1, 2, 0).reshape(-1)
+        return float(loss.detach()), x.grad[0].numpy().transpose(1, 2, 0).reshape(-1)
 
     return objective
 
