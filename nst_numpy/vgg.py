@@ -203,6 +203,56 @@ class VGG19:
             key = (name, direction)
             self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
 
+    _POOL_BAND = 8   # pooled rows per band: keeps the layer functions' temporaries in cache
+
+    def _pool_forward(self, x, name):
+        """2x2 pooling (layers.avgpool_forward / maxpool_forward) in row bands on the worker threads,
+        written straight into the zero-padded buffer the next conv reads.
+
+        x: (H, W, C) -> (pooled view (H//2, W//2, C), cache as the layers function gives it, padded buffer).
+        """
+        H, W_, C = x.shape
+        Ho, Wo = H // 2, W_ // 2
+        xp = self._buffer(("pooled", name), self._padded_shape(Ho, Wo, C))
+        inner = xp[1:1 + Ho, 1:1 + Wo]
+        idx = self._buffer(("argmax", name), (Ho, Wo, C), np.intp) if self.pooling == "max" else None
+
+        def band(r0, r1):
+            if idx is None:
+                inner[r0:r1] = L.avgpool_forward(x[2 * r0:2 * r1])[0]
+            else:
+                inner[r0:r1], (_, idx[r0:r1]) = L.maxpool_forward(x[2 * r0:2 * r1])
+
+        self._engine().map_rows(band, Ho, self._POOL_BAND)
+        return inner, (x.shape if idx is None else (x.shape, idx)), xp
+
+    def _pool_relu_backward(self, dout, cache, act, g):
+        """Pooling backward (layers.*pool_backward) in row bands, then + g (the gradient injected at
+        the ReLU below, or None) and times that ReLU's mask (layers.relu_backward).
+
+        dout: (H//2, W//2, C); act: the ReLU's output (H, W, C). Returns (dx view, its padded buffer).
+        """
+        H, W_, C = act.shape
+        gpad = self._buffer(("grad_in", H, W_), self._padded_shape(H, W_, C))
+        inner = gpad[1:1 + H, 1:1 + W_]
+        if g is not None:
+            g = np.asarray(g, dtype=self.dtype)
+
+        def band(r0, r1):
+            rows = slice(2 * r0, 2 * r1)
+            if self.pooling == "avg":
+                d = L.avgpool_backward(dout[r0:r1], (2 * (r1 - r0), W_, C))
+            else:
+                d = L.maxpool_backward(dout[r0:r1], ((2 * (r1 - r0), W_, C), cache[1][r0:r1]))
+            if g is not None:
+                d += g[rows]
+            np.multiply(d, act[rows] > 0, out=inner[rows])
+
+        self._engine().map_rows(band, dout.shape[0], self._POOL_BAND)
+        if H % 2:   # an odd last row fed no window: no gradient from the pool
+            inner[H - 1] = 0 if g is None else g[H - 1] * (act[H - 1] > 0)
+        return inner, gpad
+
     def forward(self, x, layers):
         """x: (H, W, 3), already preprocessed; layers: names from LAYER_NAMES.
 
@@ -235,9 +285,6 @@ class VGG19:
             name = seq[i]
             t0, timed = time.perf_counter(), name   # a fused conv+ReLU is timed under the conv's name
             if name.startswith("conv"):
-                if xp is None:   # after a pooling layer: copy into a padded buffer
-                    xp = self._buffer(("pooled", name), self._padded_shape(*cur.shape))
-                    xp[1:1 + cur.shape[0], 1:1 + cur.shape[1]] = cur
                 fuse = i + 1 < len(seq) and name not in wanted   # conv output itself not needed
                 U = self._kernels(name)[0]
                 xp, cur = self._conv_into(xp, H, W_, name, U, self.params[name][1], fuse, "act")
@@ -252,10 +299,9 @@ class VGG19:
                 xp, cur = act, act[1:1 + H, 1:1 + W_]
                 caches.append((name, cur))
             else:
-                pool = L.avgpool_forward if self.pooling == "avg" else L.maxpool_forward
-                cur, cache = pool(cur)
+                cur, cache, xp = self._pool_forward(cur, name)
                 caches.append((name, cache))
-                xp, (H, W_) = None, cur.shape[:2]
+                H, W_ = cur.shape[:2]
             if name in wanted:
                 out[name] = cur.copy()   # buffers are reused by the next call
             self._time(timed, "forward", t0)
@@ -333,9 +379,12 @@ class VGG19:
                 inner = gpad[1:1 + H, 1:1 + W_]
                 np.multiply(dx, cache > 0, out=inner)
                 dx = inner
-            elif self.pooling == "avg":
-                dx, gpad = L.avgpool_backward(dx, cache), None
             else:
-                dx, gpad = L.maxpool_backward(dx, cache), None
+                # In VGG19 a pool always follows a ReLU: its backward, plus any gradient injected at
+                # that ReLU, times the ReLU's mask, goes straight into the padded buffer of the conv below.
+                relu_name, act = steps[k - 1]
+                assert relu_name.startswith("relu"), relu_name
+                dx, gpad = self._pool_relu_backward(dx, cache, act, grads.get(relu_name))
+                skip = relu_name
             self._time(name, "backward", t0)
         return dx.copy()   # buffers are reused by the next call

@@ -192,6 +192,20 @@ class WinogradConv:
             self._pool.shutdown()
             self._pool = None
 
+    def map_rows(self, fn, n_rows, rows_per_band):
+        """Call fn(r0, r1) for bands of rows covering 0..n_rows, spread over the worker threads.
+
+        For the cheap memory-bound layers (pooling and its backward): small bands keep
+        each layer function's temporaries in cache, and two threads share the work.
+        """
+        step = max(1, min(rows_per_band, -(-n_rows // self.threads)))
+        bands = [(r, min(r + step, n_rows)) for r in range(0, n_rows, step)]
+        if self._pool is None or len(bands) == 1:
+            for r0, r1 in bands:
+                fn(r0, r1)
+        else:
+            list(self._pool.map(lambda band: fn(*band), bands))
+
     def _scratch(self, key):
         cache = getattr(self._local, "cache", None)
         if cache is None:

@@ -155,24 +155,38 @@ def test_network_float32_fast_path_matches_float64(pooling):
     assert rel_error(net32.backward(grads), net64.backward(grads)) < F32_NETWORK
 
 
-def test_network_float64_equals_reference_layers():
-    """float64 through the fast path equals a forward/backward built from layers.py alone."""
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_network_float64_equals_reference_layers(pooling):
+    """float64 through the fast path equals a forward/backward built from layers.py alone.
+
+    Odd sizes (pooling drops a row and a column), taps right below each pool and a
+    conv output, so every fused step (conv+ReLU, pool+ReLU backward, injected
+    gradients inside the bands) is exercised.
+    """
     rng = np.random.default_rng(8)
-    net = VGG19.random(seed=9, dtype=np.float64)
-    x = rng.standard_normal((10, 13, 3)) * 50
-    ours = net.forward(x, ["relu2_1"])["relu2_1"]
-    g = rng.standard_normal(ours.shape)
-    dx = net.backward({"relu2_1": g})
-    h, caches = x, []
-    for name in ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1", "conv2_1", "relu2_1"]:
+    net = VGG19.random(seed=9, pooling=pooling, dtype=np.float64)
+    x = rng.standard_normal((11, 13, 3)) * 50
+    taps = ["relu1_2", "conv2_1", "relu2_2"]
+    ours = net.forward(x, taps)
+    grads = {n: rng.standard_normal(a.shape) for n, a in ours.items()}
+    dx = net.backward(grads)
+    h, caches, acts = x, [], {}
+    for name in ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1", "conv2_1", "relu2_1", "conv2_2", "relu2_2"]:
+        pool_f = L.avgpool_forward if pooling == "avg" else L.maxpool_forward
         fwd = {"conv": lambda z, n=name: L.conv_forward(z, *net.params[n]), "relu": L.relu_forward,
-               "pool": L.avgpool_forward}[name[:4]]
+               "pool": pool_f}[name[:4]]
         h, c = fwd(h)
         caches.append((name, c))
-    d = g
+        acts[name] = h
+    pool_b = L.avgpool_backward if pooling == "avg" else L.maxpool_backward
+    d = None
     for name, c in reversed(caches):
-        d = {"conv": L.conv_backward, "relu": L.relu_backward, "pool": L.avgpool_backward}[name[:4]](d, c)
-    assert rel_error(ours, h) < F64 and rel_error(dx, d) < F64
+        if name in grads:
+            d = grads[name] if d is None else d + grads[name]
+        d = {"conv": L.conv_backward, "relu": L.relu_backward, "pool": pool_b}[name[:4]](d, c)
+    for name in taps:
+        assert rel_error(ours[name], acts[name]) < F64, name
+    assert rel_error(dx, d) < F64
 
 
 def test_outputs_are_not_overwritten_by_the_next_call():
