@@ -20,6 +20,13 @@ import urllib.request
 CHUNK = 1 << 16
 
 
+def default_file_mode():
+    """0o666 minus the umask: the permissions open(path, "w") would have given a new file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 class DownloadError(Exception):
     """The download failed; the message is one line, and no file was left behind."""
 
@@ -109,6 +116,7 @@ def download(url, dest, md5=None, sha256=None, progress=True, timeout=30):
             if expected and hashes[name].hexdigest() != expected.lower():
                 raise DownloadError(f"{name.upper()} of the download of {url} is {hashes[name].hexdigest()}, "
                                     f"expected {expected} (corrupt or changed file)")
+        os.chmod(tmp, default_file_mode())  # mkstemp makes it 0600; give it the mode a plain open() would
         os.replace(tmp, dest)
     except OSError as e:  # writing: disk full, permissions, ...
         tmp.unlink(missing_ok=True)

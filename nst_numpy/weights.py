@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from . import torch_reader
-from .download import DownloadError, download
+from .download import DownloadError, default_file_mode, download
 from .vgg import CAFFE, CONV_NAMES, CONV_SPECS, MATCONVNET, TORCHVISION, VGG19, Preprocessing
 
 KERAS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
@@ -273,6 +273,7 @@ def _atomic_write(path, write):
         raise WeightsError(f"cannot write {path}: {e}") from None
     try:
         write(tmp)
+        os.chmod(tmp, default_file_mode())  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException as e:  # includes KeyboardInterrupt: never leave the temp file behind
         pathlib.Path(tmp).unlink(missing_ok=True)

@@ -60,6 +60,7 @@ def test_success_with_md5_and_sha256(server, tmp_path, capsys):
     download(f"{server}/file.bin", dest, md5=hashlib.md5(BODY).hexdigest(),
              sha256=hashlib.sha256(BODY).hexdigest())
     assert dest.read_bytes() == BODY
+    assert dest.stat().st_mode & 0o777 == dl.default_file_mode()  # not mkstemp's 0600
     assert sorted(p.name for p in dest.parent.iterdir()) == ["file.bin"]
     err = capsys.readouterr().err
     assert "100%" in err and "/s" in err and "\r" not in err  # plain lines when stderr is not a TTY

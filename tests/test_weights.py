@@ -15,6 +15,7 @@ import pytest
 
 import weight_fixtures as wf
 from nst_numpy import weights as weights_module
+from nst_numpy.download import default_file_mode
 from nst_numpy.gradcheck import rel_error
 from nst_numpy.vgg import CAFFE, CONV_NAMES, LAYER_NAMES, TORCHVISION, VGG19
 from nst_numpy.weights import (WeightsError, default_weights_path, detect_format, file_sha256, get_vgg19,
@@ -113,6 +114,7 @@ def test_converted_round_trip_keeps_preprocessing_and_source(files, params, tmp_
         with h5py.File(out, "r") as f:
             assert f["conv3_2/kernel"].shape == (3, 3, 256, 256) and f["conv3_2/bias"].shape == (256,)
             assert f.attrs["format_version"] == 1
+        assert out.stat().st_mode & 0o777 == default_file_mode()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keras.h5", "pth_legacy.h5"]  # no temp files left
 
 
