@@ -46,6 +46,7 @@ class Progress:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = self.last = time.monotonic()
         self.min_interval, self.next_fraction = min_interval, 0.1
+        self.printed = None  # bytes shown on the last plain line
 
     def line(self, done, now):
         rate = done / max(now - self.start, 1e-9)
@@ -65,8 +66,9 @@ class Progress:
                 # padded so a shorter line fully covers the previous one
                 self.stream.write("\r" + self.line(done, now).ljust(64) + ("\n" if final else ""))
                 self.last = now
-        elif final or (self.total and done >= self.next_fraction * self.total):
+        elif (final and done != self.printed) or (self.total and done >= self.next_fraction * self.total):
             self.stream.write(self.line(done, now) + "\n")
+            self.printed = done
             while self.total and self.next_fraction * self.total <= done:
                 self.next_fraction += 0.1
         self.stream.flush()

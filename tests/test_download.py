@@ -64,6 +64,7 @@ def test_success_with_md5_and_sha256(server, tmp_path, capsys):
     assert sorted(p.name for p in dest.parent.iterdir()) == ["file.bin"]
     err = capsys.readouterr().err
     assert "100%" in err and "/s" in err and "\r" not in err  # plain lines when stderr is not a TTY
+    assert err.count("100%") == 1 and 5 <= err.count("\n") <= 11  # about one line per 10%
 
 
 def test_hash_mismatch_leaves_nothing(server, tmp_path):
