@@ -120,6 +120,22 @@ def _load_network(args):
         raise UsageError(f"cannot load weights: {' '.join(str(e).split())}")
 
 
+BYTES_PER_PIXEL = 8000  # measured: ~7 kB per pixel of the optimised image for VGG19 up to relu5_1, float32
+
+
+def _check_memory(what, hw):
+    """Refuse sizes whose activations and buffers would not fit in this machine's memory."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 8 << 30
+    limit = int(0.7 * memory / BYTES_PER_PIXEL)
+    if hw[0] * hw[1] > limit:
+        raise UsageError(f"{what} would be {hw[1]}x{hw[0]} px; at about {BYTES_PER_PIXEL // 1000} kB per pixel, "
+                         f"this machine's {memory / 2 ** 30:.0f} GiB allow about {limit / 1e6:.1f} megapixels; "
+                         f"use a smaller --size")
+
+
 def _snapshot_path(output, step):
     root, ext = os.path.splitext(output)
     return f"{root}_{step:04d}{ext}"
@@ -161,6 +177,11 @@ def run(args, stderr):
     init_img = None
     if init not in ("content", "noise"):
         init_img = load_image(init, max_side=args.size)
+
+    out_hw = fit_size(content.shape if content is not None else style_imgs[0].shape, args.size)
+    _check_memory("the output", out_hw)
+    for img in style_imgs:
+        _check_memory("a style image at --style-scale", fit_size(img.shape, args.size * args.style_scale))
 
     net = _load_network(args)
     net.set_threads(args.threads)

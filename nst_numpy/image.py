@@ -129,8 +129,14 @@ def check_output_path(path):
         raise ImageError(f"{name}: is a directory")
     if not os.path.isdir(folder):
         raise ImageError(f"{name}: directory {folder} does not exist")
-    if not os.access(folder, os.W_OK) or (os.path.exists(name) and not os.access(name, os.W_OK)):
+    if os.path.exists(name) and not os.access(name, os.W_OK):
         raise ImageError(f"{name}: not writable")
+    try:  # os.access says yes to root everywhere; a real file says whether the directory takes one
+        fd, probe = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(name) + ".", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ImageError(f"{name}: cannot write there ({_one_line(e)})")
 
 
 def save_image(path, rgb, text=None):

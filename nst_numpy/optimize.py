@@ -309,52 +309,61 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
     lo3, hi3 = pixel_bounds(net)
     work = [h * w * config.iterations for h, w in sizes]
     step = 0
-    x = None
-    for k, hw in enumerate(sizes):
-        content_k = None if content_rgb is None else net.preprocess(resize(content_rgb, hw))
-        styles_k = []
-        for s, b in zip(style_rgbs, blend):
-            shw = fit_size(s.shape, config.style_scale * max(hw))
-            if min(shw) < MIN_SIDE:
-                raise ValueError(f"a style image would be {shw[1]}x{shw[0]} px at this scale, too small for the "
-                                 f"network (at least {MIN_SIDE} px per side); raise --style-scale or --size")
-            styles_k.append((net.preprocess(resize(s, shw)), b))
-        f = _Tracker(make_objective(net, content_k, styles_k, config, shape=hw + (3,)))
-        lo = np.broadcast_to(lo3, hw + (3,)).reshape(-1)
-        hi = np.broadcast_to(hi3, hw + (3,)).reshape(-1)
-        if x is not None:      # coarse-to-fine: upsample the previous scale's result (Gatys et al. 2017)
-            prev = np.clip(net.deprocess(x.reshape(sizes[k - 1] + (3,)).astype(net.dtype)), 0, 255)
-            x0 = net.preprocess(np.clip(resize(prev, hw, Image.BICUBIC), 0, 255))
-        elif config.init == "content":
-            x0 = content_k
-        elif config.init == "noise":
-            x0 = net.preprocess(rng.uniform(0.0, 255.0, hw + (3,)))
-        else:
-            if init_rgb is None:
-                raise ValueError(f"init {config.init!r}: no image given")
-            x0 = net.preprocess(resize(init_rgb, hw))
-        x0 = np.clip(np.asarray(x0, np.float64).reshape(-1), lo, hi)
-        done_before = sum(work[:k])
+    x, x_hw, f = None, None, None   # the last finished scale's result; this scale's tracker
+    try:
+        for k, hw in enumerate(sizes):
+            f = None  # until this scale's objective exists, Ctrl-C falls back to the previous result
+            content_k = None if content_rgb is None else net.preprocess(resize(content_rgb, hw))
+            styles_k = []
+            for s, b in zip(style_rgbs, blend):
+                shw = fit_size(s.shape, config.style_scale * max(hw))
+                if min(shw) < MIN_SIDE:
+                    raise ValueError(f"a style image would be {shw[1]}x{shw[0]} px at this scale, too small for the "
+                                     f"network (at least {MIN_SIDE} px per side); raise --style-scale or --size")
+                styles_k.append((net.preprocess(resize(s, shw)), b))
+            f = _Tracker(make_objective(net, content_k, styles_k, config, shape=hw + (3,)))
+            lo = np.broadcast_to(lo3, hw + (3,)).reshape(-1)
+            hi = np.broadcast_to(hi3, hw + (3,)).reshape(-1)
+            if x is not None:      # coarse-to-fine: upsample the previous scale's result (Gatys et al. 2017)
+                prev = np.clip(net.deprocess(x.reshape(sizes[k - 1] + (3,)).astype(net.dtype)), 0, 255)
+                x0 = net.preprocess(np.clip(resize(prev, hw, Image.BICUBIC), 0, 255))
+            elif config.init == "content":
+                x0 = content_k
+            elif config.init == "noise":
+                x0 = net.preprocess(rng.uniform(0.0, 255.0, hw + (3,)))
+            else:
+                if init_rgb is None:
+                    raise ValueError(f"init {config.init!r}: no image given")
+                x0 = net.preprocess(resize(init_rgb, hw))
+            x0 = np.clip(np.asarray(x0, np.float64).reshape(-1), lo, hi)
+            done_before = sum(work[:k])
 
-        def on_iteration(i, hw=hw, f=f, done_before=done_before):
-            nonlocal step
-            step += 1
-            if callback is not None:
-                loss, parts = f.last
-                callback(State(k + 1, len(sizes), hw, i, config.iterations, step, loss, parts,
-                               done_before + i * hw[0] * hw[1], float(sum(work)),
-                               lambda: finish(f.best_x, hw)))
+            def on_iteration(i, hw=hw, f=f, done_before=done_before):
+                nonlocal step
+                step += 1
+                if callback is not None:
+                    loss, parts = f.last
+                    callback(State(k + 1, len(sizes), hw, i, config.iterations, step, loss, parts,
+                                   done_before + i * hw[0] * hw[1], float(sum(work)),
+                                   lambda: finish(f.best_x, hw)))
 
-        try:
             if config.optimizer == "lbfgs":
                 run_lbfgs(f, x0, lo, hi, config.iterations, on_iteration)
             else:
                 lr = np.broadcast_to(config.learning_rate * net.preprocessing.pixel_step(), hw + (3,)).reshape(-1)
                 run_adam(f, x0, lo, hi, config.iterations, lr, on_iteration)
-        except KeyboardInterrupt:
-            best = f.best_x if f.best_x is not None else x0
-            raise Interrupted(finish(best, hw), step) from None
-        x = f.best_x
+            x, x_hw = f.best_x, hw
+    except KeyboardInterrupt:
+        # Ctrl-C: hand back the best point of this scale, else the previous scale's result,
+        # at the output size; with nothing computed yet there is nothing to save.
+        if f is not None and f.best_x is not None:
+            x, x_hw = f.best_x, hw
+        if x is None:
+            raise
+        rgb = finish(x, x_hw)
+        if x_hw != sizes[-1]:
+            rgb = np.clip(resize(rgb, sizes[-1], Image.BICUBIC), 0, 255)
+        raise Interrupted(rgb, step) from None
     return finish(x, sizes[-1])
 
 

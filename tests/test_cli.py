@@ -118,6 +118,17 @@ def test_ctrl_c_writes_best_image_and_exits_130(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["o.png"]
 
 
+def test_ctrl_c_in_a_later_scale_writes_the_output_size(tmp_path, monkeypatch):
+    class Interrupting(cli.Progress):
+        def __call__(self, state):
+            if state.scale == 2:
+                raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "Progress", Interrupting)
+    out = tmp_path / "o.png"
+    status, err = _run(FAST + ["--size", "64", "--scales", "2", "-o", out])  # 32x24, then 64x48
+    assert status == 130 and Image.open(out).size == (64, 48)
+
+
 def _bad_inputs(tmp_path):
     good = _picture(tmp_path / "good.png")
     (tmp_path / "empty.png").write_bytes(b"")
@@ -137,6 +148,7 @@ def _bad_inputs(tmp_path):
         "inf weight": ["--tv-weight", "inf"],
         "size too small": ["--size", "8"],
         "size not a number": ["--size", "big"],
+        "size beyond memory": ["--size", "100000"],
         "bad style weights": ["--style", good, "--style-weights", "1,2"],
         "zero style weights": ["--style-weights", "0"],
         "negative style weight": ["--style-weights", "-1"],
