@@ -252,7 +252,7 @@ def _objective_checks(net, rng, n_samples):
             CheckResult("control: objective dx without the TV term", bad, CONTROL_BOUND, True)]
 
 
-def run_all_checks(seed=0, n_samples=20):
+def run_all_checks(seed=0, n_samples=12):
     """Run every gradient check at small sizes; returns a list of CheckResult, in table order.
 
     n_samples: pixels probed by finite differences in the whole-network checks

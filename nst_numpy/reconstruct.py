@@ -36,8 +36,8 @@ class ContentObjective:
     """f(x_flat) -> (loss, grad): the content loss at one layer only, for L-BFGS.
 
     net: a VGG19; content: preprocessed (H, W, 3); layer: a name from LAYER_NAMES.
-    The loss is divided by that of an all-zero response, 1/2 sum P^2, so it starts
-    near 1 whatever the layer's scale (L-BFGS's stopping tests are absolute).
+    The loss is divided by that of an all-zero response, 1/2 sum P^2, so at every layer
+    it reads as a relative error (0 at a perfect match), as in config.py's normalisation.
     """
 
     def __init__(self, net, content, layer):

@@ -32,7 +32,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", default="random", help="VGG19 weight file, or 'random' (default)")
     p.add_argument("--size", type=int, default=160, help="longest side of the stylized result (default 160)")
-    p.add_argument("--figure-size", type=int, default=64, help="longest side of each Figure 1 cell (default 64)")
+    p.add_argument("--figure-size", type=int, default=96, help="longest side of each Figure 1 cell (default 96)")
     p.add_argument("--iterations", type=int, default=60, help="L-BFGS iterations per image (default 60)")
     p.add_argument("--outdir", default=os.path.join(ROOT, "docs", "images"), help="output folder (default docs/images)")
     args = p.parse_args(argv)

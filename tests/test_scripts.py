@@ -10,8 +10,10 @@ from PIL import Image, ImageDraw
 
 from nst_numpy import VGG19
 from nst_numpy.gradcheck import CheckResult, numerical_gradient, rel_error
-from nst_numpy.reconstruct import STYLE_SETS, ContentObjective, grid, lbfgs, style_objective, to_uint8, white_noise
+from nst_numpy.reconstruct import (STYLE_SETS, ContentObjective, grid, lbfgs, load_network, style_objective, to_uint8,
+                                   white_noise)
 from nst_numpy.threads import blas_threads
+from nst_numpy.weights import save_converted
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,17 +183,29 @@ def test_grid_layout_and_labels():
 
 
 def test_reconstruct_script_random_weights(tmp_path, capsys):
+    """The built-in landscape as content, a user's file as style."""
     script = _load_script("reconstruct")
+    style = tmp_path / "style.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 45, 3), dtype=np.uint8)).save(style)
     out = tmp_path / "figure1.png"
-    args = ["--weights", "random", "--size", "24", "--iterations", "1", "--output", str(out)]
+    args = ["--weights", "random", "--style", str(style), "--size", "24", "--iterations", "1", "--output", str(out)]
     assert script.main(args) == 0
     assert "wrote" in capsys.readouterr().out
     with Image.open(out) as im:
         assert im.format == "PNG" and im.mode == "RGB"
-        assert "random weights" in im.text["title"]
+        assert "random weights" in im.text["title"] and "--style" in im.text["arguments"]
         pixels = np.asarray(im)
-    assert pixels.shape[0] > 2 * 18 and pixels.shape[1] > 6 * 24  # 2 rows of 6 cells of 18x24 (and 24x24) px
-    assert [p.name for p in tmp_path.iterdir()] == ["figure1.png"]  # no temporary file left behind
+    # 2 rows of 6 cells: landscape 18x24, style resized to 24x18, reconstructions 18x24.
+    assert pixels.shape[0] > 2 * 24 and pixels.shape[1] > 6 * 24
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figure1.png", "style.png"]  # no temporary file left
+
+
+def test_load_network_from_a_weights_file(tmp_path):
+    net = VGG19.random(seed=4)
+    save_converted(net, tmp_path / "vgg19.h5", net.preprocessing, "test", "0" * 64)
+    loaded, title = load_network(str(tmp_path / "vgg19.h5"), "max", seed=0)
+    assert loaded.pooling == "max" and title == "VGG19 weights: vgg19.h5"
+    assert np.array_equal(loaded.params["conv5_4"][0], net.params["conv5_4"][0])
 
 
 @pytest.mark.parametrize("args, message", [
