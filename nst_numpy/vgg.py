@@ -172,7 +172,8 @@ class VGG19:
         """(U forward, U backward-to-input), each (36, ., .), transformed once per network."""
         if name not in self._wino:
             w = self.params[name][0]
-            self._wino[name] = (winograd.transform_kernel(w, self.dtype), winograd.transform_kernel(winograd.flip_kernel(w), self.dtype))
+            self._wino[name] = (winograd.transform_kernel(w, self.dtype),
+                                winograd.transform_kernel(winograd.flip_kernel(w), self.dtype))
         return self._wino[name]
 
     def _buffer(self, kind, shape, dtype=None):
@@ -187,12 +188,20 @@ class VGG19:
         """Winograd input buffer: whole 4x4 tiles plus the 1-pixel zero border."""
         return (winograd.TILE * -(-H // winograd.TILE) + 2, winograd.TILE * -(-W // winograd.TILE) + 2, C)
 
-    def _conv_into(self, xp, H, W_, name, U, bias, relu, kind):
+    def _run_conv(self, name, backward, xp, out, bias=None, relu=False, add=None, mask=None):
+        """Conv layer `name` (backward: its backward to the input) of padded xp into out, fast path."""
+        w = self.params[name][0]
+        if min(w.shape[2:]) <= 3:   # conv1_1: direct, see WinogradConv.conv_direct
+            assert add is None and mask is None
+            return self._engine().conv_direct(xp, winograd.flip_kernel(w) if backward else w, out, bias, relu)
+        return self._engine().conv(xp, self._kernels(name)[backward], out, bias, relu, add, mask)
+
+    def _conv_into(self, xp, H, W_, name, bias, relu, kind):
         """Convolve padded xp (image H x W_) into a padded ``kind`` buffer; returns (buffer, view of the image)."""
-        c_out = U.shape[2]
+        c_out = self.params[name][0].shape[3]
         out = self._buffer((kind, name), self._padded_shape(H, W_, c_out))
         th, tw = out.shape[0] - 2, out.shape[1] - 2
-        self._engine().conv(xp, U, out[1:1 + th, 1:1 + tw], bias, relu)
+        self._run_conv(name, False, xp, out[1:1 + th, 1:1 + tw], bias, relu)
         out[1 + H:] = 0      # whole tiles overhang the image: restore the zeros the next conv needs
         out[:, 1 + W_:] = 0
         return out, out[1:1 + H, 1:1 + W_]
@@ -286,8 +295,7 @@ class VGG19:
             t0, timed = time.perf_counter(), name   # a fused conv+ReLU is timed under the conv's name
             if name.startswith("conv"):
                 fuse = i + 1 < len(seq) and name not in wanted   # conv output itself not needed
-                U = self._kernels(name)[0]
-                xp, cur = self._conv_into(xp, H, W_, name, U, self.params[name][1], fuse, "act")
+                xp, cur = self._conv_into(xp, H, W_, name, self.params[name][1], fuse, "act")
                 caches.append((name, (H, W_)))
                 if fuse:         # the ReLU ran inside the conv's output transform
                     name = seq[i + 1]
@@ -347,7 +355,6 @@ class VGG19:
                 if gpad is None:
                     gpad = self._buffer(("grad_in", H, W_), self._padded_shape(H, W_, dx.shape[2]))
                     gpad[1:1 + H, 1:1 + W_] = dx
-                U = self._kernels(name)[1]
                 th, tw = gpad.shape[0] - 2, gpad.shape[1] - 2
                 below = steps[k - 1] if k > 0 else (None, None)
                 if below[0] is not None and below[0].startswith("relu"):
@@ -362,13 +369,13 @@ class VGG19:
                         nxt = self._buffer(("grad_in_2", H, W_), shape)
                     g = grads.get(relu_name)
                     g = None if g is None else np.asarray(g, dtype=self.dtype)
-                    self._engine().conv(gpad, U, nxt[1:1 + th, 1:1 + tw], add=g, mask=act)
+                    self._run_conv(name, True, gpad, nxt[1:1 + th, 1:1 + tw], add=g, mask=act)
                     nxt[1 + H:] = 0
                     nxt[:, 1 + W_:] = 0
                     dx, gpad, skip = nxt[1:1 + H, 1:1 + W_], nxt, relu_name
                 else:
-                    res = self._buffer("grad_out", (th, tw, U.shape[2]))
-                    self._engine().conv(gpad, U, res)
+                    res = self._buffer("grad_out", (th, tw, self.params[name][0].shape[2]))
+                    self._run_conv(name, True, gpad, res)
                     dx, gpad = res[:H, :W_], None
             elif name.startswith("relu"):
                 # Reached only when the layer above was not a conv (or nothing): dL/dconv =

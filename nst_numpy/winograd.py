@@ -56,10 +56,12 @@ whichever thread runs it; only the band height follows the thread count, and
 BLAS may round a product of a different height differently, so results depend
 on the thread count by float rounding at most (tests/test_fastconv.py).
 """
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from . import threads as T
 
@@ -205,6 +207,52 @@ class WinogradConv:
                 fn(r0, r1)
         else:
             list(self._pool.map(lambda band: fn(*band), bands))
+
+    def conv_direct(self, xp, w, out, bias=None, relu=False):
+        """The same convolution as conv(), without Winograd, for layers with 3 channels on one side.
+
+        VGG19's conv1_1 (3 -> 64) and its backward (64 -> 3): with so few channels a
+        Winograd product has K or N = 3 and the transforms cost more than they save.
+        xp: (4 TH + 2, 4 TW + 2, C_in) zero-padded; w: (3, 3, C_in, C_out); out: (4 TH, 4 TW, C_out).
+        C_in <= C_out: im2col of the band (9 C_in columns) times w, as layers.conv_forward.
+        C_in > C_out: Q = x @ w arranged (C_in, 9 C_out), then each output pixel sums the 9
+        entries of Q that its 3x3 neighbours sent it: the product has only 9 C_out columns.
+        """
+        c_in, c_out = w.shape[2], w.shape[3]
+        rows, cols = out.shape[0], out.shape[1]
+        wp = xp.shape[1]
+        if c_in <= c_out:
+            w2 = np.ascontiguousarray(w.reshape(9 * c_in, c_out), xp.dtype)
+
+            def band(r0, r1):
+                patches = sliding_window_view(xp[r0:r1 + 2, :cols + 2], (3, 3), axis=(0, 1))  # (nb, W, C_in, 3, 3)
+                cols2d = patches.transpose(0, 1, 3, 4, 2).reshape(-1, 9 * c_in)             # (nb W, 9 C_in), (kh, kw, c)
+                res = (cols2d @ w2).reshape(r1 - r0, cols, c_out)
+                if bias is not None:
+                    res += bias
+                if relu:
+                    np.maximum(res, 0, out=res)
+                out[r0:r1] = res
+        else:
+            w2 = np.ascontiguousarray(w.transpose(2, 0, 1, 3).reshape(c_in, 9 * c_out), xp.dtype)
+
+            def band(r0, r1):
+                q = (xp[r0:r1 + 2].reshape(-1, c_in) @ w2).reshape(r1 - r0 + 2, wp, 3, 3, c_out)  # (rows, Wp, kh, kw, o)
+                dst = out[r0:r1]
+                dst[...] = q[0:r1 - r0, 0:cols, 0, 0]
+                for kh in range(3):
+                    for kw in range(3):
+                        if kh or kw:
+                            dst += q[kh:kh + r1 - r0, kw:kw + cols, kh, kw]   # out[i, j] += x[i+kh, j+kw] w[kh, kw]
+                if bias is not None:
+                    dst += bias
+                if relu:
+                    np.maximum(dst, 0, out=dst)
+
+        pixels = max(1, (MIN_TILES * TILE * TILE) // cols)
+        with T.blas_threads(1) if self._pool is not None else contextlib.nullcontext():
+            self.map_rows(band, rows, pixels)
+        return out
 
     def _scratch(self, key):
         cache = getattr(self._local, "cache", None)

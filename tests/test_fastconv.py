@@ -7,7 +7,7 @@ layer, bounded here by 1e-5 per layer and 1e-4 through the whole network.
 import numpy as np
 import pytest
 
-from nst_numpy import VGG19
+from nst_numpy import LAYER_NAMES, VGG19
 from nst_numpy import layers as L
 from nst_numpy import threads, winograd
 from nst_numpy.gradcheck import rel_error
@@ -133,26 +133,46 @@ def test_blas_thread_control():
     assert threads.get_blas_threads() == before
 
 
-@pytest.mark.parametrize("pooling", ["avg", "max"])
-def test_network_float32_fast_path_matches_float64(pooling):
-    """The whole network, float32 fast path vs float64, forward taps and backward, 2 threads.
+def test_network_float32_fast_path_matches_float64():
+    """The whole network to relu5_1, float32 fast path vs float64 reference layers, 2 threads.
 
-    Caveat on inputs: a ReLU whose input lies within float32 rounding of 0 may switch
-    between the two precisions and change the gradient locally by O(1); the im2col
-    reference in float32 does the same (seed 6 has one such unit: 5e-3 for both paths).
-    This seed has none, so the bound measures the fast path's rounding alone.
+    Forward: rel_error < 1e-4 at every tap (a ReLU is continuous, so rounding stays rounding).
+    Backward: a ReLU whose input lies within float32 rounding of 0 may be on in one
+    precision and off in the other, which changes the pixel gradient by O(1) wherever
+    that unit reaches (the float32 im2col reference does the same). So the float64
+    reference backward below uses the float32 run's ReLU masks: what remains is rounding.
+    (Max pooling's argmax can flip the same way; its exactness is checked in float64 below.)
     """
     rng = np.random.default_rng(0)
-    net64 = VGG19.random(seed=7, pooling=pooling, dtype=np.float64)
-    net32 = VGG19.from_arrays(net64.params, pooling=pooling, dtype=np.float32)
+    net64 = VGG19.random(seed=7, dtype=np.float64)
+    net32 = VGG19.from_arrays(net64.params, dtype=np.float32)
     net32.set_threads(2)
     x = rng.standard_normal((35, 29, 3)) * 50            # odd sizes: every pooling floors
+    names = LAYER_NAMES[:LAYER_NAMES.index("relu5_1") + 1]
     taps = ["relu1_1", "conv2_1", "relu3_1", "relu4_2", "relu5_1"]
-    a64, a32 = net64.forward(x, taps), net32.forward(x, taps)
+    a64 = net64.forward(x, taps)
+    a32 = net32.forward(x, taps + [n for n in names if n.startswith("relu")])   # every ReLU, for its mask
     for name in taps:
         assert rel_error(a32[name], a64[name]) < F32_NETWORK, name
     grads = {n: rng.standard_normal(a64[n].shape) for n in taps}
-    assert rel_error(net32.backward(grads), net64.backward(grads)) < F32_NETWORK
+    d32 = net32.backward(grads)
+    shapes = {}
+    h = x
+    for name in names:   # shapes of each layer's input, for the pooling backward
+        shapes[name] = h.shape
+        h = a32[name] if name in a32 else (L.conv_forward(h, *net64.params[name])[0] if name.startswith("conv")
+                                           else L.avgpool_forward(h)[0])
+    d = None
+    for name in reversed(names):
+        if name in grads:
+            d = grads[name] if d is None else d + grads[name]
+        if name.startswith("conv"):
+            d = L.conv_backward(d, (None, net64.params[name][0]))
+        elif name.startswith("relu"):
+            d = L.relu_backward(d, a32[name])          # float32's mask, float64 arithmetic
+        else:
+            d = L.avgpool_backward(d, shapes[name])
+    assert rel_error(d32, d) < F32_NETWORK
 
 
 @pytest.mark.parametrize("pooling", ["avg", "max"])
@@ -223,3 +243,19 @@ def test_changing_image_size_uses_clean_buffers():
     reused = net.forward(small, ["relu3_1"])["relu3_1"], net.backward({"relu3_1": g})
     clean = fresh.forward(small, ["relu3_1"])["relu3_1"], fresh.backward({"relu3_1": g})
     assert np.array_equal(reused[0], clean[0]) and np.array_equal(reused[1], clean[1])
+
+
+@pytest.mark.parametrize("c_in, c_out", [(3, 8), (8, 3)])
+@pytest.mark.parametrize("dtype, bound", [(np.float64, F64), (np.float32, F32_LAYER)])
+def test_direct_path_for_three_channels(c_in, c_out, dtype, bound):
+    """conv_direct (conv1_1 and its backward) against the reference, both of its branches, 2 threads."""
+    rng = np.random.default_rng(12)
+    x, w, b = _case(rng, 13, 10, c_in, c_out)
+    xp = _padded(x.astype(dtype))
+    out = np.full((xp.shape[0] - 2, xp.shape[1] - 2, c_out), np.nan, dtype)
+    engine = winograd.WinogradConv(2)
+    try:
+        engine.conv_direct(xp, w.astype(dtype), out, b.astype(dtype), relu=True)
+    finally:
+        engine.close()
+    assert rel_error(out[:13, :10], np.maximum(L.conv_forward(x, w, b)[0], 0)) < bound
