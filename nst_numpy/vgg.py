@@ -111,9 +111,10 @@ class VGG19:
             self.params[name] = (np.ascontiguousarray(kernel, self.dtype),
                                  np.ascontiguousarray(bias.reshape(-1), self.dtype))
         self._caches = None  # [(layer name, cache)] of the last forward call, in order
+        self._masks_ready = set()  # ReLUs whose mask the backward saved, see _mask
         self.threads = None  # worker threads for the convolutions; None = all cores (see set_threads)
         self._conv = None    # the WinogradConv engine, made on first use with self.threads
-        self._wino = {}      # conv name -> (U forward, U backward), see _kernels
+        self._wino = {}      # conv name -> (U forward, U backward), see _kernels (params are fixed from here on)
         self._bufs = {}      # (kind, shape) -> array reused across calls, see _buffer
         self._bufs_for = None  # the input (H, W) the buffers were made for
         self.timings = None  # set to {} to collect seconds per (layer, "forward"/"backward"); benchmark.py does
@@ -188,18 +189,18 @@ class VGG19:
         """Winograd input buffer: whole 4x4 tiles plus the 1-pixel zero border."""
         return (winograd.TILE * -(-H // winograd.TILE) + 2, winograd.TILE * -(-W // winograd.TILE) + 2, C)
 
-    def _run_conv(self, name, backward, xp, out, bias=None, relu=False, add=None, mask=None):
+    def _run_conv(self, name, backward, xp, out, bias=None, relu=False, add=None, mask=None, mask_from=None):
         """Conv layer `name` (backward: its backward to the input) of padded xp into out, fast path."""
         w = self.params[name][0]
         if min(w.shape[2:]) <= 3:   # conv1_1: direct, see WinogradConv.conv_direct
             assert add is None and mask is None
             return self._engine().conv_direct(xp, winograd.flip_kernel(w) if backward else w, out, bias, relu)
-        return self._engine().conv(xp, self._kernels(name)[backward], out, bias, relu, add, mask)
+        return self._engine().conv(xp, self._kernels(name)[backward], out, bias, relu, add, mask, mask_from)
 
-    def _conv_into(self, xp, H, W_, name, bias, relu, kind):
-        """Convolve padded xp (image H x W_) into a padded ``kind`` buffer; returns (buffer, view of the image)."""
+    def _conv_into(self, xp, H, W_, name, bias, relu):
+        """Convolve padded xp (image H x W_) into the layer's padded buffer; returns (buffer, view of the image)."""
         c_out = self.params[name][0].shape[3]
-        out = self._buffer((kind, name), self._padded_shape(H, W_, c_out))
+        out = self._buffer(("act", name), self._padded_shape(H, W_, c_out))
         th, tw = out.shape[0] - 2, out.shape[1] - 2
         self._run_conv(name, False, xp, out[1:1 + th, 1:1 + tw], bias, relu)
         out[1 + H:] = 0      # whole tiles overhang the image: restore the zeros the next conv needs
@@ -235,32 +236,50 @@ class VGG19:
         self._engine().map_rows(band, Ho, self._POOL_BAND)
         return inner, (x.shape if idx is None else (x.shape, idx)), xp
 
-    def _pool_relu_backward(self, dout, cache, act, g):
-        """Pooling backward (layers.*pool_backward) in row bands, then + g (the gradient injected at
-        the ReLU below, or None) and times that ReLU's mask (layers.relu_backward).
+    def _mask(self, relu_name, act):
+        """(saved mask (H, W, C) bool, act to compute it from or None if already saved).
 
-        dout: (H//2, W//2, C); act: the ReLU's output (H, W, C). Returns (dx view, its padded buffer).
+        The backward pass writes gradients over the ReLU outputs (their buffers are not
+        needed any more, and this saves one full set of gradient buffers), so the first
+        backward after a forward saves each ReLU's mask (out > 0) before overwriting it,
+        and any further backward of the same forward uses the saved masks.
         """
+        src = None if relu_name in self._masks_ready else act
+        self._masks_ready.add(relu_name)
+        return self._buffer(("mask", relu_name), act.shape, np.bool_), src
+
+    def _pool_relu_backward(self, dout, cache, relu_name, relu_cache, g):
+        """Pooling backward (layers.*pool_backward) in row bands, then + g (the gradient injected at
+        the ReLU below, or None) and times that ReLU's mask (layers.relu_backward), written over
+        the ReLU's output in its padded buffer (see _mask).
+
+        dout: (H//2, W//2, C); relu_cache: (ReLU output (H, W, C), its padded buffer).
+        Returns (dx view, its padded buffer).
+        """
+        act, gpad = relu_cache
         H, W_, C = act.shape
-        gpad = self._buffer(("grad_in", H, W_), self._padded_shape(H, W_, C))
-        inner = gpad[1:1 + H, 1:1 + W_]
+        mask, src = self._mask(relu_name, act)
         if g is not None:
             g = np.asarray(g, dtype=self.dtype)
 
         def band(r0, r1):
             rows = slice(2 * r0, 2 * r1)
+            if src is not None:
+                np.greater(src[rows], 0, out=mask[rows])
             if self.pooling == "avg":
                 d = L.avgpool_backward(dout[r0:r1], (2 * (r1 - r0), W_, C))
             else:
                 d = L.maxpool_backward(dout[r0:r1], ((2 * (r1 - r0), W_, C), cache[1][r0:r1]))
             if g is not None:
                 d += g[rows]
-            np.multiply(d, act[rows] > 0, out=inner[rows])
+            np.multiply(d, mask[rows], out=act[rows])
 
         self._engine().map_rows(band, dout.shape[0], self._POOL_BAND)
         if H % 2:   # an odd last row fed no window: no gradient from the pool
-            inner[H - 1] = 0 if g is None else g[H - 1] * (act[H - 1] > 0)
-        return inner, gpad
+            if src is not None:
+                np.greater(src[H - 1], 0, out=mask[H - 1])
+            act[H - 1] = 0 if g is None else g[H - 1] * mask[H - 1]
+        return act, gpad
 
     def forward(self, x, layers):
         """x: (H, W, 3), already preprocessed; layers: names from LAYER_NAMES.
@@ -295,17 +314,17 @@ class VGG19:
             t0, timed = time.perf_counter(), name   # a fused conv+ReLU is timed under the conv's name
             if name.startswith("conv"):
                 fuse = i + 1 < len(seq) and name not in wanted   # conv output itself not needed
-                xp, cur = self._conv_into(xp, H, W_, name, self.params[name][1], fuse, "act")
+                xp, cur = self._conv_into(xp, H, W_, name, self.params[name][1], fuse)
                 caches.append((name, (H, W_)))
                 if fuse:         # the ReLU ran inside the conv's output transform
                     name = seq[i + 1]
-                    caches.append((name, cur))
+                    caches.append((name, (cur, xp)))
                     i += 1
             elif name.startswith("relu"):
                 act = self._buffer(("relu", name), xp.shape)
                 np.maximum(xp, 0, out=act)   # the padded border stays 0
                 xp, cur = act, act[1:1 + H, 1:1 + W_]
-                caches.append((name, cur))
+                caches.append((name, (cur, xp)))
             else:
                 cur, cache, xp = self._pool_forward(cur, name)
                 caches.append((name, cache))
@@ -315,6 +334,7 @@ class VGG19:
             self._time(timed, "forward", t0)
             i += 1
         self._caches = caches
+        self._masks_ready = set()   # ReLU masks are saved by the first backward after this forward
         return out
 
     def backward(self, grads):
@@ -360,16 +380,14 @@ class VGG19:
                 if below[0] is not None and below[0].startswith("relu"):
                     # dx = conv(dout, flipped kernel) (layers.conv_backward), then, in the same
                     # bands, + the gradient injected at that ReLU and times its mask
-                    # (layers.relu_backward), written into the padded buffer the next conv reads.
-                    relu_name, act = below
+                    # (layers.relu_backward), written over that ReLU's output in its padded
+                    # buffer (see _mask), which the next conv's backward reads.
+                    relu_name, (act, nxt) = below
                     H, W_, C = act.shape
-                    shape = self._padded_shape(H, W_, C)
-                    nxt = self._buffer(("grad_in", H, W_), shape)
-                    if nxt is gpad:   # conv1_2 and the like: read one buffer, write the other
-                        nxt = self._buffer(("grad_in_2", H, W_), shape)
+                    mask, src = self._mask(relu_name, act)
                     g = grads.get(relu_name)
                     g = None if g is None else np.asarray(g, dtype=self.dtype)
-                    self._run_conv(name, True, gpad, nxt[1:1 + th, 1:1 + tw], add=g, mask=act)
+                    self._run_conv(name, True, gpad, nxt[1:1 + th, 1:1 + tw], add=g, mask=mask, mask_from=src)
                     nxt[1 + H:] = 0
                     nxt[:, 1 + W_:] = 0
                     dx, gpad, skip = nxt[1:1 + H, 1:1 + W_], nxt, relu_name
@@ -381,17 +399,21 @@ class VGG19:
                 # Reached only when the layer above was not a conv (or nothing): dL/dconv =
                 # dL/drelu where the unit was active (layers.relu_backward), written into
                 # the padded buffer that the conv's backward reads next.
-                H, W_, C = cache.shape
+                act = cache[0]
+                H, W_, C = act.shape
+                mask, src = self._mask(name, act)
+                if src is not None:
+                    np.greater(src, 0, out=mask)
                 gpad = self._buffer(("grad_in", H, W_), self._padded_shape(H, W_, C))
                 inner = gpad[1:1 + H, 1:1 + W_]
-                np.multiply(dx, cache > 0, out=inner)
+                np.multiply(dx, mask, out=inner)
                 dx = inner
             else:
                 # In VGG19 a pool always follows a ReLU: its backward, plus any gradient injected at
                 # that ReLU, times the ReLU's mask, goes straight into the padded buffer of the conv below.
                 relu_name, act = steps[k - 1]
                 assert relu_name.startswith("relu"), relu_name
-                dx, gpad = self._pool_relu_backward(dx, cache, act, grads.get(relu_name))
+                dx, gpad = self._pool_relu_backward(dx, cache, relu_name, act, grads.get(relu_name))
                 skip = relu_name
             self._time(name, "backward", t0)
         return dx.copy()   # buffers are reused by the next call

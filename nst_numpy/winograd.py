@@ -158,18 +158,26 @@ def output_transform(m, out, tmp):
 
 
 class _Scratch:
-    """One thread's buffers for one band shape, allocated once and reused every call."""
+    """One band's buffers, carved out of one flat per-thread arena (reused by every band and layer)."""
 
-    def __init__(self, nb, tw, wp, c_in, c_out, dtype):
+    def __init__(self, nb, tw, wp, c_in, c_out, arena):
         t = nb * tw
-        self.R = np.empty((6, nb, wp, c_in), dtype)         # rows transformed: (p, tile row, x, c)
-        self.rtmp = np.empty((nb, wp, c_in), dtype)
-        self.V = np.empty((36, t, c_in), dtype)             # (p*6 + q, tile, c): GEMM operands
-        self.vtmp = np.empty((6, nb, tw, c_in), dtype)
-        self.M = np.empty((36, t, c_out), dtype)            # products, Winograd domain
-        self.Z = np.empty((4, 6, t, c_out), dtype)          # columns transformed back: (j, p, tile, o)
-        self.ztmp = [np.empty((6, t, c_out), dtype) for _ in range(4)]
-        self.ytmp = [np.empty((4, t, c_out), dtype) for _ in range(4)]
+        shapes = dict(R=(6, nb, wp, c_in),        # rows transformed: (p, tile row, x, c)
+                      rtmp=(nb, wp, c_in),
+                      V=(36, t, c_in),            # (p*6 + q, tile, c): the GEMM operands
+                      vtmp=(6, nb, tw, c_in),
+                      M=(36, t, c_out),           # the products, Winograd domain
+                      Z=(4, 6, t, c_out))         # columns transformed back: (j, p, tile, o)
+        shapes.update({f"ztmp{k}": (6, t, c_out) for k in range(4)})
+        shapes.update({f"ytmp{k}": (4, t, c_out) for k in range(4)})
+        flat = arena(sum(int(np.prod(v)) for v in shapes.values()))
+        at = 0
+        for name, shape in shapes.items():
+            n = int(np.prod(shape))
+            setattr(self, name, flat[at:at + n].reshape(shape))
+            at += n
+        self.ztmp = [getattr(self, f"ztmp{k}") for k in range(4)]
+        self.ytmp = [getattr(self, f"ytmp{k}") for k in range(4)]
 
 
 class WinogradConv:
@@ -254,13 +262,20 @@ class WinogradConv:
             self.map_rows(band, rows, pixels)
         return out
 
-    def _scratch(self, key):
-        cache = getattr(self._local, "cache", None)
-        if cache is None:
-            cache = self._local.cache = {}
-        if key not in cache:
-            cache[key] = _Scratch(*key)
-        return cache[key]
+    def _scratch(self, nb, tw, wp, c_in, c_out, dtype):
+        """This thread's band buffers. One arena per thread and dtype, grown to the largest band
+        seen, so memory stays at one band per thread whatever the number of layers and sizes."""
+        arenas = getattr(self._local, "arenas", None)
+        if arenas is None:
+            arenas = self._local.arenas = {}
+
+        def arena(n):
+            if dtype not in arenas or arenas[dtype].size < n:
+                arenas[dtype] = None                    # free the old one first
+                arenas[dtype] = np.empty(n, dtype)
+            return arenas[dtype][:n]
+
+        return _Scratch(nb, tw, wp, c_in, c_out, arena)
 
     def _band_rows(self, th, tw, c_in, c_out):
         """Tile rows per band: about band_bytes of V and M, but at least MIN_TILES tiles per
@@ -269,32 +284,35 @@ class WinogradConv:
         nb = max(self.band_bytes // per_row, -(-MIN_TILES // tw), 1)
         return min(nb, -(-th // self.threads))   # ceil(th / threads): no thread idle
 
-    def conv(self, xp, U, out, bias=None, relu=False, add=None, mask=None):
+    def conv(self, xp, U, out, bias=None, relu=False, add=None, mask=None, mask_from=None):
         """out = conv3x3(xp) [+ bias] [then max(., 0)], tile by tile.
 
         xp: (4 TH + 2, 4 TW + 2, C_in) zero-padded input; U: (36, C_in, C_out) from
         transform_kernel; out: (4 TH, 4 TW, C_out) array or view, overwritten.
         add, mask: optional (H, W, C_out) arrays for the backward pass: on the image part,
-        out += add, then out *= (mask > 0) (a ReLU's backward, with mask its output),
-        done band by band while the band is still in cache.
+        out += add, then out *= mask (bool; a ReLU's backward), done band by band while the
+        band is still in cache. mask_from: a ReLU output to fill mask from first (mask =
+        mask_from > 0); it may be out itself: each band reads it before writing.
         """
         th, tw = (xp.shape[0] - 2) // TILE, (xp.shape[1] - 2) // TILE
         c_in, c_out = U.shape[1], U.shape[2]
         assert out.shape == (TILE * th, TILE * tw, c_out), (out.shape, xp.shape, U.shape)
         nb = self._band_rows(th, tw, c_in, c_out)
         bands = [(r, min(r + nb, th)) for r in range(0, th, nb)]
-        key = (nb, tw, xp.shape[1], c_in, c_out, xp.dtype)
-
         def run(band):
-            self._band(xp, U, out, bias, relu, band[0], band[1], self._scratch(key))
-            if add is not None or mask is not None:
-                ref = add if add is not None else mask
+            ref = add if add is not None else mask
+            if ref is not None:
                 r0, r1 = TILE * band[0], min(TILE * band[1], ref.shape[0])
+                if mask_from is not None:   # before out is written: they may share memory
+                    np.greater(mask_from[r0:r1], 0, out=mask[r0:r1])
+            self._band(xp, U, out, bias, relu, band[0], band[1],
+                       self._scratch(nb, tw, xp.shape[1], c_in, c_out, xp.dtype))
+            if ref is not None:
                 part = out[r0:r1, :ref.shape[1]]
                 if add is not None:
                     np.add(part, add[r0:r1], out=part)
                 if mask is not None:
-                    np.multiply(part, mask[r0:r1] > 0, out=part)   # layers.relu_backward
+                    np.multiply(part, mask[r0:r1], out=part)   # layers.relu_backward
 
         if self._pool is None or len(bands) == 1:
             for band in bands:

@@ -259,3 +259,18 @@ def test_direct_path_for_three_channels(c_in, c_out, dtype, bound):
     finally:
         engine.close()
     assert rel_error(out[:13, :10], np.maximum(L.conv_forward(x, w, b)[0], 0)) < bound
+
+
+def test_repeated_backward_after_one_forward():
+    """backward() overwrites ReLU outputs with gradients and keeps their masks: a second
+    backward of the same forward, from any tap, must give the same as on a fresh forward."""
+    rng = np.random.default_rng(13)
+    net = VGG19.random(seed=1, dtype=np.float64)
+    x = rng.standard_normal((13, 11, 3)) * 50
+    acts = net.forward(x, ["relu1_1", "relu1_2", "relu2_2"])
+    g = {n: rng.standard_normal(a.shape) for n, a in acts.items()}
+    net.backward({"relu2_2": g["relu2_2"]})           # overwrites relu1_1, relu1_2, relu2_1
+    again = [net.backward({n: g[n]}) for n in ("relu1_1", "relu1_2", "relu2_2")]
+    for n, d in zip(("relu1_1", "relu1_2", "relu2_2"), again):
+        net.forward(x, ["relu1_1", "relu1_2", "relu2_2"])
+        assert rel_error(d, net.backward({n: g[n]})) < F64, n
