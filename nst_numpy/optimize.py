@@ -61,7 +61,6 @@ class Objective:
         # Content targets P^l and their weights alpha / n_c / Z_c.
         self.P, self.content_w = {}, {}
         if content is not None:
-            _drop_buffers(net)
             acts = net.forward(np.asarray(content, dt), self.content_layers)
             for name in self.content_layers:
                 P = acts[name].copy()
@@ -77,7 +76,6 @@ class Objective:
         for (img, _), b in zip(styles, blend):
             if b == 0:
                 continue
-            _drop_buffers(net)
             acts = net.forward(np.asarray(img, dt), self.style_layers)
             for name in self.style_layers:
                 F = acts[name]
@@ -94,7 +92,6 @@ class Objective:
             self.style_w[name] = config.style_weight * w / max(z, 1e-30)
 
         # TV on the image in 0..1 RGB units: network value / (pixel_step * 255), per channel.
-        _drop_buffers(net)
         self.tv_scale = 1.0 / (net.preprocessing.pixel_step() * 255.0)  # (3,), network channel order
         self.tv_w = config.tv_weight / (self.shape[0] * self.shape[1])
         self.parts = {}
@@ -126,17 +123,6 @@ class Objective:
         self.evaluations += 1
         loss = parts["content"] + parts["style"] + parts["tv"]  # Gatys et al. 2016, eq. 7 (+ TV)
         return loss, dx.astype(np.float64).reshape(-1)
-
-
-def _drop_buffers(net):
-    """Workaround: vgg.py reuses padded buffers keyed by their (tile-rounded) shape and does not
-    re-zero their border, so after a forward pass on a larger image with the same rounded shape
-    (e.g. 32 px then 16 px), stale values leak into the next one's deep layers. The targets use
-    other sizes than the image being optimised, so each target and the evaluations get fresh buffers.
-    """
-    bufs = getattr(net, "_bufs", None)
-    if isinstance(bufs, dict):
-        bufs.clear()
 
 
 def _layer_sizes(shape, layers):
