@@ -70,12 +70,24 @@ def lbfgs(f, x0, net, iterations):
     """
     lo, hi = pixel_bounds(net)  # (3,) each, in network channel order
     bounds = np.stack([np.broadcast_to(lo, x0.shape).reshape(-1), np.broadcast_to(hi, x0.shape).reshape(-1)], 1)
+    shape, x0 = x0.shape, x0.astype(np.float64).reshape(-1)
+    # With no curvature known yet, L-BFGS-B's first trial step is x0 - grad. Our normalised losses
+    # (~1) have gradients of ~1e-5 per pixel, a step lost in float32 rounding, after which the line
+    # search gives up. So minimise scale * f, with scale chosen to make that first step move the
+    # steepest pixel by one RGB level. The minimiser is the same.
+    level = float(np.min(hi - lo)) / 255.0  # one RGB level in network units
+    scale = level / max(float(np.max(np.abs(f(x0)[1]))), 1e-30)
+
+    def scaled(x):
+        loss, grad = f(x)
+        return scale * loss, scale * grad
+
     # ftol = gtol = 0: use the whole iteration budget instead of stopping on a flat stretch;
     # maxfun leaves room for the line searches.
-    result = minimize(f, x0.astype(np.float64).reshape(-1), jac=True, method="L-BFGS-B", bounds=bounds,
+    result = minimize(scaled, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                       options={"maxiter": int(iterations), "maxfun": 2 * int(iterations) + 20,
                                "ftol": 0.0, "gtol": 0.0, "maxcor": 20})
-    return result.x.reshape(x0.shape)
+    return result.x.reshape(shape)
 
 
 def white_noise(net, shape, seed):
