@@ -18,7 +18,7 @@ only here and only with this flag; it is never a dependency of nst_numpy.
 
 --table: for each size, a subprocess runs a real stylize (L-BFGS, random weights,
 synthetic images) for --iterations iterations and reports the median seconds per
-iteration and its peak RSS (VmHWM); with --torch-column, a second subprocess
+iteration and per objective evaluation and its peak RSS (VmHWM); with --torch-column, a second subprocess
 evaluates the same objective in PyTorch 3 times (median seconds per evaluation,
 and the peak RSS of those evaluations alone). Prints a Markdown table.
 
@@ -224,14 +224,27 @@ def peak_rss_mb():
 def table_worker(size, iterations, threads, engine):
     """Runs in a subprocess: prints one JSON line {sec_per_iter, peak_mb}."""
     if engine == "numpy":
+        from nst_numpy import optimize
         from nst_numpy.config import Config
-        from nst_numpy.optimize import stylize
         net = VGG19.random(seed=0, dtype=np.float32)
         net.set_threads(threads)
+        evals, plain = [], optimize.Objective.__call__
+
+        def timed(self, x):   # time every objective evaluation (L-BFGS may do more than one per iteration)
+            t0 = time.perf_counter()
+            res = plain(self, x)
+            evals.append(time.perf_counter() - t0)
+            return res
+
+        optimize.Objective.__call__ = timed
         stamps = []
-        stylize(net, synthetic_rgb(size, size, 0), [synthetic_rgb(size, size, 1)],
-                Config(size=size, iterations=iterations), callback=lambda s: stamps.append(time.perf_counter()))
+        optimize.stylize(net, synthetic_rgb(size, size, 0), [synthetic_rgb(size, size, 1)],
+                         Config(size=size, iterations=iterations),
+                         callback=lambda s: stamps.append(time.perf_counter()))
         per_iter = float(np.median(np.diff(stamps))) if len(stamps) > 1 else float("nan")
+        print(json.dumps({"sec_per_iter": per_iter, "sec_per_eval": float(np.median(evals)),
+                          "evaluations": len(evals), "peak_mb": peak_rss_mb()}))
+        return
     else:   # the same objective in torch, evaluated `iterations` times (no optimiser: time per evaluation)
         import gc
         net = VGG19.random(seed=0, dtype=np.float32)
@@ -244,8 +257,8 @@ def table_worker(size, iterations, threads, engine):
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")                          # resets VmHWM (Linux): count torch's peak only
         times = [median_time(lambda: tobj(x0), 1)[0] for _ in range(min(iterations, TORCH_EVALUATIONS))]
-        per_iter = float(np.median(times))
-    print(json.dumps({"sec_per_iter": per_iter, "peak_mb": peak_rss_mb()}))
+        print(json.dumps({"sec_per_eval": float(np.median(times)), "evaluations": len(times),
+                          "peak_mb": peak_rss_mb()}))
 
 
 def table(sizes, iterations, threads, torch_column):
@@ -264,20 +277,21 @@ def table(sizes, iterations, threads, torch_column):
                 row[engine] = json.loads(res.stdout.strip().splitlines()[-1])
             print(f"{size}px {engine}: {row[engine]}", file=sys.stderr, flush=True)
         rows.append(row)
-    head = "| size | nst_numpy s/iteration | nst_numpy peak RSS |"
-    line = "|---|---|---|"
+    head = "| size | nst_numpy s/iteration | nst_numpy s/evaluation | nst_numpy peak RSS |"
+    line = "|---|---|---|---|"
     if torch_column:
-        head += " PyTorch s/evaluation | PyTorch peak RSS | ratio |"
+        head += " PyTorch s/evaluation | PyTorch peak RSS | ratio of s/evaluation |"
         line += "---|---|---|"
     print(head + "\n" + line)
     for row in rows:
         ours = row["numpy"]
         cells = [f"{row['size']}²"]
-        cells += [f"{ours['sec_per_iter']:.2f}", f"{ours['peak_mb'] / 1024:.2f} GB"] if ours else ["failed", ""]
+        cells += ([f"{ours['sec_per_iter']:.2f}", f"{ours['sec_per_eval']:.2f}", f"{ours['peak_mb'] / 1024:.2f} GB"]
+                  if ours else ["failed", "", ""])
         if torch_column:
             th = row.get("torch")
-            cells += [f"{th['sec_per_iter']:.2f}", f"{th['peak_mb'] / 1024:.2f} GB"] if th else ["failed", ""]
-            cells.append(f"{ours['sec_per_iter'] / th['sec_per_iter']:.2f}x" if ours and th else "")
+            cells += [f"{th['sec_per_eval']:.2f}", f"{th['peak_mb'] / 1024:.2f} GB"] if th else ["failed", ""]
+            cells.append(f"{ours['sec_per_eval'] / th['sec_per_eval']:.2f}x" if ours and th else "")
         print("| " + " | ".join(cells) + " |")
 
 
