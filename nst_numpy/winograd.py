@@ -56,7 +56,6 @@ whichever thread runs it; only the band height follows the thread count, and
 BLAS may round a product of a different height differently, so results depend
 on the thread count by float rounding at most (tests/test_fastconv.py).
 """
-import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -210,11 +209,7 @@ class WinogradConv:
         """
         step = max(1, min(rows_per_band, -(-n_rows // self.threads)))
         bands = [(r, min(r + step, n_rows)) for r in range(0, n_rows, step)]
-        if self._pool is None or len(bands) == 1:
-            for r0, r1 in bands:
-                fn(r0, r1)
-        else:
-            list(self._pool.map(lambda band: fn(*band), bands))
+        self._run_bands(lambda band: fn(*band), bands)
 
     def conv_direct(self, xp, w, out, bias=None, relu=False):
         """The same convolution as conv(), without Winograd, for layers with 3 channels on one side.
@@ -257,9 +252,7 @@ class WinogradConv:
                 if relu:
                     np.maximum(dst, 0, out=dst)
 
-        pixels = max(1, (MIN_TILES * TILE * TILE) // cols)
-        with T.blas_threads(1) if self._pool is not None else contextlib.nullcontext():
-            self.map_rows(band, rows, pixels)
+        self.map_rows(band, rows, max(1, (MIN_TILES * TILE * TILE) // cols))
         return out
 
     def _scratch(self, nb, tw, wp, c_in, c_out, dtype):
@@ -299,6 +292,7 @@ class WinogradConv:
         assert out.shape == (TILE * th, TILE * tw, c_out), (out.shape, xp.shape, U.shape)
         nb = self._band_rows(th, tw, c_in, c_out)
         bands = [(r, min(r + nb, th)) for r in range(0, th, nb)]
+
         def run(band):
             ref = add if add is not None else mask
             if ref is not None:
@@ -314,13 +308,19 @@ class WinogradConv:
                 if mask is not None:
                     np.multiply(part, mask[r0:r1], out=part)   # layers.relu_backward
 
+        self._run_bands(run, bands)
+        return out
+
+    def _run_bands(self, fn, bands):
+        """fn(band) for every band: on the worker threads with single-threaded BLAS each, or,
+        when there is one band (or one thread), here with BLAS using all `threads` cores."""
         if self._pool is None or len(bands) == 1:
-            for band in bands:
-                run(band)
+            with T.blas_threads(self.threads):
+                for band in bands:
+                    fn(band)
         else:
             with T.blas_threads(1):
-                list(self._pool.map(run, bands))
-        return out
+                list(self._pool.map(fn, bands))
 
     @staticmethod
     def _band(xp, U, out, bias, relu, r0, r1, s):
