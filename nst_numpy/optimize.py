@@ -57,6 +57,9 @@ class Objective:
         self.content_layers = tuple(config.content_layers) if content is not None else ()
         self.style_layers = tuple(config.style_layers)
         self.layers = list(dict.fromkeys(self.content_layers + self.style_layers))
+        empty = [n for n, (M, _) in _layer_sizes(self.shape, self.layers).items() if M == 0]
+        if empty:
+            raise ValueError(f"a {self.shape[1]}x{self.shape[0]} image is too small for layer(s) {', '.join(empty)}")
 
         # Content targets P^l and their weights alpha / n_c / Z_c.
         self.P, self.content_w = {}, {}
@@ -95,7 +98,6 @@ class Objective:
         self.tv_scale = 1.0 / (net.preprocessing.pixel_step() * 255.0)  # (3,), network channel order
         self.tv_w = config.tv_weight / (self.shape[0] * self.shape[1])
         self.parts = {}
-        self.evaluations = 0
 
     def __call__(self, x_flat):
         dt = self.net.dtype
@@ -120,7 +122,6 @@ class Objective:
         parts["tv"] = self.tv_w * tv
         dx += dtv * (scale * dt.type(self.tv_w))  # chain rule through x * scale
         self.parts = parts
-        self.evaluations += 1
         loss = parts["content"] + parts["style"] + parts["tv"]  # Gatys et al. 2016, eq. 7 (+ TV)
         return loss, dx.astype(np.float64).reshape(-1)
 

@@ -155,6 +155,8 @@ def test_bad_config_is_rejected(net64):
             make_objective(net64, content, [(style, 1.0)], dataclasses.replace(Config(), **bad))
     with pytest.raises(ValueError, match="blend"):
         make_objective(net64, content, [(style, 0.0)], Config())
+    with pytest.raises(ValueError, match="too small for layer.*relu5_1"):
+        make_objective(net64, content[:15], [(style, 1.0)], Config())
 
 
 def test_30_lbfgs_iterations_at_128_px_reduce_the_loss_10x(net32):
