@@ -80,7 +80,7 @@ def test_same_seed_same_bytes(tmp_path):
 @pytest.mark.parametrize("extra", [
     ["--optimizer", "adam", "--scales", "2", "--preserve-colors", "luminance"],
     ["--preserve-colors", "histogram", "--style-scale", "0.75", "--init", "noise"],
-    ["--content", "none", "--pooling", "max"],
+    ["--content", "none"],
 ])
 def test_feature_combinations_run(tmp_path, extra):
     s1, s2 = _picture(tmp_path / "s1.png", seed=1), _picture(tmp_path / "s2.png", 32, 32, seed=2)
@@ -88,6 +88,11 @@ def test_feature_combinations_run(tmp_path, extra):
     status, err = _run(FAST + ["--style", s1, "--style", s2, "--style-weights", "1,3", "-o", out, "-q"] + extra)
     assert status == 0, err
     assert max(Image.open(out).size) == 32
+
+
+def test_pooling_flag_reaches_the_network():
+    net = cli._load_network(cli.build_parser().parse_args(["--weights", "random", "--pooling", "max"]))
+    assert net.pooling == "max"
 
 
 def test_save_every_writes_numbered_snapshots(tmp_path):
