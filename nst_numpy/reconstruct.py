@@ -11,8 +11,8 @@ them matches a target image's response at chosen layers, and nothing else:
   so what comes back is a texture; with deeper layers its structures grow larger.
 
 The paper calls the layers conv1_2 ... conv5_2 and conv1_1 ... conv5_1. Its Caffe
-network applied each ReLU in place, so those names are the rectified responses,
-our relu1_2 ... relu5_2 and relu1_1 ... relu5_1.
+network applied each ReLU in place, so the responses stored under those names are
+rectified: our relu1_2 ... relu5_2 and relu1_1 ... relu5_1.
 """
 import os
 
