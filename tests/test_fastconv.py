@@ -38,6 +38,12 @@ def _fast_conv(x, w, b=None, relu=False, n_threads=1, band_bytes=1 << 12):
     return out[:H, :W]
 
 
+@pytest.fixture(scope="module")
+def net32():
+    """One float32 network shared by the tests that only need some network (making one takes a while)."""
+    return VGG19.random(seed=0, dtype=np.float32)
+
+
 def _case(rng, H, W, c_in, c_out):
     x = rng.standard_normal((H, W, c_in)) * 3
     w = rng.standard_normal((3, 3, c_in, c_out)) * np.sqrt(2.0 / (9 * c_in))
@@ -144,30 +150,28 @@ def test_network_float32_fast_path_matches_float64():
     (Max pooling's argmax can flip the same way; its exactness is checked in float64 below.)
     """
     rng = np.random.default_rng(0)
-    net64 = VGG19.random(seed=7, dtype=np.float64)
-    net32 = VGG19.from_arrays(net64.params, dtype=np.float32)
+    net32 = VGG19.random(seed=7, dtype=np.float32)
     net32.set_threads(2)
+    params = {n: (k.astype(np.float64), b.astype(np.float64)) for n, (k, b) in net32.params.items()}
     x = rng.standard_normal((35, 29, 3)) * 50            # odd sizes: every pooling floors
     names = LAYER_NAMES[:LAYER_NAMES.index("relu5_1") + 1]
     taps = ["relu1_1", "conv2_1", "relu3_1", "relu4_2", "relu5_1"]
-    a64 = net64.forward(x, taps)
     a32 = net32.forward(x, taps + [n for n in names if n.startswith("relu")])   # every ReLU, for its mask
-    for name in taps:
-        assert rel_error(a32[name], a64[name]) < F32_NETWORK, name
-    grads = {n: rng.standard_normal(a64[n].shape) for n in taps}
-    d32 = net32.backward(grads)
-    shapes = {}
-    h = x
-    for name in names:   # shapes of each layer's input, for the pooling backward
+    h, shapes = x, {}
+    for name in names:   # the float64 reference forward, from layers.py
         shapes[name] = h.shape
-        h = a32[name] if name in a32 else (L.conv_forward(h, *net64.params[name])[0] if name.startswith("conv")
-                                           else L.avgpool_forward(h)[0])
+        h = {"conv": lambda z: L.conv_forward(z, *params[name])[0], "relu": lambda z: L.relu_forward(z)[0],
+             "pool": lambda z: L.avgpool_forward(z)[0]}[name[:4]](h)
+        if name in taps:
+            assert rel_error(a32[name], h) < F32_NETWORK, name
+    grads = {n: rng.standard_normal(a32[n].shape) for n in taps}
+    d32 = net32.backward(grads)
     d = None
     for name in reversed(names):
         if name in grads:
             d = grads[name] if d is None else d + grads[name]
         if name.startswith("conv"):
-            d = L.conv_backward(d, (None, net64.params[name][0]))
+            d = L.conv_backward(d, (None, params[name][0]))
         elif name.startswith("relu"):
             d = L.relu_backward(d, a32[name])          # float32's mask, float64 arithmetic
         else:
@@ -209,9 +213,9 @@ def test_network_float64_equals_reference_layers(pooling):
     assert rel_error(dx, d) < F64
 
 
-def test_outputs_are_not_overwritten_by_the_next_call():
+def test_outputs_are_not_overwritten_by_the_next_call(net32):
     """Buffers are reused across calls, so returned arrays must be copies."""
-    net = VGG19.random(seed=0, dtype=np.float32)
+    net = net32
     rng = np.random.default_rng(10)
     a = net.forward(rng.standard_normal((8, 8, 3)), ["relu1_2"])["relu1_2"]
     keep = a.copy()
@@ -222,19 +226,21 @@ def test_outputs_are_not_overwritten_by_the_next_call():
     assert np.array_equal(a, keep) and np.array_equal(dx, keep_dx)
 
 
-def test_timings_collects_per_layer_seconds():
-    net = VGG19.random(seed=0, dtype=np.float32)
-    net.timings = {}
-    a = net.forward(np.zeros((8, 8, 3)), ["relu2_1"])["relu2_1"]
-    net.backward({"relu2_1": np.ones_like(a)})
-    assert ("conv1_1", "forward") in net.timings and ("conv2_1", "backward") in net.timings
-    assert all(t >= 0 for t in net.timings.values())
+def test_timings_collects_per_layer_seconds(net32):
+    net32.timings = {}
+    try:
+        a = net32.forward(np.zeros((8, 8, 3)), ["relu2_1"])["relu2_1"]
+        net32.backward({"relu2_1": np.ones_like(a)})
+        assert ("conv1_1", "forward") in net32.timings and ("conv2_1", "backward") in net32.timings
+        assert all(t >= 0 for t in net32.timings.values())
+    finally:
+        net32.timings = None
 
 
-def test_changing_image_size_uses_clean_buffers():
+def test_changing_image_size_uses_clean_buffers(net32):
     """30 px after 32 px (same tile-rounded buffers): no values of the larger image may leak in."""
     rng = np.random.default_rng(11)
-    net = VGG19.random(seed=0, dtype=np.float32)
+    net = net32
     fresh = VGG19.from_arrays(net.params, dtype=np.float32)
     big, small = rng.standard_normal((32, 32, 3)) * 50, rng.standard_normal((30, 30, 3)) * 50
     a = net.forward(big, ["relu3_1"])["relu3_1"]
