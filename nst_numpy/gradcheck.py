@@ -230,7 +230,7 @@ def _network_checks(nets, rng, n_samples):
                         check_network(net, x, taps, rng, n_samples), NETWORK_BOUND, False)
             for pooling, net in nets.items()]
     rows.append(CheckResult("control: VGG19 dx, tap gradient overwritten (= not +=)",
-                            _network_overwrite_bug(nets["avg"], x, taps, rng, 10), CONTROL_BOUND, True))
+                            _network_overwrite_bug(nets["avg"], x, taps, rng, n_samples), CONTROL_BOUND, True))
     return rows
 
 

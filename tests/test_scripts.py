@@ -43,7 +43,7 @@ def test_check_result_pass_logic():
 
 def test_gradcheck_script_all_rows_pass(capsys):
     script = _load_script("gradcheck")
-    assert script.main(["--samples", "6"]) == 0
+    assert script.main(["--samples", "4"]) == 0  # the default, 12, is for learners; 4 still exercises every row
     out = capsys.readouterr().out
     for name in ["conv dx", "conv dw", "conv db", "relu dx", "avg pool dx", "max pool dx", "(7x9x2)",
                  "content loss dF", "style loss dF", "total variation dx", "VGG19 dx", "objective dx", "control:"]:
