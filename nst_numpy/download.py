@@ -12,19 +12,13 @@ import hashlib
 import os
 import pathlib
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 
+from .fileio import atomic_path
+
 CHUNK = 1 << 16
-
-
-def default_file_mode():
-    """0o666 minus the umask: the permissions open(path, "w") would have given a new file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 class DownloadError(Exception):
@@ -79,51 +73,46 @@ def download(url, dest, md5=None, sha256=None, progress=True, timeout=30):
     dest = pathlib.Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    except OSError as e:
-        raise DownloadError(f"cannot write to {dest.parent}: {e}") from None
-    tmp = pathlib.Path(tmp)
-    hashes = {"md5": hashlib.md5(), "sha256": hashlib.sha256()}
-    try:
-        with open(fd, "wb") as out:
-            try:
-                response = urllib.request.urlopen(url, timeout=timeout)
-            except urllib.error.HTTPError as e:
-                raise DownloadError(f"could not download {url}: HTTP {e.code} {e.reason}") from None
-            except (urllib.error.URLError, OSError) as e:
-                reason = getattr(e, "reason", e)
-                raise DownloadError(f"could not download {url}: {reason} (no network?)") from None
-            with response:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                bar = Progress(total) if progress else None
-                done = 0
-                while True:
-                    try:
-                        chunk = response.read(CHUNK)
-                    except (OSError, ValueError) as e:  # connection reset, timeout, IncompleteRead
-                        raise DownloadError(f"download of {url} interrupted after {done} bytes: {e}") from None
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    for h in hashes.values():
-                        h.update(chunk)
-                    done += len(chunk)
-                    if bar:
-                        bar.update(done)
-                if bar:
-                    bar.update(done, final=True)
-            if total is not None and done != total:
-                raise DownloadError(f"download of {url} truncated: got {done} of {total} bytes")
-        for name, expected in (("md5", md5), ("sha256", sha256)):
-            if expected and hashes[name].hexdigest() != expected.lower():
-                raise DownloadError(f"{name.upper()} of the download of {url} is {hashes[name].hexdigest()}, "
-                                    f"expected {expected} (corrupt or changed file)")
-        os.chmod(tmp, default_file_mode())  # mkstemp makes it 0600; give it the mode a plain open() would
-        os.replace(tmp, dest)
-    except OSError as e:  # writing: disk full, permissions, ...
-        tmp.unlink(missing_ok=True)
+        with atomic_path(dest, suffix=".part") as tmp:
+            _fetch(url, tmp, md5, sha256, progress, timeout)
+    except OSError as e:  # creating or writing the file: permissions, disk full, ...
         raise DownloadError(f"could not save {dest}: {e}") from None
-    except BaseException:  # DownloadError, KeyboardInterrupt, anything: no partial file
-        tmp.unlink(missing_ok=True)
-        raise
     return dest
+
+
+def _fetch(url, tmp, md5, sha256, progress, timeout):
+    """Stream url into the file tmp; check Content-Length and the given hashes. Raises DownloadError."""
+    hashes = {"md5": hashlib.md5(), "sha256": hashlib.sha256()}
+    with open(tmp, "wb") as out:
+        try:
+            response = urllib.request.urlopen(url, timeout=timeout)
+        except urllib.error.HTTPError as e:
+            raise DownloadError(f"could not download {url}: HTTP {e.code} {e.reason}") from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise DownloadError(f"could not download {url}: {reason} (no network?)") from None
+        with response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            bar = Progress(total) if progress else None
+            done = 0
+            while True:
+                try:
+                    chunk = response.read(CHUNK)
+                except (OSError, ValueError) as e:  # connection reset, timeout, IncompleteRead
+                    raise DownloadError(f"download of {url} interrupted after {done} bytes: {e}") from None
+                if not chunk:
+                    break
+                out.write(chunk)
+                for h in hashes.values():
+                    h.update(chunk)
+                done += len(chunk)
+                if bar:
+                    bar.update(done)
+            if bar:
+                bar.update(done, final=True)
+        if total is not None and done != total:
+            raise DownloadError(f"download of {url} truncated: got {done} of {total} bytes")
+    for name, expected in (("md5", md5), ("sha256", sha256)):
+        if expected and hashes[name].hexdigest() != expected.lower():
+            raise DownloadError(f"{name.upper()} of the download of {url} is {hashes[name].hexdigest()}, "
+                                f"expected {expected} (corrupt or changed file)")

@@ -11,6 +11,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from .fileio import atomic_path
+
 MIN_SIDE = 16             # relu5_1 sits after 4 poolings (each halves, rounding down): 16 px -> 1 position
 MAX_PIXELS = 40_000_000   # larger inputs need --size to shrink them (memory: ~4 bytes * 3 per pixel, many copies)
 HARD_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # Pillow's decompression-bomb limit: never decoded, even with --size
@@ -158,21 +160,11 @@ def save_image(path, rgb, text=None):
         options["pnginfo"] = info
     elif fmt == "JPEG":
         options["quality"] = 95
-    folder = os.path.dirname(os.path.abspath(name))
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(name) + ".", suffix=".tmp")
-    except OSError as e:
-        raise ImageError(f"{name}: cannot write ({_one_line(e)})")
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_path(name) as tmp, open(tmp, "wb") as f:
             im.save(f, format=fmt, **options)
-        os.replace(tmp, name)
     except (OSError, ValueError, KeyError) as e:
-        os.unlink(tmp)
         raise ImageError(f"{name}: cannot write ({_one_line(e)})")
-    except BaseException:  # e.g. KeyboardInterrupt: leave no temporary file behind
-        os.unlink(tmp)
-        raise
 
 
 def rgb_to_yiq(rgb):

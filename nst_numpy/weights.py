@@ -18,7 +18,8 @@ import h5py
 import numpy as np
 
 from . import torch_reader
-from .download import DownloadError, default_file_mode, download
+from .download import DownloadError, download
+from .fileio import atomic_path
 from .vgg import CAFFE, CONV_NAMES, CONV_SPECS, MATCONVNET, TORCHVISION, VGG19, Preprocessing
 
 KERAS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
@@ -263,23 +264,14 @@ def _read_converted(path):
 
 
 def _atomic_write(path, write):
-    """Call write(tmp_path) on a temp file next to path, then os.replace it; no partial file on failure."""
+    """Call write(tmp_path) on a temp file next to path, then rename it into place (fileio.atomic_path)."""
     path = pathlib.Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
+        with atomic_path(path) as tmp:
+            write(tmp)
     except OSError as e:
         raise WeightsError(f"cannot write {path}: {e}") from None
-    try:
-        write(tmp)
-        os.chmod(tmp, default_file_mode())  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException as e:  # includes KeyboardInterrupt: never leave the temp file behind
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise WeightsError(f"cannot write {path}: {e}") from None
-        raise
 
 
 def save_converted(net_or_params, path, preprocessing, source_name, source_sha256, normalized=False):

@@ -15,6 +15,7 @@ import weight_fixtures as wf
 from nst_numpy import download as dl
 from nst_numpy import weights
 from nst_numpy.download import DownloadError, Progress, download
+from nst_numpy.fileio import default_file_mode
 from nst_numpy.vgg import CAFFE
 from nst_numpy.weights import WeightsError, get_vgg19, read_weights
 
@@ -60,7 +61,7 @@ def test_success_with_md5_and_sha256(server, tmp_path, capsys):
     download(f"{server}/file.bin", dest, md5=hashlib.md5(BODY).hexdigest(),
              sha256=hashlib.sha256(BODY).hexdigest())
     assert dest.read_bytes() == BODY
-    assert dest.stat().st_mode & 0o777 == dl.default_file_mode()  # not mkstemp's 0600
+    assert dest.stat().st_mode & 0o777 == default_file_mode()  # not mkstemp's 0600
     assert sorted(p.name for p in dest.parent.iterdir()) == ["file.bin"]
     err = capsys.readouterr().err
     assert "100%" in err and "/s" in err and "\r" not in err  # plain lines when stderr is not a TTY

@@ -227,3 +227,11 @@ def test_samples_are_deterministic_images():
         assert a.shape == shape + (3,) and a.dtype == np.float32
         assert 0 <= a.min() and a.max() <= 255 and a.std() > 20  # not blank
         assert np.array_equal(a, b)
+
+
+def test_saved_image_gets_the_umask_mode_not_mkstemps(tmp_path):
+    from nst_numpy.fileio import default_file_mode
+    out = tmp_path / "o.png"
+    I.save_image(out, np.zeros((4, 4, 3)))
+    assert out.stat().st_mode & 0o777 == default_file_mode()
+    assert [p.name for p in tmp_path.iterdir()] == ["o.png"]  # no temporary left behind

@@ -1,0 +1,37 @@
+"""Atomic file writes: every file nst_numpy writes (images, weights, downloads) goes through here.
+
+A file is written under a temporary name in its destination directory and renamed into
+place only when complete. os.replace within one directory is atomic on POSIX and Windows,
+so a reader (or a crash, a full disk, Ctrl-C) never sees a partial file.
+"""
+import os
+import pathlib
+import tempfile
+from contextlib import contextmanager
+
+
+def default_file_mode():
+    """0o666 minus the umask: the permissions open(path, "w") would have given a new file."""
+    umask = os.umask(0)  # reading the umask means setting it; set it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_path(path, suffix=".tmp"):
+    """Yield a temporary path next to `path`; on success rename it to `path`, on any exception delete it.
+
+    Raises OSError if the directory cannot take a file. The temporary file exists
+    (empty) when the block starts; writers may reopen or overwrite it by name.
+    """
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = pathlib.Path(tmp)
+    try:
+        yield tmp
+        os.chmod(tmp, default_file_mode())  # mkstemp creates files 0600
+        os.replace(tmp, path)
+    except BaseException:  # includes KeyboardInterrupt: never leave the temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise
