@@ -190,19 +190,36 @@ class _Tracker:
         return loss, grad
 
 
-def run_lbfgs(f, x0, lo, hi, iterations, on_iteration):
-    """scipy L-BFGS-B with box bounds lo <= x <= hi (flat float64 arrays). on_iteration(i) after each step."""
+def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None):
+    """scipy L-BFGS-B with box bounds lo <= x <= hi (flat float64 arrays); returns the final x.
+
+    on_iteration(i), if given, is called after each iteration.
+    """
     count = [0]
 
     def step(_xk):
         count[0] += 1
-        on_iteration(count[0])
+        if on_iteration is not None:
+            on_iteration(count[0])
+
+    # With no curvature known yet, L-BFGS-B's first trial step is x0 - grad. The normalised losses
+    # (~1) have gradients of ~1e-5 per pixel, a step lost in float32 rounding, after which the line
+    # search can give up. So minimise scale * f instead, with scale chosen so that the first step
+    # moves the steepest pixel by one RGB level. Scaling f by a constant > 0 moves no minimum.
+    level = float(np.min(hi - lo)) / 255.0  # one RGB level in network units
+    g_max = float(np.max(np.abs(f(x0)[1])))
+    scale = level / g_max if g_max > 0 else 1.0
+
+    def scaled(x):
+        loss, grad = f(x)
+        return scale * loss, scale * grad
 
     # ftol = gtol = 0: run the full iteration budget rather than stopping on a flat stretch;
     # maxfun leaves room for line searches (about 1.1 evaluations per iteration in practice).
-    minimize(f, x0, jac=True, method="L-BFGS-B", bounds=Bounds(lo, hi),
-             callback=step, options={"maxiter": iterations, "maxfun": 2 * iterations + 20, "ftol": 0.0,
-                                     "gtol": 0.0, "maxcor": 20})
+    result = minimize(scaled, x0, jac=True, method="L-BFGS-B", bounds=Bounds(lo, hi), callback=step,
+                      options={"maxiter": int(iterations), "maxfun": 2 * int(iterations) + 20,
+                               "ftol": 0.0, "gtol": 0.0, "maxcor": 20})
+    return result.x
 
 
 def run_adam(f, x0, lo, hi, iterations, lr, on_iteration, beta1=0.9, beta2=0.999, eps=1e-8):

@@ -18,11 +18,10 @@ import os
 
 import numpy as np
 from PIL import Image, ImageDraw
-from scipy.optimize import minimize
 
 from .config import Config
 from .losses import content_loss
-from .optimize import make_objective, pixel_bounds
+from .optimize import make_objective, pixel_bounds, run_lbfgs
 from .vgg import VGG19
 from .weights import WeightsError, get_vgg19
 
@@ -66,28 +65,11 @@ def style_objective(net, style, layers, shape):
 def lbfgs(f, x0, net, iterations):
     """Minimise f from x0 (network space, (H, W, 3)) with L-BFGS-B, pixels kept inside 0..255.
 
-    Returns the final image in network space, (H, W, 3) float64.
+    Returns the final image in network space, (H, W, 3) float64. The optimiser is
+    the one stylize uses (optimize.run_lbfgs); only the bounds are set up here.
     """
-    lo, hi = pixel_bounds(net)  # (3,) each, in network channel order
-    bounds = np.stack([np.broadcast_to(lo, x0.shape).reshape(-1), np.broadcast_to(hi, x0.shape).reshape(-1)], 1)
-    shape, x0 = x0.shape, x0.astype(np.float64).reshape(-1)
-    # With no curvature known yet, L-BFGS-B's first trial step is x0 - grad. Our normalised losses
-    # (~1) have gradients of ~1e-5 per pixel, a step lost in float32 rounding, after which the line
-    # search gives up. So minimise scale * f, with scale chosen to make that first step move the
-    # steepest pixel by one RGB level. The minimiser is the same.
-    level = float(np.min(hi - lo)) / 255.0  # one RGB level in network units
-    scale = level / max(float(np.max(np.abs(f(x0)[1]))), 1e-30)
-
-    def scaled(x):
-        loss, grad = f(x)
-        return scale * loss, scale * grad
-
-    # ftol = gtol = 0: use the whole iteration budget instead of stopping on a flat stretch;
-    # maxfun leaves room for the line searches.
-    result = minimize(scaled, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                      options={"maxiter": int(iterations), "maxfun": 2 * int(iterations) + 20,
-                               "ftol": 0.0, "gtol": 0.0, "maxcor": 20})
-    return result.x.reshape(shape)
+    lo, hi = (np.broadcast_to(b, x0.shape).reshape(-1) for b in pixel_bounds(net))  # per channel -> per pixel
+    return run_lbfgs(f, np.asarray(x0, np.float64).reshape(-1), lo, hi, iterations).reshape(x0.shape)
 
 
 def white_noise(net, shape, seed):
