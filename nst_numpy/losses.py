@@ -59,7 +59,8 @@ def style_layer_loss(F, A):
     loss = 0.25 * float(norm) * _total(diff * diff)              # Gatys et al. 2016, eq. 4
     # Paper: dE/dF = (F^T (G - A))_ji / (N^2 M^2) in its (N, M) layout; transposed, and
     # G - A being symmetric, that is F2d @ (G - A) in ours.
-    grad = (F2d @ diff) * norm                                   # Gatys et al. 2016, eq. 6; (M, N)
+    grad = F2d @ diff                                            # Gatys et al. 2016, eq. 6; (M, N)
+    grad *= norm                                                 # in place: no second (M, N) temporary
     return loss, grad.reshape(H, W, N)
 
 

@@ -64,7 +64,7 @@ class Objective:
         # Content targets P^l and their weights alpha / n_c / Z_c.
         self.P, self.content_w = {}, {}
         if content is not None:
-            acts = net.forward(np.asarray(content, dt), self.content_layers)
+            acts = net.forward(np.asarray(content, dt), self.content_layers, copy=False)
             for name in self.content_layers:
                 P = acts[name].copy()
                 z = 0.5 * float(np.sum(P.astype(np.float64) ** 2)) if config.normalize else 1.0
@@ -79,7 +79,7 @@ class Objective:
         for (img, _), b in zip(styles, blend):
             if b == 0:
                 continue
-            acts = net.forward(np.asarray(img, dt), self.style_layers)
+            acts = net.forward(np.asarray(img, dt), self.style_layers, copy=False)  # read before the next forward
             for name in self.style_layers:
                 F = acts[name]
                 M_s = F.shape[0] * F.shape[1]
@@ -102,19 +102,20 @@ class Objective:
     def __call__(self, x_flat):
         dt = self.net.dtype
         x = np.asarray(x_flat).reshape(self.shape).astype(dt)  # float32 for real runs
-        acts = self.net.forward(x, self.layers)
+        acts = self.net.forward(x, self.layers, copy=False)  # views, read before backward() below
         grads = {}
         parts = {"content": 0.0, "style": 0.0, "tv": 0.0}
         for name in self.content_layers:
             loss, g = content_loss(acts[name], self.P[name])
             w = self.content_w[name]
             parts["content"] += w * loss
-            grads[name] = g * dt.type(w)
+            g *= dt.type(w)   # in place: g is the loss's own array
+            grads[name] = g
         for name in self.style_layers:
             loss, g = style_layer_loss(acts[name], self.A[name])
             w = self.style_w[name]
             parts["style"] += w * loss
-            g = g * dt.type(w)
+            g *= dt.type(w)
             grads[name] = grads[name] + g if name in grads else g  # a layer may serve both content and style
         dx = self.net.backward(grads)
         scale = self.tv_scale.astype(dt)
@@ -186,7 +187,10 @@ class _Tracker:
             raise FloatingPointError("the loss became NaN or infinite")
         self.last = (loss, dict(self.f.parts))
         if loss < self.best_loss:
-            self.best_loss, self.best_x = loss, np.array(x, np.float64, copy=True)
+            if self.best_x is None or self.best_x.shape != np.shape(x):
+                self.best_x = np.empty(np.shape(x), np.float64)
+            np.copyto(self.best_x, x)   # reuse one array: stylize keeps no other reference to it
+            self.best_loss = loss
         return loss, grad
 
 

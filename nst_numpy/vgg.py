@@ -281,12 +281,14 @@ class VGG19:
             act[H - 1] = 0 if g is None else g[H - 1] * mask[H - 1]
         return act, gpad
 
-    def forward(self, x, layers):
+    def forward(self, x, layers, copy=True):
         """x: (H, W, 3), already preprocessed; layers: names from LAYER_NAMES.
 
-        Returns {name: activation (H_l, W_l, C_l)} for the requested names (fresh
-        copies, safe to keep) and keeps what backward() needs. Stops after the
-        deepest requested layer.
+        Returns {name: activation (H_l, W_l, C_l)} for the requested names and keeps
+        what backward() needs. Stops after the deepest requested layer. copy=True
+        gives fresh copies, safe to keep; copy=False gives read-only views of the
+        network's buffers, valid only until the next forward() or backward() (the
+        objective reads them before that, and saves a copy of every tapped layer).
         """
         layers = list(layers)
         unknown = [n for n in layers if n not in LAYER_NAMES]
@@ -330,7 +332,8 @@ class VGG19:
                 caches.append((name, cache))
                 H, W_ = cur.shape[:2]
             if name in wanted:
-                out[name] = cur.copy()   # buffers are reused by the next call
+                out[name] = cur.copy() if copy else cur.view()   # buffers are reused by the next call
+                out[name].flags.writeable = copy   # a view must not be written: backward reads the buffer
             self._time(timed, "forward", t0)
             i += 1
         self._caches = caches

@@ -93,7 +93,7 @@ def test_targets_are_computed_once(net64, monkeypatch):
     f = make_objective(net64, content, [(style, 1.0)], Config())
     calls = []
     original = net64.forward
-    monkeypatch.setattr(net64, "forward", lambda z, layers: calls.append(1) or original(z, layers))
+    monkeypatch.setattr(net64, "forward", lambda z, layers, **kw: calls.append(1) or original(z, layers, **kw))
     for _ in range(3):
         f(x)
     assert len(calls) == 3  # one forward per evaluation: none for the targets
