@@ -111,7 +111,8 @@ class VGG19:
             self.params[name] = (np.ascontiguousarray(kernel, self.dtype),
                                  np.ascontiguousarray(bias.reshape(-1), self.dtype))
         self._caches = None  # [(layer name, cache)] of the last forward call, in order
-        self._masks_ready = set()  # ReLUs whose mask the backward saved, see _mask
+        self._layers = None  # the layers of the last forward call, to redo it (see backward)
+        self._spent = False  # True once a backward has overwritten the last forward's ReLU outputs
         self.threads = None  # worker threads for the convolutions; None = all cores (see set_threads)
         self._conv = None    # the WinogradConv engine, made on first use with self.threads
         self._wino = {}      # conv name -> (U forward, U backward), see _kernels (params are fixed from here on)
@@ -189,13 +190,13 @@ class VGG19:
         """Winograd input buffer: whole 4x4 tiles plus the 1-pixel zero border."""
         return (winograd.TILE * -(-H // winograd.TILE) + 2, winograd.TILE * -(-W // winograd.TILE) + 2, C)
 
-    def _run_conv(self, name, backward, xp, out, bias=None, relu=False, add=None, mask=None, mask_from=None):
+    def _run_conv(self, name, backward, xp, out, bias=None, relu=False, add=None, mask_from=None):
         """Conv layer `name` (backward: its backward to the input) of padded xp into out, fast path."""
         w = self.params[name][0]
         if min(w.shape[2:]) <= 3:   # conv1_1: direct, see WinogradConv.conv_direct
-            assert add is None and mask is None
+            assert add is None and mask_from is None
             return self._engine().conv_direct(xp, winograd.flip_kernel(w) if backward else w, out, bias, relu)
-        return self._engine().conv(xp, self._kernels(name)[backward], out, bias, relu, add, mask, mask_from)
+        return self._engine().conv(xp, self._kernels(name)[backward], out, bias, relu, add, mask_from)
 
     def _conv_into(self, xp, H, W_, name, bias, relu):
         """Convolve padded xp (image H x W_) into the layer's padded buffer; returns (buffer, view of the image)."""
@@ -236,49 +237,32 @@ class VGG19:
         self._engine().map_rows(band, Ho, self._POOL_BAND)
         return inner, (x.shape if idx is None else (x.shape, idx)), xp
 
-    def _mask(self, relu_name, act):
-        """(saved mask (H, W, C) bool, act to compute it from or None if already saved).
-
-        The backward pass writes gradients over the ReLU outputs (their buffers are not
-        needed any more, and this saves one full set of gradient buffers), so the first
-        backward after a forward saves each ReLU's mask (out > 0) before overwriting it,
-        and any further backward of the same forward uses the saved masks.
-        """
-        src = None if relu_name in self._masks_ready else act
-        self._masks_ready.add(relu_name)
-        return self._buffer(("mask", relu_name), act.shape, np.bool_), src
-
     def _pool_relu_backward(self, dout, cache, relu_name, relu_cache, g):
         """Pooling backward (layers.*pool_backward) in row bands, then + g (the gradient injected at
         the ReLU below, or None) and times that ReLU's mask (layers.relu_backward), written over
-        the ReLU's output in its padded buffer (see _mask).
+        the ReLU's output in its padded buffer (see backward).
 
         dout: (H//2, W//2, C); relu_cache: (ReLU output (H, W, C), its padded buffer).
         Returns (dx view, its padded buffer).
         """
         act, gpad = relu_cache
         H, W_, C = act.shape
-        mask, src = self._mask(relu_name, act)
         if g is not None:
             g = np.asarray(g, dtype=self.dtype)
 
         def band(r0, r1):
             rows = slice(2 * r0, 2 * r1)
-            if src is not None:
-                np.greater(src[rows], 0, out=mask[rows])
             if self.pooling == "avg":
                 d = L.avgpool_backward(dout[r0:r1], (2 * (r1 - r0), W_, C))
             else:
                 d = L.maxpool_backward(dout[r0:r1], ((2 * (r1 - r0), W_, C), cache[1][r0:r1]))
             if g is not None:
                 d += g[rows]
-            np.multiply(d, mask[rows], out=act[rows])
+            np.multiply(d, act[rows] > 0, out=act[rows])   # the mask is read before act is overwritten
 
         self._engine().map_rows(band, dout.shape[0], self._POOL_BAND)
         if H % 2:   # an odd last row fed no window: no gradient from the pool
-            if src is not None:
-                np.greater(src[H - 1], 0, out=mask[H - 1])
-            act[H - 1] = 0 if g is None else g[H - 1] * mask[H - 1]
+            act[H - 1] = 0 if g is None else g[H - 1] * (act[H - 1] > 0)
         return act, gpad
 
     def forward(self, x, layers, copy=True):
@@ -337,7 +321,7 @@ class VGG19:
             self._time(timed, "forward", t0)
             i += 1
         self._caches = caches
-        self._masks_ready = set()   # ReLU masks are saved by the first backward after this forward
+        self._layers, self._spent = layers, False
         return out
 
     def backward(self, grads):
@@ -355,6 +339,15 @@ class VGG19:
             raise ValueError(f"no activation for {missing} in the last forward pass (it ran {done[0]}..{done[-1]})")
         if not grads:
             raise ValueError("backward() needs at least one gradient")
+        if self._spent:
+            # The backward pass writes gradients over the ReLU outputs, after reading each
+            # ReLU's mask (out > 0) band by band: no extra buffer per layer, no stored masks.
+            # So a second backward of the same forward first redoes that forward (the
+            # objective never does this; the input is still in its buffer).
+            H, W_ = self._bufs_for
+            x = self._buffer("input", self._padded_shape(H, W_, 3))[1:1 + H, 1:1 + W_].copy()
+            self.forward(x, self._layers, copy=False)
+        self._spent = True
         deepest = max(done.index(n) for n in grads)
         steps = self._caches[:deepest + 1]
         dx = None      # gradient w.r.t. the output of the current layer, (H_l, W_l, C_l)
@@ -384,13 +377,12 @@ class VGG19:
                     # dx = conv(dout, flipped kernel) (layers.conv_backward), then, in the same
                     # bands, + the gradient injected at that ReLU and times its mask
                     # (layers.relu_backward), written over that ReLU's output in its padded
-                    # buffer (see _mask), which the next conv's backward reads.
+                    # buffer (see backward), which the next conv's backward reads.
                     relu_name, (act, nxt) = below
                     H, W_, C = act.shape
-                    mask, src = self._mask(relu_name, act)
                     g = grads.get(relu_name)
                     g = None if g is None else np.asarray(g, dtype=self.dtype)
-                    self._run_conv(name, True, gpad, nxt[1:1 + th, 1:1 + tw], add=g, mask=mask, mask_from=src)
+                    self._run_conv(name, True, gpad, nxt[1:1 + th, 1:1 + tw], add=g, mask_from=act)
                     nxt[1 + H:] = 0
                     nxt[:, 1 + W_:] = 0
                     dx, gpad, skip = nxt[1:1 + H, 1:1 + W_], nxt, relu_name
@@ -404,12 +396,9 @@ class VGG19:
                 # the padded buffer that the conv's backward reads next.
                 act = cache[0]
                 H, W_, C = act.shape
-                mask, src = self._mask(name, act)
-                if src is not None:
-                    np.greater(src, 0, out=mask)
                 gpad = self._buffer(("grad_in", H, W_), self._padded_shape(H, W_, C))
                 inner = gpad[1:1 + H, 1:1 + W_]
-                np.multiply(dx, mask, out=inner)
+                np.multiply(dx, act > 0, out=inner)
                 dx = inner
             else:
                 # In VGG19 a pool always follows a ReLU: its backward, plus any gradient injected at

@@ -283,15 +283,15 @@ class WinogradConv:
         nb = max(self.band_bytes // per_row, -(-MIN_TILES // tw), 1)
         return min(nb, -(-th // self.threads))   # ceil(th / threads): no thread idle
 
-    def conv(self, xp, U, out, bias=None, relu=False, add=None, mask=None, mask_from=None):
+    def conv(self, xp, U, out, bias=None, relu=False, add=None, mask_from=None):
         """out = conv3x3(xp) [+ bias] [then max(., 0)], tile by tile.
 
         xp: (4 TH + 2, 4 TW + 2, C_in) zero-padded input; U: (36, C_in, C_out) from
         transform_kernel; out: (4 TH, 4 TW, C_out) array or view, overwritten.
-        add, mask: optional (H, W, C_out) arrays for the backward pass: on the image part,
-        out += add, then out *= mask (bool; a ReLU's backward), done band by band while the
-        band is still in cache. mask_from: a ReLU output to fill mask from first (mask =
-        mask_from > 0); it may be out itself: each band reads it before writing.
+        add, mask_from: optional (H, W, C_out) arrays for the backward pass: on the image
+        part, out += add, then out *= (mask_from > 0) (a ReLU's backward, mask_from being that
+        ReLU's output), done band by band while the band is still in cache. mask_from may
+        be out itself: each band reads its mask (a band-sized temporary) before writing.
         """
         th, tw = (xp.shape[0] - 2) // TILE, (xp.shape[1] - 2) // TILE
         c_in, c_out = U.shape[1], U.shape[2]
@@ -300,19 +300,19 @@ class WinogradConv:
         bands = [(r, min(r + nb, th)) for r in range(0, th, nb)]
 
         def run(band):
-            ref = add if add is not None else mask
+            ref = add if add is not None else mask_from
             if ref is not None:
                 r0, r1 = TILE * band[0], min(TILE * band[1], ref.shape[0])
                 if mask_from is not None:   # before out is written: they may share memory
-                    np.greater(mask_from[r0:r1], 0, out=mask[r0:r1])
+                    m = mask_from[r0:r1] > 0
             self._band(xp, U, out, bias, relu, band[0], band[1],
                        self._scratch(nb, tw, xp.shape[1], c_in, c_out, xp.dtype))
             if ref is not None:
                 part = out[r0:r1, :ref.shape[1]]
                 if add is not None:
                     np.add(part, add[r0:r1], out=part)
-                if mask is not None:
-                    np.multiply(part, mask[r0:r1], out=part)   # layers.relu_backward
+                if mask_from is not None:
+                    np.multiply(part, m, out=part)   # layers.relu_backward
 
         self._run_bands(run, bands)
         return out
