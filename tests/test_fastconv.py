@@ -268,8 +268,9 @@ def test_direct_path_for_three_channels(c_in, c_out, dtype, bound):
 
 
 def test_repeated_backward_after_one_forward():
-    """backward() overwrites ReLU outputs with gradients and keeps their masks: a second
-    backward of the same forward, from any tap, must give the same as on a fresh forward."""
+    """backward() overwrites ReLU outputs with gradients (and so redoes the forward for a
+    second backward): a second backward of the same forward, from any tap, must give the
+    same as on a fresh forward."""
     rng = np.random.default_rng(13)
     net = VGG19.random(seed=1, dtype=np.float64)
     x = rng.standard_normal((13, 11, 3)) * 50
