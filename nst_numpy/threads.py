@@ -64,13 +64,6 @@ def get_blas_threads():
     return fns[1]() if fns else None
 
 
-def set_blas_threads(n):
-    """Make BLAS use n threads (process-wide). No-op when no OpenBLAS was found."""
-    fns = _fns()
-    if fns:
-        fns[0](int(n))
-
-
 @contextlib.contextmanager
 def blas_threads(n):
     """Temporarily use n BLAS threads (restores the previous count)."""
