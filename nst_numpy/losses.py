@@ -42,6 +42,26 @@ def gram_matrix(F):
     return F2d.T @ F2d                # Gatys et al. 2016, eq. 3: G = F F^T in the paper's layout
 
 
+def style_loss_from_gram(G, A, M):
+    """One layer's style loss E_l, and its gradient factored as dE/dF = F @ K.
+
+    G: (N, N) the Gram matrix of the image being optimised (gram_matrix), A: (N, N) the
+    target's, M: the number of positions H*W at this layer. Returns (E, K), E a float and
+    K: (N, N). The objective hands K to the network's backward pass (vgg.ActivationTimes),
+    which forms F @ K a band of rows at a time instead of as one (H, W, N) array.
+    """
+    N = G.shape[0]
+    if A.shape != (N, N):
+        raise ValueError(f"style loss: A must be ({N}, {N}) for {N} channels, got {A.shape}")
+    diff = G - A                                                 # (N, N): G - A
+    norm = G.dtype.type(1.0 / (float(N) ** 2 * float(M) ** 2))   # 1 / (N^2 M^2), in G's dtype
+    loss = 0.25 * float(norm) * _total(diff * diff)              # Gatys et al. 2016, eq. 4
+    # Paper: dE/dF = (F^T (G - A))_ji / (N^2 M^2) in its (N, M) layout; transposed, and
+    # G - A being symmetric, that is F2d @ (G - A) / (N^2 M^2) in ours: K = (G - A) / (N^2 M^2).
+    diff *= norm                                                 # in place: diff becomes K
+    return loss, diff                                            # Gatys et al. 2016, eq. 6, factored
+
+
 def style_layer_loss(F, A):
     """One layer's style loss E_l and its gradient.
 
@@ -52,15 +72,8 @@ def style_layer_loss(F, A):
     H, W, N = F.shape
     if A.shape != (N, N):
         raise ValueError(f"style_layer_loss: A must be ({N}, {N}) for F {F.shape}, got {A.shape}")
-    M = H * W
-    F2d = F.reshape(M, N)
-    diff = F2d.T @ F2d - A                                       # (N, N): G - A
-    norm = F.dtype.type(1.0 / (float(N) ** 2 * float(M) ** 2))   # 1 / (N^2 M^2), in F's dtype
-    loss = 0.25 * float(norm) * _total(diff * diff)              # Gatys et al. 2016, eq. 4
-    # Paper: dE/dF = (F^T (G - A))_ji / (N^2 M^2) in its (N, M) layout; transposed, and
-    # G - A being symmetric, that is F2d @ (G - A) in ours.
-    grad = F2d @ diff                                            # Gatys et al. 2016, eq. 6; (M, N)
-    grad *= norm                                                 # in place: no second (M, N) temporary
+    loss, K = style_loss_from_gram(gram_matrix(F), A, H * W)
+    grad = F.reshape(H * W, N) @ K                               # Gatys et al. 2016, eq. 6; (M, N)
     return loss, grad.reshape(H, W, N)
 
 

@@ -18,8 +18,8 @@ from PIL import Image
 from scipy.optimize import Bounds, minimize
 
 from .image import MIN_SIDE, fit_size, luminance, match_luminance, resize, transfer_colors, with_luminance_of
-from .losses import content_loss, gram_matrix, style_layer_loss, tv_loss
-from .vgg import CONV_SPECS
+from .losses import content_loss, gram_matrix, style_loss_from_gram, tv_loss
+from .vgg import CONV_SPECS, ActivationTimes
 
 
 def pixel_bounds(net):
@@ -85,7 +85,7 @@ class Objective:
                 M_s = F.shape[0] * F.shape[1]
                 if M_s == 0:
                     raise ValueError(f"a style image of {np.shape(img)[1]}x{np.shape(img)[0]} px is too small for {name}")
-                self.A[name] += b * (sizes[name][0] / M_s) * gram_matrix(F.astype(np.float64))
+                self.A[name] += b * (sizes[name][0] / M_s) * _gram64(net.padded(name))
         self.style_w = {}
         for name, w in zip(self.style_layers, config.layer_weights()):
             M, N = sizes[name]
@@ -112,11 +112,15 @@ class Objective:
             g *= dt.type(w)   # in place: g is the loss's own array
             grads[name] = g
         for name in self.style_layers:
-            loss, g = style_layer_loss(acts[name], self.A[name])
+            # The Gram matrix of the padded buffer: contiguous, so no copy, and its zeros add nothing.
+            G = gram_matrix(self.net.padded(name))
+            loss, K = style_loss_from_gram(G, self.A[name], acts[name].shape[0] * acts[name].shape[1])
             w = self.style_w[name]
             parts["style"] += w * loss
-            g *= dt.type(w)
-            grads[name] = grads[name] + g if name in grads else g  # a layer may serve both content and style
+            K *= dt.type(w)
+            # dE/dF = F @ K, formed by backward band by band (vgg.ActivationTimes); a layer may
+            # serve both content and style, then the content gradient rides along as plus.
+            grads[name] = ActivationTimes(K, plus=grads.get(name))
         dx = self.net.backward(grads)
         scale = self.tv_scale.astype(dt)
         tv, dtv = tv_loss(x * scale)
@@ -125,6 +129,17 @@ class Objective:
         self.parts = parts
         loss = parts["content"] + parts["style"] + parts["tv"]  # Gatys et al. 2016, eq. 7 (+ TV)
         return loss, dx.astype(np.float64).reshape(-1)
+
+
+def _gram64(F, band_values=1 << 22):
+    """gram_matrix(F) accumulated in float64, for the targets: a band of rows at a time, because a
+    whole float64 copy of relu1_1 would be large (0.5 GB at 1024 px). F: (H, W, N) -> (N, N)."""
+    N = F.shape[-1]
+    rows = max(1, band_values // max(1, F.shape[1] * N))
+    G = np.zeros((N, N), np.float64)
+    for r0 in range(0, F.shape[0], rows):
+        G += gram_matrix(F[r0:r0 + rows].astype(np.float64))
+    return G
 
 
 def _layer_sizes(shape, layers):

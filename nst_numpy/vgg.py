@@ -15,6 +15,7 @@ import numpy as np
 
 from . import layers as L
 from . import winograd
+from .buffers import BufferPool
 
 # (name, C_in, C_out) of the 16 conv layers, in order.
 CONV_SPECS = [
@@ -85,6 +86,20 @@ MATCONVNET = Preprocessing("RGB", 1.0, (123.68, 116.779, 103.939), (1.0, 1.0, 1.
 TORCHVISION = Preprocessing("RGB", 1.0 / 255.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
+@dataclass(frozen=True)
+class ActivationTimes:
+    """A gradient to inject at a layer, given as F @ K: that layer's own activation F (H, W, C)
+    times K (C, C), plus an optional ordinary gradient (H, W, C).
+
+    A style loss's gradient has this form (losses.style_loss_from_gram, Gatys et al. 2016,
+    eq. 6). Handing backward() K instead of the (H, W, C) product lets it form the product
+    band by band while the activation is in cache, just before overwriting it: no
+    activation-sized array for it ever exists.
+    """
+    K: np.ndarray
+    plus: np.ndarray = None
+
+
 class VGG19:
     """The 16 conv layers of VGG19 with ReLUs and 2x2 pooling.
 
@@ -112,12 +127,15 @@ class VGG19:
                                  np.ascontiguousarray(bias.reshape(-1), self.dtype))
         self._caches = None  # [(layer name, cache)] of the last forward call, in order
         self._layers = None  # the layers of the last forward call, to redo it (see backward)
-        self._spent = False  # True once a backward has overwritten the last forward's ReLU outputs
+        self._spent = False  # True once a backward has overwritten the last forward's activations
+        self._pool = BufferPool()  # activations, masks and gradients (see the forward/backward notes)
+        self._held = {}      # id(block) -> array kept from forward for backward (or for the caller)
+        self._taps = {}      # requested layer -> (activation view, its padded buffer) of the last forward
+        self._input = None   # the padded input image of the last forward (kept: backward may redo it)
         self.threads = None  # worker threads for the convolutions; None = all cores (see set_threads)
         self._conv = None    # the WinogradConv engine, made on first use with self.threads
         self._wino = {}      # conv name -> (U forward, U backward), see _kernels (params are fixed from here on)
-        self._bufs = {}      # (kind, shape) -> array reused across calls, see _buffer
-        self._bufs_for = None  # the input (H, W) the buffers were made for
+        self._bufs_for = None  # the input (H, W) the pool's blocks were made for
         self.timings = None  # set to {} to collect seconds per (layer, "forward"/"backward"); benchmark.py does
 
     def set_threads(self, n):
@@ -158,11 +176,17 @@ class VGG19:
     # The fast path. Each conv runs as a Winograd F(4x4, 3x3) convolution
     # (winograd.py) on a zero-padded buffer, and writes its output straight into
     # the padded buffer the next conv reads, with the ReLU fused in when the
-    # pre-ReLU output is not requested. Buffers and transformed kernels are made
-    # once and reused by every call (and every L-BFGS iteration), so the hot path
-    # allocates almost nothing. Nothing past the deepest requested layer runs,
-    # and no weight gradient is ever formed. float64 runs the very same code.
+    # pre-ReLU output is not requested. Nothing past the deepest requested layer
+    # runs, and no weight gradient is ever formed. float64 runs the very same code.
     # layers.py holds the readable reference each step is tested against.
+    #
+    # Memory. A ReLU's backward needs only where its output was > 0, so a ReLU
+    # output that was not requested is kept as a bool mask (made inside the conv's
+    # bands) and its float buffer goes back to the pool (buffers.py) as soon as the
+    # next layer has read it. Requested outputs are kept whole until the backward
+    # pass has used them (the objective reads them first); the backward pass then
+    # writes each gradient over the activation it replaces. All buffers come from
+    # one BufferPool, so an evaluation reuses the previous one's memory.
 
     def _engine(self):
         if self._conv is None:
@@ -178,35 +202,64 @@ class VGG19:
                                 winograd.transform_kernel(winograd.flip_kernel(w), self.dtype))
         return self._wino[name]
 
-    def _buffer(self, kind, shape, dtype=None):
-        """A zero-initialised array kept for reuse, one per (kind, shape)."""
-        key = (kind, shape)
-        if key not in self._bufs:
-            self._bufs[key] = np.zeros(shape, dtype or self.dtype)
-        return self._bufs[key]
+    def free_memory(self):
+        """Drop every buffer and transformed kernel (they are made again when needed)."""
+        self._pool.clear()
+        self._held, self._taps, self._caches = {}, {}, None
+        self._input, self._bufs_for = None, None
+        self._wino.clear()
+
+    # Buffers held from forward to backward (or for the caller), by the pool's key of each.
+    def _hold(self, arr):
+        self._held[self._pool.owner(arr)] = arr
+        return arr
+
+    def _is_held(self, arr):
+        return self._pool.owner(arr) in self._held
+
+    def _give(self, arr):
+        """Hand a buffer back to the pool; the input image's buffer is kept (backward may redo forward)."""
+        if np.may_share_memory(arr, self._input):   # bounds only: it is a separate allocation
+            return
+        self._held.pop(self._pool.owner(arr), None)
+        self._pool.give(arr)
+
+    def _give_all(self):
+        for arr in list(self._held.values()):
+            self._give(arr)
+        self._taps = {}
 
     @staticmethod
     def _padded_shape(H, W, C):
         """Winograd input buffer: whole 4x4 tiles plus the 1-pixel zero border."""
         return (winograd.TILE * -(-H // winograd.TILE) + 2, winograd.TILE * -(-W // winograd.TILE) + 2, C)
 
-    def _run_conv(self, name, backward, xp, out, bias=None, relu=False, add=None, mask_from=None):
+    def _take_padded(self, H, W_, C):
+        """A buffer of _padded_shape(H, W_, C) from the pool, with everything outside [1:1+H, 1:1+W_] zero
+        (the pool's memory holds whatever its last user left)."""
+        buf = self._pool.take(self._padded_shape(H, W_, C), self.dtype)
+        buf[0] = 0
+        buf[1 + H:] = 0
+        buf[:, 0] = 0
+        buf[:, 1 + W_:] = 0
+        return buf
+
+    def _run_conv(self, name, backward, xp, out, bias=None, relu=False, add=None, mask_from=None, mask_out=None):
         """Conv layer `name` (backward: its backward to the input) of padded xp into out, fast path."""
         w = self.params[name][0]
         if min(w.shape[2:]) <= 3:   # conv1_1: direct, see WinogradConv.conv_direct
             assert add is None and mask_from is None
-            return self._engine().conv_direct(xp, winograd.flip_kernel(w) if backward else w, out, bias, relu)
-        return self._engine().conv(xp, self._kernels(name)[backward], out, bias, relu, add, mask_from)
+            return self._engine().conv_direct(xp, winograd.flip_kernel(w) if backward else w, out, bias, relu,
+                                              mask_out)
+        return self._engine().conv(xp, self._kernels(name)[backward], out, bias, relu, add, mask_from, mask_out)
 
-    def _conv_into(self, xp, H, W_, name, bias, relu):
-        """Convolve padded xp (image H x W_) into the layer's padded buffer; returns (buffer, view of the image)."""
-        c_out = self.params[name][0].shape[3]
-        out = self._buffer(("act", name), self._padded_shape(H, W_, c_out))
+    def _conv_into(self, xp, H, W_, name, out, **kw):
+        """Convolve padded xp (image H x W_) into padded buffer out (from _take_padded); returns out's image view."""
         th, tw = out.shape[0] - 2, out.shape[1] - 2
-        self._run_conv(name, False, xp, out[1:1 + th, 1:1 + tw], bias, relu)
+        self._run_conv(name, kw.pop("backward", False), xp, out[1:1 + th, 1:1 + tw], **kw)
         out[1 + H:] = 0      # whole tiles overhang the image: restore the zeros the next conv needs
         out[:, 1 + W_:] = 0
-        return out, out[1:1 + H, 1:1 + W_]
+        return out[1:1 + H, 1:1 + W_]
 
     def _time(self, name, direction, t0):
         """Add the seconds since t0 to timings[(name, direction)] when timings is a dict (profiling)."""
@@ -218,15 +271,16 @@ class VGG19:
 
     def _pool_forward(self, x, name):
         """2x2 pooling (layers.avgpool_forward / maxpool_forward) in row bands on the worker threads,
-        written straight into the zero-padded buffer the next conv reads.
+        written straight into a zero-padded buffer for the next conv.
 
-        x: (H, W, C) -> (pooled view (H//2, W//2, C), cache as the layers function gives it, padded buffer).
+        x: (H, W, C) -> (pooled view (H//2, W//2, C), cache (x.shape, argmax or None), padded buffer).
+        argmax: (H//2, W//2, C) uint8 (positions 0..3), held for the backward pass.
         """
         H, W_, C = x.shape
         Ho, Wo = H // 2, W_ // 2
-        xp = self._buffer(("pooled", name), self._padded_shape(Ho, Wo, C))
+        xp = self._take_padded(Ho, Wo, C)
         inner = xp[1:1 + Ho, 1:1 + Wo]
-        idx = self._buffer(("argmax", name), (Ho, Wo, C), np.intp) if self.pooling == "max" else None
+        idx = self._hold(self._pool.take((Ho, Wo, C), np.uint8)) if self.pooling == "max" else None
 
         def band(r0, r1):
             if idx is None:
@@ -235,35 +289,70 @@ class VGG19:
                 inner[r0:r1], (_, idx[r0:r1]) = L.maxpool_forward(x[2 * r0:2 * r1])
 
         self._engine().map_rows(band, Ho, self._POOL_BAND)
-        return inner, (x.shape if idx is None else (x.shape, idx)), xp
+        return inner, (x.shape, idx), xp
 
-    def _pool_relu_backward(self, dout, cache, relu_name, relu_cache, g):
+    def _injected_rows(self, g, name, r0, r1):
+        """Rows r0..r1 of the gradient injected at layer name: g itself, or for an ActivationTimes
+        F @ K (+ plus), computed from that layer's activation F (read before it is overwritten)."""
+        if not isinstance(g, ActivationTimes):
+            return g[r0:r1]
+        part = np.matmul(self._taps[name][0][r0:r1], g.K)   # (rows, W, C) @ (C, C)
+        if g.plus is not None:
+            part += g.plus[r0:r1]
+        return part
+
+    def _relu_target(self, relu):
+        """(padded buffer, mask source) for the gradient at a ReLU's input: the ReLU's own buffer
+        when it was kept (a requested layer; its values give the mask and are read band by band
+        before being overwritten), else a fresh buffer and the bool mask made in forward."""
+        out, mask, buf = relu
+        if buf is not None:
+            return buf, out
+        H, W_, C = mask.shape
+        return self._take_padded(H, W_, C), mask
+
+    def _pool_relu_backward(self, dout, cache, relu_name, relu, g):
         """Pooling backward (layers.*pool_backward) in row bands, then + g (the gradient injected at
-        the ReLU below, or None) and times that ReLU's mask (layers.relu_backward), written over
-        the ReLU's output in its padded buffer (see backward).
+        the ReLU below, or None) and times that ReLU's mask (layers.relu_backward), written into
+        the padded buffer of _relu_target.
 
-        dout: (H//2, W//2, C); relu_cache: (ReLU output (H, W, C), its padded buffer).
-        Returns (dx view, its padded buffer).
+        dout: (H//2, W//2, C); relu: that ReLU's cache. Returns (dx view (H, W, C), its padded buffer).
         """
-        act, gpad = relu_cache
-        H, W_, C = act.shape
-        if g is not None:
+        (H, W_, C), idx = cache
+        target, mask_src = self._relu_target(relu)
+        dst = target[1:1 + H, 1:1 + W_]
+        if g is not None and not isinstance(g, ActivationTimes):
             g = np.asarray(g, dtype=self.dtype)
 
         def band(r0, r1):
             rows = slice(2 * r0, 2 * r1)
-            if self.pooling == "avg":
+            if idx is None:
                 d = L.avgpool_backward(dout[r0:r1], (2 * (r1 - r0), W_, C))
             else:
-                d = L.maxpool_backward(dout[r0:r1], ((2 * (r1 - r0), W_, C), cache[1][r0:r1]))
+                d = L.maxpool_backward(dout[r0:r1], ((2 * (r1 - r0), W_, C), idx[r0:r1]))
             if g is not None:
-                d += g[rows]
-            np.multiply(d, act[rows] > 0, out=act[rows])   # the mask is read before act is overwritten
+                d += self._injected_rows(g, relu_name, 2 * r0, 2 * r1)
+            m = mask_src[rows] if mask_src.dtype == bool else mask_src[rows] > 0   # read before dst is written
+            np.multiply(d, m, out=dst[rows])
 
         self._engine().map_rows(band, dout.shape[0], self._POOL_BAND)
         if H % 2:   # an odd last row fed no window: no gradient from the pool
-            act[H - 1] = 0 if g is None else g[H - 1] * (act[H - 1] > 0)
-        return act, gpad
+            last = mask_src[H - 1] if mask_src.dtype == bool else mask_src[H - 1] > 0
+            dst[H - 1] = 0 if g is None else self._injected_rows(g, relu_name, H - 1, H)[0] * last
+        return dst, target
+
+    def padded(self, name):
+        """The zero-padded buffer holding a requested layer's activation from the last forward().
+
+        Shape (H_l + pad, W_l + pad, C_l), the activation at [1:1 + H_l, 1:1 + W_l] and zeros
+        elsewhere: a contiguous array, so a Gram matrix of it needs no copy (zeros add nothing
+        to one). Read-only; valid until the next forward() or backward(), like forward's views.
+        """
+        if name not in self._taps:
+            raise ValueError(f"{name} was not requested in the last forward()")
+        view = self._taps[name][1].view()
+        view.flags.writeable = False
+        return view
 
     def forward(self, x, layers, copy=True):
         """x: (H, W, 3), already preprocessed; layers: names from LAYER_NAMES.
@@ -272,7 +361,7 @@ class VGG19:
         what backward() needs. Stops after the deepest requested layer. copy=True
         gives fresh copies, safe to keep; copy=False gives read-only views of the
         network's buffers, valid only until the next forward() or backward() (the
-        objective reads them before that, and saves a copy of every tapped layer).
+        objective reads them before that).
         """
         layers = list(layers)
         unknown = [n for n in layers if n not in LAYER_NAMES]
@@ -283,14 +372,17 @@ class VGG19:
             raise ValueError(f"expected an image of shape (H, W, 3), got {x.shape}")
         last = max(LAYER_NAMES.index(n) for n in layers) if layers else -1
         wanted = set(layers)
+        self._give_all()   # what the last forward kept
+        self._caches = None
+        self._pool.begin()
         out, caches = {}, []
         H, W_ = x.shape[:2]
         if self._bufs_for != (H, W_):
-            # Buffers hold one image size at a time: the zeros past the image must be zeros,
-            # and a run at one size should not keep another size's memory alive.
-            self._bufs.clear()
+            # The pool's blocks fit one image size; a run at another size should not keep them.
+            self.free_memory()
+            self._input = np.zeros(self._padded_shape(H, W_, 3), self.dtype)
             self._bufs_for = (H, W_)
-        xp = self._buffer("input", self._padded_shape(H, W_, 3))
+        xp = self._input
         xp[1:1 + H, 1:1 + W_] = x
         cur = xp[1:1 + H, 1:1 + W_]   # current activation (H, W, C), a view of the padded buffer xp
         seq = LAYER_NAMES[:last + 1]
@@ -298,28 +390,45 @@ class VGG19:
         while i < len(seq):
             name = seq[i]
             t0, timed = time.perf_counter(), name   # a fused conv+ReLU is timed under the conv's name
+            prev = xp                                # given back below once read, unless requested
             if name.startswith("conv"):
                 fuse = i + 1 < len(seq) and name not in wanted   # conv output itself not needed
-                xp, cur = self._conv_into(xp, H, W_, name, self.params[name][1], fuse)
+                c_out = self.params[name][0].shape[3]
+                mask = None
+                if fuse and seq[i + 1] not in wanted:   # the ReLU's output is dropped: keep its mask
+                    mask = self._hold(self._pool.take((H, W_, c_out), bool))
+                xp = self._take_padded(H, W_, c_out)
+                cur = self._conv_into(prev, H, W_, name, xp, bias=self.params[name][1], relu=fuse, mask_out=mask)
                 caches.append((name, (H, W_)))
                 if fuse:         # the ReLU ran inside the conv's output transform
                     name = seq[i + 1]
-                    caches.append((name, (cur, xp)))
+                    caches.append((name, (cur, mask, xp) if mask is None else (None, mask, None)))
                     i += 1
             elif name.startswith("relu"):
-                act = self._buffer(("relu", name), xp.shape)
-                np.maximum(xp, 0, out=act)   # the padded border stays 0
-                xp, cur = act, act[1:1 + H, 1:1 + W_]
-                caches.append((name, (cur, xp)))
+                xp = self._pool.take(prev.shape, self.dtype)
+                np.maximum(prev, 0, out=xp)   # the padded border stays 0
+                cur = xp[1:1 + H, 1:1 + W_]
+                if name in wanted:
+                    caches.append((name, (cur, None, xp)))
+                else:
+                    mask = self._hold(self._pool.take(cur.shape, bool))
+                    np.greater(cur, 0, out=mask)
+                    caches.append((name, (None, mask, None)))
             else:
                 cur, cache, xp = self._pool_forward(cur, name)
                 caches.append((name, cache))
                 H, W_ = cur.shape[:2]
             if name in wanted:
+                self._hold(xp)
+                self._taps[name] = (cur, xp)
                 out[name] = cur.copy() if copy else cur.view()   # buffers are reused by the next call
                 out[name].flags.writeable = copy   # a view must not be written: backward reads the buffer
+            if not self._is_held(prev):
+                self._give(prev)   # read by this layer and not requested: no longer needed
             self._time(timed, "forward", t0)
             i += 1
+        if not self._is_held(xp):
+            self._give(xp)         # the last layer's output, when only its input was requested
         self._caches = caches
         self._layers, self._spent = layers, False
         return out
@@ -327,6 +436,8 @@ class VGG19:
     def backward(self, grads):
         """grads: {name: dL/d(activation of name)} for layers of the last forward call.
 
+        Each value is an array (H_l, W_l, C_l), or an ActivationTimes(K) meaning the
+        activation of that layer times K (a style loss's gradient, see losses.py).
         Returns dL/dx, (H, W, 3). A gradient injected at a layer is added (+=) to
         the gradient flowing back from the layers above it, because that
         activation feeds both the loss and the rest of the network.
@@ -339,73 +450,86 @@ class VGG19:
             raise ValueError(f"no activation for {missing} in the last forward pass (it ran {done[0]}..{done[-1]})")
         if not grads:
             raise ValueError("backward() needs at least one gradient")
+        unkept = [n for n, g in grads.items() if isinstance(g, ActivationTimes) and n not in self._layers]
+        if unkept:
+            raise ValueError(f"an ActivationTimes gradient needs its layer requested in forward(): {unkept}")
         if self._spent:
-            # The backward pass writes gradients over the ReLU outputs, after reading each
-            # ReLU's mask (out > 0) band by band: no extra buffer per layer, no stored masks.
-            # So a second backward of the same forward first redoes that forward (the
-            # objective never does this; the input is still in its buffer).
+            # The backward pass writes gradients over the activations it no longer needs and
+            # hands the buffers back, so a second backward of the same forward first redoes
+            # that forward (the objective never does this; the input is still in its buffer).
             H, W_ = self._bufs_for
-            x = self._buffer("input", self._padded_shape(H, W_, 3))[1:1 + H, 1:1 + W_].copy()
-            self.forward(x, self._layers, copy=False)
+            self.forward(self._input[1:1 + H, 1:1 + W_].copy(), self._layers, copy=False)
         self._spent = True
+        grads = {n: g if isinstance(g, ActivationTimes) else np.asarray(g, dtype=self.dtype)
+                 for n, g in grads.items()}
         deepest = max(done.index(n) for n in grads)
         steps = self._caches[:deepest + 1]
         dx = None      # gradient w.r.t. the output of the current layer, (H_l, W_l, C_l)
-        gpad = None    # the padded buffer dx lives in, when the next step is a conv
-        skip = None    # a ReLU whose backward already ran inside the conv below it
+        gpad = None    # the padded buffer dx lives in (None: dx is in an unpadded pool array)
+        skip = None    # a ReLU whose backward already ran inside the layer above it
         for k in range(len(steps) - 1, -1, -1):
             name, cache = steps[k]
             if name == skip:
                 continue
             if name in grads:
-                g = np.asarray(grads[name], dtype=self.dtype)
-                if dx is None:
-                    dx = g.copy()
+                g = grads[name]
+                if dx is None:   # the deepest layer: its injected gradient starts the pass
+                    H, W_, C = self._taps[name][0].shape if name in self._taps else g.shape
+                    gpad = self._take_padded(H, W_, C)
+                    dx = gpad[1:1 + H, 1:1 + W_]
+                    dx[...] = self._injected_rows(g, name, 0, H)
                 else:
-                    dx += g   # sum: this activation feeds several terms; dx is our own buffer
+                    dx += self._injected_rows(g, name, 0, dx.shape[0])   # sum: it feeds several terms
             if dx is None:
                 continue
             t0 = time.perf_counter()
             if name.startswith("conv"):
                 H, W_ = cache
                 if gpad is None:
-                    gpad = self._buffer(("grad_in", H, W_), self._padded_shape(H, W_, dx.shape[2]))
+                    gpad = self._take_padded(H, W_, dx.shape[2])
                     gpad[1:1 + H, 1:1 + W_] = dx
-                th, tw = gpad.shape[0] - 2, gpad.shape[1] - 2
+                    self._give(dx)
                 below = steps[k - 1] if k > 0 else (None, None)
                 if below[0] is not None and below[0].startswith("relu"):
                     # dx = conv(dout, flipped kernel) (layers.conv_backward), then, in the same
                     # bands, + the gradient injected at that ReLU and times its mask
-                    # (layers.relu_backward), written over that ReLU's output in its padded
-                    # buffer (see backward), which the next conv's backward reads.
-                    relu_name, (act, nxt) = below
-                    H, W_, C = act.shape
+                    # (layers.relu_backward), written into the ReLU's buffer (see _relu_target),
+                    # which the next conv's backward reads.
+                    relu_name, relu = below
+                    target, mask_src = self._relu_target(relu)
                     g = grads.get(relu_name)
-                    g = None if g is None else np.asarray(g, dtype=self.dtype)
-                    self._run_conv(name, True, gpad, nxt[1:1 + th, 1:1 + tw], add=g, mask_from=act)
-                    nxt[1 + H:] = 0
-                    nxt[:, 1 + W_:] = 0
-                    dx, gpad, skip = nxt[1:1 + H, 1:1 + W_], nxt, relu_name
+                    add = None if g is None else (lambda r0, r1, g=g, n=relu_name: self._injected_rows(g, n, r0, r1))
+                    H, W_ = mask_src.shape[:2]
+                    new = self._conv_into(gpad, H, W_, name, target, backward=True, add=add, mask_from=mask_src)
+                    self._give(gpad)
+                    dx, gpad, skip = new, target, relu_name
                 else:
-                    res = self._buffer("grad_out", (th, tw, self.params[name][0].shape[2]))
+                    th, tw = gpad.shape[0] - 2, gpad.shape[1] - 2
+                    res = self._pool.take((th, tw, self.params[name][0].shape[2]), self.dtype)
                     self._run_conv(name, True, gpad, res)
+                    self._give(gpad)
                     dx, gpad = res[:H, :W_], None
             elif name.startswith("relu"):
                 # Reached only when the layer above was not a conv (or nothing): dL/dconv =
                 # dL/drelu where the unit was active (layers.relu_backward), written into
                 # the padded buffer that the conv's backward reads next.
-                act = cache[0]
-                H, W_, C = act.shape
-                gpad = self._buffer(("grad_in", H, W_), self._padded_shape(H, W_, C))
-                inner = gpad[1:1 + H, 1:1 + W_]
-                np.multiply(dx, act > 0, out=inner)
-                dx = inner
+                target, mask_src = self._relu_target(cache)
+                H, W_ = mask_src.shape[:2]
+                inner = target[1:1 + H, 1:1 + W_]
+                np.multiply(dx, mask_src if mask_src.dtype == bool else mask_src > 0, out=inner)
+                if gpad is not target:
+                    self._give(dx)
+                dx, gpad = inner, target
             else:
                 # In VGG19 a pool always follows a ReLU: its backward, plus any gradient injected at
                 # that ReLU, times the ReLU's mask, goes straight into the padded buffer of the conv below.
-                relu_name, act = steps[k - 1]
+                relu_name, relu = steps[k - 1]
                 assert relu_name.startswith("relu"), relu_name
-                dx, gpad = self._pool_relu_backward(dx, cache, relu_name, act, grads.get(relu_name))
-                skip = relu_name
+                new, target = self._pool_relu_backward(dx, cache, relu_name, relu, grads.get(relu_name))
+                self._give(dx)
+                dx, gpad, skip = new, target, relu_name
             self._time(name, "backward", t0)
-        return dx.copy()   # buffers are reused by the next call
+        result = dx.copy()   # buffers are reused by the next call
+        self._give(dx)
+        self._give_all()
+        return result

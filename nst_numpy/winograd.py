@@ -217,7 +217,7 @@ class WinogradConv:
         bands = [(r, min(r + step, n_rows)) for r in range(0, n_rows, step)]
         self._run_bands(lambda band: fn(*band), bands)
 
-    def conv_direct(self, xp, w, out, bias=None, relu=False):
+    def conv_direct(self, xp, w, out, bias=None, relu=False, mask_out=None):
         """The same convolution as conv(), without Winograd, for layers with 3 channels on one side.
 
         VGG19's conv1_1 (3 -> 64) and its backward (64 -> 3): with so few channels a
@@ -226,6 +226,7 @@ class WinogradConv:
         C_in <= C_out: im2col of the band (9 C_in columns) times w, as layers.conv_forward.
         C_in > C_out: Q = x @ w arranged (C_in, 9 C_out), then each output pixel sums the 9
         entries of Q that its 3x3 neighbours sent it: the product has only 9 C_out columns.
+        mask_out: as in conv().
         """
         c_in, c_out = w.shape[2], w.shape[3]
         rows, cols = out.shape[0], out.shape[1]
@@ -242,6 +243,9 @@ class WinogradConv:
                 if relu:
                     np.maximum(res, 0, out=res)
                 out[r0:r1] = res
+                if mask_out is not None and r0 < mask_out.shape[0]:   # rows past the image: no mask
+                    hh = min(r1, mask_out.shape[0]) - r0
+                    np.greater(res[:hh, :mask_out.shape[1]], 0, out=mask_out[r0:r0 + hh])
         else:
             w2 = np.ascontiguousarray(w.transpose(2, 0, 1, 3).reshape(c_in, 9 * c_out), xp.dtype)
 
@@ -257,6 +261,9 @@ class WinogradConv:
                     dst += bias
                 if relu:
                     np.maximum(dst, 0, out=dst)
+                if mask_out is not None and r0 < mask_out.shape[0]:   # rows past the image: no mask
+                    hh = min(r1, mask_out.shape[0]) - r0
+                    np.greater(dst[:hh, :mask_out.shape[1]], 0, out=mask_out[r0:r0 + hh])
 
         self.map_rows(band, rows, max(1, (MIN_TILES * TILE * TILE) // cols))
         return out
@@ -283,36 +290,48 @@ class WinogradConv:
         nb = max(self.band_bytes // per_row, -(-MIN_TILES // tw), 1)
         return min(nb, -(-th // self.threads))   # ceil(th / threads): no thread idle
 
-    def conv(self, xp, U, out, bias=None, relu=False, add=None, mask_from=None):
+    def conv(self, xp, U, out, bias=None, relu=False, add=None, mask_from=None, mask_out=None):
         """out = conv3x3(xp) [+ bias] [then max(., 0)], tile by tile.
 
         xp: (4 TH + 2, 4 TW + 2, C_in) zero-padded input; U: (36, C_in, C_out) from
         transform_kernel; out: (4 TH, 4 TW, C_out) array or view, overwritten.
-        add, mask_from: optional (H, W, C_out) arrays for the backward pass: on the image
-        part, out += add, then out *= (mask_from > 0) (a ReLU's backward, mask_from being that
-        ReLU's output), done band by band while the band is still in cache. mask_from may
-        be out itself: each band reads its mask (a band-sized temporary) before writing.
+        add, mask_from: optional, for the backward pass: on the image part (H, W, C_out),
+        out += add, then out *= mask (a ReLU's backward, layers.relu_backward), done band
+        by band while the band is still in cache. add: an (H, W, C_out) array, or a
+        function add(r0, r1) giving rows r0..r1 of it. mask_from: a bool (H, W, C_out)
+        mask, or the ReLU's output (mask = mask_from > 0). Both are read before the band
+        is written, so they may share memory with out.
+        mask_out: optional bool (H, W, C_out), set to (out > 0) on the image part (forward
+        pass: the mask of this ReLU that the backward pass needs, made while in cache).
         """
         th, tw = (xp.shape[0] - 2) // TILE, (xp.shape[1] - 2) // TILE
         c_in, c_out = U.shape[1], U.shape[2]
         assert out.shape == (TILE * th, TILE * tw, c_out), (out.shape, xp.shape, U.shape)
         nb = self._band_rows(th, tw, c_in, c_out)
         bands = [(r, min(r + nb, th)) for r in range(0, th, nb)]
+        ref = next((a for a in (mask_from, mask_out) if a is not None), None)   # gives the image's (H, W)
+        assert add is None or mask_from is not None, "add comes with a ReLU's mask (the backward pass)"
+        if add is not None and not callable(add):
+            arr = add
+            add = lambda r0, r1: arr[r0:r1]   # noqa: E731
 
         def run(band):
-            ref = add if add is not None else mask_from
-            if ref is not None:
+            if ref is not None:   # the image rows of this band of tiles
                 r0, r1 = TILE * band[0], min(TILE * band[1], ref.shape[0])
-                if mask_from is not None:   # before out is written: they may share memory
-                    m = mask_from[r0:r1] > 0
+                # Read before out is written: they may share memory.
+                extra = add(r0, r1) if add is not None else None
+                if mask_from is not None:
+                    m = mask_from[r0:r1] if mask_from.dtype == bool else mask_from[r0:r1] > 0
             self._band(xp, U, out, bias, relu, band[0], band[1],
                        self._scratch(nb, tw, xp.shape[1], c_in, c_out, xp.dtype))
             if ref is not None:
                 part = out[r0:r1, :ref.shape[1]]
-                if add is not None:
-                    np.add(part, add[r0:r1], out=part)
+                if extra is not None:
+                    np.add(part, extra, out=part)
                 if mask_from is not None:
                     np.multiply(part, m, out=part)   # layers.relu_backward
+                if mask_out is not None:
+                    np.greater(part, 0, out=mask_out[r0:r1])
 
         self._run_bands(run, bands)
         return out
