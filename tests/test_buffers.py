@@ -1,0 +1,381 @@
+"""buffers.BufferPool and its planner _pack: the memory every activation and gradient lives in.
+
+What must hold: a buffer in use is never handed out again, not even partly (no aliasing),
+whatever the episode does; an episode that repeats the recorded one is served from one
+planned arena; a different episode costs memory (fresh arrays), never correctness.
+"""
+import numpy as np
+import pytest
+
+from nst_numpy.buffers import ALIGN, BufferPool, _pack
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+def _intersect(a0, a1, b0, b1):
+    """Half-open intervals [a0, a1) and [b0, b1) intersect."""
+    return a0 < b1 and b0 < a1
+
+
+def _overlaps(record, offsets):
+    """Pairs (i, j) of recorded buffers alive at the same time whose address ranges intersect."""
+    bad = []
+    for i, (n, t0, t1) in enumerate(record):
+        for j in range(i + 1, len(record)):
+            m, s0, s1 = record[j]
+            if n and m and _intersect(t0, t1, s0, s1) and _intersect(offsets[i], offsets[i] + n,
+                                                                     offsets[j], offsets[j] + m):
+                bad.append((i, j))
+    return bad
+
+
+def _random_record(rng, n_buffers, zero_p=0.05):
+    """A valid episode: takes and gives interleaved at random, sizes 1..5000 bytes, a fraction
+    zero_p of them 0 bytes.
+
+    Returns [(nbytes, taken, given)] with the pool's clock (one tick per take or give);
+    a few buffers are never given back (given = inf, as the pool records them).
+    """
+    events, live, record = 0, [], []
+    while len(record) < n_buffers or live:
+        if len(record) < n_buffers and (not live or rng.random() < 0.55):
+            events += 1
+            size = 0 if rng.random() < zero_p else int(rng.integers(1, 5000))
+            record.append([size, events, np.inf])
+            live.append(len(record) - 1)
+        else:
+            events += 1
+            k = live.pop(int(rng.integers(len(live))))
+            record[k][2] = events if rng.random() > 0.05 else np.inf
+    return [tuple(r) for r in record]
+
+
+def _peak_live_bytes(record):
+    """max over time of the bytes alive at once: a lower bound for any arena."""
+    takes = {t0 for _, t0, _ in record}   # the live total peaks right after some take
+    return max((sum(n for n, t0, t1 in record if t0 <= t < t1) for t in takes), default=0)
+
+
+def _replay(pool, script):
+    """Run one episode. script: list of ("take", name, nbytes) / ("give", name).
+
+    Every buffer taken gets a distinct value written into all of it; whenever a buffer is
+    taken or given, every buffer still in use must still hold its own value (nothing
+    clobbered it). Returns {name: array} of every buffer taken (for memory checks).
+    """
+    pool.begin()
+    live, seen, value = {}, {}, {}
+    for step in script:
+        if step[0] == "take":
+            _, name, n = step
+            arr = pool.take((n // 8,), np.float64)
+            live[name] = seen[name] = arr
+            value[name] = len(value) + 0.5   # distinct per buffer
+            arr[...] = value[name]
+        else:
+            pool.give(live.pop(step[1]))
+        for name, arr in live.items():   # every buffer in use still holds its own value
+            # exact: these are stored values, never computed; any change means another buffer wrote here
+            np.testing.assert_array_equal(arr, value[name], err_msg=f"{name} was clobbered")
+    return seen
+
+
+def _alive_together(script):
+    """{(a, b)} of buffer names in use at the same time in a script."""
+    live, pairs = set(), set()
+    for step in script:
+        if step[0] == "take":
+            pairs |= {frozenset((step[1], other)) for other in live}
+            live.add(step[1])
+        else:
+            live.discard(step[1])
+    return pairs
+
+
+# a: 640 B and b: 320 B alive together, then c: 640 B replaces a while b lives on.
+# Lifetimes a [1, 3), b [2, 5), c [4, 6): a and c may share, b may share with neither.
+# Optimum by hand: 640 + 320 = 960 bytes (all multiples of ALIGN, so alignment costs nothing).
+SIMPLE = [("take", "a", 640), ("take", "b", 320), ("give", "a"), ("take", "c", 640), ("give", "b"), ("give", "c")]
+SIMPLE_OPTIMUM = 960
+
+
+# ---------------------------------------------------------------------------
+# BufferPool basics
+# ---------------------------------------------------------------------------
+
+def test_take_give_round_trip():
+    """take() gives an array of the shape and dtype asked for, writable; give() takes it (or a view) back."""
+    pool = BufferPool()
+    pool.begin()
+    a = pool.take((3, 5, 7), np.float32)
+    b = pool.take((4, 2), bool)
+    assert a.shape == (3, 5, 7) and a.dtype == np.float32
+    assert b.shape == (4, 2) and b.dtype == bool
+    a[...] = 1.5
+    b[...] = True
+    assert not np.shares_memory(a, b)
+    assert pool.owner(a) is not None and pool.owner(a[1:, 2]) == pool.owner(a)   # a view names its buffer
+    assert pool.owner(np.zeros(3)) is None
+    pool.give(a[1:])   # a view starting inside the buffer gives back the whole buffer
+    pool.give(b)
+    assert pool.owner(a) is None
+    pool.begin()       # nothing in use: a new episode may start
+
+
+def test_give_of_foreign_array_or_twice_raises():
+    """give() of an array the pool did not hand out, or of one already given back, is an error."""
+    pool = BufferPool()
+    pool.begin()
+    a = pool.take((10,), np.float64)
+    with pytest.raises(ValueError):
+        pool.give(np.zeros(10))
+    pool.give(a)
+    with pytest.raises(ValueError):
+        pool.give(a)
+
+
+def test_double_give_raises_in_a_replayed_episode_too():
+    """Same as above once the episode is served from the arena (a's slot is free, nothing reused it)."""
+    pool = BufferPool()
+    for _ in range(3):
+        pool.begin()
+        a = pool.take((10,), np.float64)
+        b = pool.take((10,), np.float64)
+        pool.give(a)
+        with pytest.raises(ValueError):
+            pool.give(a)
+        pool.give(b)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: give() finds buffers by address, so a second give(a) after a's "
+                   "arena slot was replayed to b is taken as give(b): no error, b silently leaves the set in use")
+def test_double_give_raises_after_the_slot_was_reused():
+    """In a replayed episode b gets a's slot once a is given back; giving a back a second time
+    must still be an error, not hand back b (which is still in use)."""
+    pool = BufferPool()
+    for _ in range(2):   # record, then plan: b in a's slot
+        pool.begin()
+        a = pool.take((10,), np.float64)
+        pool.give(a)
+        b = pool.take((10,), np.float64)
+        pool.give(b)
+    pool.begin()
+    a = pool.take((10,), np.float64)
+    pool.give(a)
+    b = pool.take((10,), np.float64)
+    assert np.shares_memory(a, b)   # the premise: b was replayed into a's slot
+    try:
+        with pytest.raises(ValueError):
+            pool.give(a)
+    finally:
+        assert pool.owner(b) is not None, "b (in use) was handed back by give(a)"
+
+
+def test_begin_with_a_buffer_in_use_raises():
+    """An episode may not start while a buffer of the last one is still in use."""
+    pool = BufferPool()
+    pool.begin()
+    a = pool.take((4, 4), np.float32)
+    with pytest.raises(RuntimeError):
+        pool.begin()
+    pool.give(a)
+    pool.begin()
+
+
+def test_clear_forgets_the_plan():
+    """clear(): no arena, nothing in use, and the next episode starts from fresh arrays."""
+    pool = BufferPool()
+    _replay(pool, SIMPLE)
+    _replay(pool, SIMPLE)
+    assert pool.nbytes == SIMPLE_OPTIMUM
+    pool.clear()
+    assert pool.nbytes == 0
+    seen = _replay(pool, SIMPLE)
+    assert not np.shares_memory(seen["a"], seen["c"])   # no plan any more: fresh arrays
+
+
+# ---------------------------------------------------------------------------
+# Planning and replay
+# ---------------------------------------------------------------------------
+
+def test_replayed_episode_uses_one_arena_without_aliasing():
+    """After one recorded episode, the same episode gets slices of one arena: buffers whose
+    lifetimes do not overlap share memory, buffers alive together never do (and no value is
+    clobbered: _replay checks every live buffer after every step)."""
+    pool = BufferPool()
+    first = _replay(pool, SIMPLE)
+    assert not any(np.shares_memory(first[x], first[y]) for x in first for y in first if x < y)  # fresh arrays
+    for _ in range(3):
+        seen = _replay(pool, SIMPLE)
+        assert np.shares_memory(seen["a"], seen["c"])   # lifetimes [1, 3) and [4, 6): one slot
+        for pair in _alive_together(SIMPLE):
+            x, y = sorted(pair)
+            assert not np.shares_memory(seen[x], seen[y]), (x, y)
+        base = pool._arena
+        assert all(np.shares_memory(arr, base) for arr in seen.values())   # all from the one arena
+
+
+def test_nbytes_after_planning_is_the_hand_computed_optimum():
+    """nbytes: 0 before any plan (nothing in use), then the arena: no more than the sum of the
+    sizes, and for SIMPLE exactly the optimum 960 computed by hand (greedy by size finds it)."""
+    pool = BufferPool()
+    assert pool.nbytes == 0
+    _replay(pool, SIMPLE)
+    assert pool.nbytes == 0   # recorded, nothing planned yet, nothing in use
+    _replay(pool, SIMPLE)
+    total = sum(step[2] for step in SIMPLE if step[0] == "take")
+    assert pool.nbytes <= total
+    assert pool.nbytes == SIMPLE_OPTIMUM
+    _replay(pool, SIMPLE)
+    assert pool.nbytes == SIMPLE_OPTIMUM   # the plan was followed: not planned again
+
+
+def test_nbytes_counts_buffers_in_use_outside_the_arena():
+    """Fresh arrays (no plan, or a miss) in use count towards nbytes until given back."""
+    pool = BufferPool()
+    pool.begin()
+    a = pool.take((100,), np.float64)
+    assert pool.nbytes == 800
+    pool.give(a)
+    assert pool.nbytes == 0
+
+
+def test_keeping_a_buffer_longer_gets_a_fresh_array_then_replans():
+    """The recorded episode gives a back before c is taken (c is planned into a's slot). An
+    episode that keeps a longer must get a fresh array for c (no aliasing, a's values intact),
+    and the episode after that is planned again, so a and c no longer share memory."""
+    pool = BufferPool()
+    _replay(pool, SIMPLE)
+    _replay(pool, SIMPLE)
+    longer = [("take", "a", 640), ("take", "b", 320), ("take", "c", 640), ("give", "b"), ("give", "c"),
+              ("give", "a")]
+    seen = _replay(pool, longer)   # checks a was not clobbered by c
+    assert not np.shares_memory(seen["a"], seen["c"])
+    assert not np.shares_memory(seen["c"], pool._arena)   # c came from outside the arena
+    again = _replay(pool, longer)   # re-planned from the episode above
+    assert not any(np.shares_memory(again[x], again[y]) for x, y in map(sorted, _alive_together(longer)))
+    assert all(np.shares_memory(arr, pool._arena) for arr in again.values())   # and served from the new plan
+    assert pool.nbytes == 640 + 320 + 640
+
+
+@pytest.mark.parametrize("script", [
+    # c twice as large as recorded: its slot is too small
+    [("take", "a", 640), ("take", "b", 320), ("give", "a"), ("take", "c", 1280), ("give", "b"), ("give", "c")],
+    # b half as large, c larger than a's slot
+    [("take", "a", 640), ("take", "b", 160), ("give", "a"), ("take", "c", 960), ("give", "b"), ("give", "c")],
+    # more takes than recorded, the extra one alive with everything
+    [("take", "a", 640), ("take", "b", 320), ("give", "a"), ("take", "c", 640), ("take", "d", 640),
+     ("give", "b"), ("give", "c"), ("give", "d")],
+    # fewer takes than recorded
+    [("take", "a", 640), ("take", "b", 320), ("give", "b"), ("give", "a")],
+])
+def test_other_sizes_or_counts_fall_back_safely(script):
+    """An episode with other sizes (or more or fewer buffers) than the recorded one: nothing
+    alive at the same time aliases, values stay intact, and the next episode is planned anew."""
+    pool = BufferPool()
+    _replay(pool, SIMPLE)
+    _replay(pool, SIMPLE)
+    for _ in range(3):   # the deviating episode, then twice from its own plan
+        seen = _replay(pool, script)
+        for x, y in map(sorted, _alive_together(script)):
+            assert not np.shares_memory(seen[x], seen[y]), (x, y)
+    assert all(np.shares_memory(arr, pool._arena) for arr in seen.values())
+
+
+def test_random_episodes_never_alias_live_buffers():
+    """Property test: random episodes through one pool, each repeated (served from the arena),
+    then perturbed (one buffer kept to the end): memory in use is never handed out again."""
+    rng = np.random.default_rng(0)
+    pool = BufferPool()
+    for trial in range(40):
+        record = _random_record(rng, 12, zero_p=0.0)   # zero sizes: see the xfail test below
+        # the record as a script (8-byte multiples: float64 arrays)
+        script = []
+        for t in range(1, 1 + 2 * len(record)):
+            for k, (n, t0, t1) in enumerate(record):
+                if t0 == t:
+                    script.append(("take", f"b{k}", 8 * (n // 8)))
+                elif t1 == t:
+                    script.append(("give", f"b{k}"))
+        script += [("give", f"b{k}") for k, (_, _, t1) in enumerate(record) if t1 == np.inf]
+        for rep in range(2 + trial % 2):
+            seen = _replay(pool, script)
+            for x, y in map(sorted, _alive_together(script)):
+                assert seen[x].size == 0 or seen[y].size == 0 or not np.shares_memory(seen[x], seen[y]), (x, y)
+        if trial % 2:   # the third repetition follows a plan made from an identical episode
+            assert all(a.size == 0 or np.shares_memory(a, pool._arena) for a in seen.values())
+        # then the same episode keeping one buffer to the end: the plan must not alias it
+        takes = [s for s in script if s[0] == "take"]
+        kept = takes[int(rng.integers(len(takes)))][1]
+        longer = [s for s in script if s != ("give", kept)] + [("give", kept)]
+        seen = _replay(pool, longer)
+        for x, y in map(sorted, _alive_together(longer)):
+            assert seen[x].size == 0 or seen[y].size == 0 or not np.shares_memory(seen[x], seen[y]), (x, y)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a zero-size buffer replayed at the same address as a live buffer "
+                   "makes give()/owner() resolve to the wrong buffer; the live one is dropped from _live and "
+                   "its memory is handed out again while still in use")
+def test_zero_size_buffer_does_not_hide_a_live_buffer():
+    """A zero-byte take() is planned at the offset of a live buffer (it overlaps nothing), so its
+    slice starts at that buffer's address; give() finds buffers by start address and removes
+    the other buffer from the pool's set in use. An episode that then keeps a longer than
+    recorded must still not get a's memory for b."""
+    pool = BufferPool()
+    recorded = [("take", "a", 64), ("take", "z", 0), ("give", "z"), ("give", "a"), ("take", "b", 64), ("give", "b")]
+    _replay(pool, recorded)
+    _replay(pool, recorded)   # from the plan: b in a's slot, z at a's address
+    longer = [("take", "a", 64), ("take", "z", 0), ("give", "z"), ("take", "b", 64), ("give", "b"), ("give", "a")]
+    seen = _replay(pool, longer)   # fails inside: b is written over a while a is in use
+    assert not np.shares_memory(seen["a"], seen["b"])
+
+
+# ---------------------------------------------------------------------------
+# _pack directly
+# ---------------------------------------------------------------------------
+
+def test_overlap_checker_catches_a_broken_packer():
+    """Negative control: packing every buffer at offset 0 must be caught by _overlaps."""
+    rng = np.random.default_rng(1)
+    record = _random_record(rng, 10)
+    assert _overlaps(record, [0] * len(record))
+    assert not _overlaps(record, _pack(record)[0])
+
+
+def test_pack_property_random_records():
+    """For random records: no two buffers alive together overlap in address range, offsets
+    are multiples of ALIGN, and the arena lies between the peak live bytes and the sum of
+    the (aligned) sizes."""
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        record = _random_record(rng, int(rng.integers(1, 25)))
+        offsets, size = _pack(record)
+        assert len(offsets) == len(record)
+        assert not _overlaps(record, offsets)
+        assert all(o % ALIGN == 0 and o >= 0 for o in offsets)
+        assert all(o + n <= size for o, (n, _, _) in zip(offsets, record))
+        assert _peak_live_bytes(record) <= size <= sum(-(-n // ALIGN) * ALIGN for n, _, _ in record)
+
+
+def test_pack_simple_patterns():
+    """Hand-computed plans: disjoint lifetimes share offset 0; all alive together stack up."""
+    offsets, size = _pack([(640, 1, 3), (320, 2, 5), (640, 4, 6)])
+    assert size == SIMPLE_OPTIMUM and offsets[0] == offsets[2] == 0 and offsets[1] == 640
+    offsets, size = _pack([(100, 1, 2), (200, 3, 4), (50, 5, 6)])
+    assert offsets == [0, 0, 0] and size == 200
+    offsets, size = _pack([(100, 1, np.inf), (100, 2, np.inf)])   # never given: alive together
+    assert sorted(offsets) == [0, 128] and size == 228              # second one aligned up to 128
+    assert _pack([]) == ([], 0)
+
+
+def test_replayed_slices_are_aligned():
+    """Planned slices start ALIGN bytes apart from the arena start (a cache line)."""
+    pool = BufferPool()
+    script = [("take", "a", 72), ("take", "b", 24), ("take", "c", 8), ("give", "a"), ("give", "b"), ("give", "c")]
+    _replay(pool, script)
+    seen = _replay(pool, script)
+    base = pool._arena.ctypes.data
+    for arr in seen.values():
+        assert (arr.ctypes.data - base) % ALIGN == 0
