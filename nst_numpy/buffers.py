@@ -69,15 +69,18 @@ class BufferPool:
         self._arena = None     # flat uint8 array the plan's offsets point into
         self._plan = []        # [(offset, nbytes)] by request index within an episode
         self._record = []      # this episode: [nbytes, taken, given] by request index
-        self._live = {}        # request index -> (start address, nbytes, array) of buffers in use
+        self._live = {}        # id(base array) -> (start address, nbytes, base array, request index), in use
         self._clock = 0        # counts take() and give() events within the episode
         self._missed = False   # True when this episode did not follow the plan
 
     def begin(self):
-        """Start an episode (no buffer may be in use). Plans from the last episode if that one
-        did not follow the current plan."""
+        """Start an episode. Plans from the last episode if that one did not follow the current plan.
+
+        Buffers still in use here were abandoned (an exception ended the last episode): they
+        are forgotten, and so is the arena they may point into, so nothing new can alias them.
+        """
         if self._live:
-            raise RuntimeError(f"begin(): {len(self._live)} buffer(s) still in use")
+            self._live, self._arena, self._missed = {}, None, True
         if self._record and (self._missed or len(self._record) != len(self._plan)):
             offsets, size = _pack(self._record)
             self._plan = [(o, r[0]) for o, r in zip(offsets, self._record)]
@@ -91,36 +94,31 @@ class BufferPool:
         k = len(self._record)
         self._clock += 1
         self._record.append([n, self._clock, np.inf])
-        block = None
+        raw = None
         if k < len(self._plan) and self._plan[k][1] == n and self._arena is not None:
             at = self._plan[k][0]
             start = self._arena.ctypes.data + at
-            if all(s + m <= start or start + n <= s for s, m, _ in self._live.values()):
-                block = self._arena[at:at + n]
-        if block is None:
+            if all(s + m <= start or start + n <= s for s, m, _, _ in self._live.values()):
+                # frombuffer gives each take its own base object, so give() can tell buffers apart
+                # even when one reuses the memory of another that was given back.
+                raw = np.frombuffer(memoryview(self._arena)[at:at + n], np.uint8)
+        if raw is None:
             self._missed = True
-            block = np.empty(max(n, 1), np.uint8)[:n]
-        self._live[k] = (block.ctypes.data, n, block)
-        return block.view(dtype).reshape(shape)
-
-    def _find(self, arr):
-        """The request index of the buffer in use that holds arr's first element, or None."""
-        lo = arr.__array_interface__["data"][0]   # address of arr[0, 0, ...]
-        for k, (s, m, _) in self._live.items():
-            if s <= lo < s + max(m, 1):
-                return k
-        return None
+            raw = np.empty(n, np.uint8)
+        self._live[id(raw)] = (raw.ctypes.data, n, raw, k)
+        return raw.view(dtype).reshape(shape)
 
     def owner(self, arr):
-        """A key naming the buffer in use that arr is (a view of), or None if arr is not from the pool."""
-        return self._find(arr)
+        """A key naming the buffer in use that arr is (a view of), or None if arr is not one."""
+        key = id(arr.base if arr.base is not None else arr)   # numpy's .base is the take's own array
+        return key if key in self._live else None
 
     def give(self, arr):
-        """Hand back an array from take(), or any view of it that starts inside it."""
-        k = self._find(arr)
-        if k is None:
+        """Hand back an array from take(), or any view of it."""
+        key = self.owner(arr)
+        if key is None:
             raise ValueError("give(): this array is not in use from this pool")
-        del self._live[k]
+        k = self._live.pop(key)[3]
         self._clock += 1
         self._record[k][2] = self._clock
 
@@ -129,5 +127,5 @@ class BufferPool:
         """Bytes of the arena plus those of the buffers in use outside it."""
         arena = 0 if self._arena is None else self._arena.size
         base = 0 if self._arena is None else self._arena.ctypes.data
-        outside = sum(m for s, m, _ in self._live.values() if not (base <= s < base + arena))
+        outside = sum(m for s, m, _, _ in self._live.values() if not (base <= s < base + arena))
         return arena + outside

@@ -311,6 +311,11 @@ class VGG19:
         H, W_, C = mask.shape
         return self._take_padded(H, W_, C), mask
 
+    def _give_mask(self, relu):
+        """Hand back a ReLU's bool mask once its backward has run (None: it kept its activation)."""
+        if relu[1] is not None:
+            self._give(relu[1])
+
     def _pool_relu_backward(self, dout, cache, relu_name, relu, g):
         """Pooling backward (layers.*pool_backward) in row bands, then + g (the gradient injected at
         the ReLU below, or None) and times that ReLU's mask (layers.relu_backward), written into
@@ -372,6 +377,10 @@ class VGG19:
             raise ValueError(f"expected an image of shape (H, W, 3), got {x.shape}")
         last = max(LAYER_NAMES.index(n) for n in layers) if layers else -1
         wanted = set(layers)
+        pools = sum(n.startswith("pool") for n in LAYER_NAMES[:last + 1])
+        if min(x.shape[:2]) < 2 ** pools or min(x.shape[:2]) == 0:
+            raise ValueError(f"a {x.shape[1]}x{x.shape[0]} image is too small for layer {LAYER_NAMES[last]} "
+                             f"({pools} poolings need at least {2 ** pools} pixels per side)")
         self._give_all()   # what the last forward kept
         self._caches = None
         self._pool.begin()
@@ -502,6 +511,7 @@ class VGG19:
                     H, W_ = mask_src.shape[:2]
                     new = self._conv_into(gpad, H, W_, name, target, backward=True, add=add, mask_from=mask_src)
                     self._give(gpad)
+                    self._give_mask(relu)
                     dx, gpad, skip = new, target, relu_name
                 else:
                     th, tw = gpad.shape[0] - 2, gpad.shape[1] - 2
@@ -519,6 +529,7 @@ class VGG19:
                 np.multiply(dx, mask_src if mask_src.dtype == bool else mask_src > 0, out=inner)
                 if gpad is not target:
                     self._give(dx)
+                self._give_mask(cache)
                 dx, gpad = inner, target
             else:
                 # In VGG19 a pool always follows a ReLU: its backward, plus any gradient injected at
@@ -527,6 +538,9 @@ class VGG19:
                 assert relu_name.startswith("relu"), relu_name
                 new, target = self._pool_relu_backward(dx, cache, relu_name, relu, grads.get(relu_name))
                 self._give(dx)
+                self._give_mask(relu)
+                if cache[1] is not None:
+                    self._give(cache[1])   # max pooling's argmax
                 dx, gpad, skip = new, target, relu_name
             self._time(name, "backward", t0)
         result = dx.copy()   # buffers are reused by the next call

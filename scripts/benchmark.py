@@ -250,8 +250,7 @@ def table_worker(size, iterations, threads, engine):
         net = VGG19.random(seed=0, dtype=np.float32)
         f, x0 = make_numpy_objective(net, size)   # the targets; then free our side and restart the peak
         tobj = make_torch_objective(net, f, threads)
-        net._bufs.clear()
-        net._wino.clear()
+        net.free_memory()
         del f
         gc.collect()
         with open("/proc/self/clear_refs", "w") as fh:

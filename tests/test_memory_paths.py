@@ -224,26 +224,32 @@ def test_free_memory_then_forward_still_works(nets):
     assert rel_error(net.backward(g), dx_before) < F64
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (new in 83add31): a backward that raises leaves its pool buffers "
-                   "in use, so every later forward() raises RuntimeError('begin(): 1 buffer(s) still in use') "
-                   "until free_memory(); before 83add31 the next forward worked")
 def test_network_still_usable_after_a_backward_that_raised(nets):
     """A caller error in backward (a gradient of the wrong shape) must not leave the network
     unusable: the next forward/backward must work and give the usual result."""
     net = nets["avg"]
     x = _image(12, 12, seed=12)
     a = net.forward(x, ["relu1_2"])
-    g = np.ones_like(a["relu1_2"])
+    g = np.random.default_rng(3).standard_normal(a["relu1_2"].shape)
     want = net.backward({"relu1_2": g})
     net.forward(x, ["relu1_2"])
     with pytest.raises(ValueError):
         net.backward({"relu1_2": np.ones((12, 12, 63))})   # one channel short
     try:
-        net.forward(x, ["relu1_2"])   # raises RuntimeError: the pool still has a buffer in use
+        net.forward(x, ["relu1_2"])   # the pool abandons the buffers the failed backward held
         got = net.backward({"relu1_2": g})
     finally:
         net.free_memory()   # leave the shared network usable for the other tests
     assert rel_error(got, want) < F64
+
+
+def test_forward_rejects_an_image_too_small_for_the_layers(nets):
+    """An image that pools to nothing before the requested layer gets a clear ValueError (not an
+    error from deep inside the engine), and the network stays usable."""
+    net = nets["max"]
+    with pytest.raises(ValueError, match="too small for layer relu3_1"):
+        net.forward(_image(3, 40, seed=1), ["relu3_1"])
+    assert net.forward(_image(4, 40, seed=1), ["relu3_1"])["relu3_1"].shape == (1, 10, 256)
 
 
 # ---------------------------------------------------------------------------
