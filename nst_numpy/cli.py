@@ -82,6 +82,8 @@ def build_parser():
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="default: lbfgs")
     opt.add_argument("--learning-rate", type=_number(float, 0.0, strict=True), default=d.learning_rate,
                      help=f"Adam's step in 0..255 pixel units (default: {d.learning_rate})")
+    opt.add_argument("--lbfgs-memory", type=_number(int, 1), default=d.lbfgs_memory,
+                     help=f"L-BFGS correction pairs; each costs 16 bytes per pixel-channel (default: {d.lbfgs_memory})")
     opt.add_argument("--pooling", choices=("avg", "max"), default=d.pooling, help="default: avg")
     sty = p.add_argument_group("style")
     sty.add_argument("--preserve-colors", choices=PRESERVE, default=d.preserve_colors,
@@ -156,7 +158,7 @@ def run(args, stderr):
             raise UsageError("--style-weights must not all be zero")
     config = Config(content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
                     iterations=args.iterations, optimizer=args.optimizer, learning_rate=args.learning_rate,
-                    init=init, pooling=args.pooling, size=args.size, style_scale=args.style_scale,
+                    lbfgs_memory=args.lbfgs_memory, init=init, pooling=args.pooling, size=args.size, style_scale=args.style_scale,
                     style_blend=tuple(args.style_weights) if args.style_weights else None, scales=args.scales,
                     preserve_colors=args.preserve_colors, seed=args.seed)
     try:

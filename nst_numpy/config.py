@@ -36,6 +36,7 @@ class Config:
     normalize: bool = True                 # divide each layer's term by its target's size (module docstring)
     iterations: int = 300                  # optimiser iterations at each scale
     optimizer: str = "lbfgs"               # "lbfgs" (scipy L-BFGS-B with pixel bounds) or "adam"
+    lbfgs_memory: int = 10                 # L-BFGS correction pairs (scipy's maxcor); 16 bytes per value each
     learning_rate: float = 2.0             # Adam's step, in 0..255 pixel units (unused by L-BFGS)
     init: str = "content"                  # "content", "noise", or a path to an image file
     pooling: str = "avg"                   # "avg" (Gatys et al.) or "max"
@@ -57,6 +58,8 @@ class Config:
             raise ValueError("style-scale and learning-rate must be > 0")
         if int(self.iterations) != self.iterations or self.iterations < 1:
             raise ValueError(f"iterations must be a whole number >= 1, got {self.iterations}")
+        if int(self.lbfgs_memory) != self.lbfgs_memory or self.lbfgs_memory < 1:
+            raise ValueError(f"lbfgs-memory must be a whole number >= 1, got {self.lbfgs_memory}")
         if int(self.scales) != self.scales or self.scales < 1:
             raise ValueError(f"scales must be a whole number >= 1, got {self.scales}")
         if self.optimizer not in OPTIMIZERS:

@@ -150,7 +150,7 @@ def test_bad_config_is_rejected(net64):
     rng = np.random.default_rng(7)
     content, style, _ = _images(net64, rng)
     for bad in (dict(style_weight=-1.0), dict(content_weight=float("nan")), dict(iterations=0),
-                dict(style_layer_weights=(1.0, 2.0))):
+                dict(style_layer_weights=(1.0, 2.0)), dict(lbfgs_memory=0), dict(lbfgs_memory=2.5)):
         with pytest.raises(ValueError):
             make_objective(net64, content, [(style, 1.0)], dataclasses.replace(Config(), **bad))
     with pytest.raises(ValueError, match="blend"):
@@ -172,6 +172,22 @@ def test_30_lbfgs_iterations_at_128_px_reduce_the_loss_10x(net32):
     start, _ = f(net.preprocess(content).astype(np.float64).reshape(-1))
     end, _ = f(net.preprocess(out).astype(np.float64).reshape(-1))
     assert start > 10 * end, (start, end)
+
+
+def test_lbfgs_memory_reaches_scipy(net32, monkeypatch):
+    """Config.lbfgs_memory is the maxcor scipy's L-BFGS-B runs with (it sets the optimiser's memory)."""
+    import nst_numpy.optimize as O
+    seen = []
+    real = O.minimize
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["options"]["maxcor"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(O, "minimize", spy)
+    for m in (3, 10):
+        stylize(net32, landscape(32, 32), [swirls(32, 32)], Config(size=32, iterations=2, lbfgs_memory=m))
+    assert seen == [3, 10]
 
 
 def test_adam_and_bounds_keep_pixels_valid(net64):
