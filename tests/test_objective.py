@@ -178,16 +178,26 @@ def test_lbfgs_memory_reaches_scipy(net32, monkeypatch):
     """Config.lbfgs_memory is the maxcor scipy's L-BFGS-B runs with (it sets the optimiser's memory)."""
     import nst_numpy.optimize as O
     seen = []
-    real = O.minimize
+    real = O.fmin_l_bfgs_b
 
     def spy(*args, **kwargs):
-        seen.append(kwargs["options"]["maxcor"])
+        seen.append(kwargs["m"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(O, "minimize", spy)
+    monkeypatch.setattr(O, "fmin_l_bfgs_b", spy)
     for m in (3, 10):
         stylize(net32, landscape(32, 32), [swirls(32, 32)], Config(size=32, iterations=2, lbfgs_memory=m))
     assert seen == [3, 10]
+
+
+def test_bound_pairs_share_one_tuple_per_distinct_pair():
+    """_bound_pairs gives scipy the same bounds as zip(lo, hi), with a tuple object per distinct pair."""
+    from nst_numpy.optimize import _bound_pairs
+    lo = np.tile([-1.5, -2.0, -1.5], 5)
+    hi = np.tile([3.0, 3.0, 4.25], 5)
+    pairs = _bound_pairs(lo, hi)
+    assert pairs == list(zip(lo.tolist(), hi.tolist()))
+    assert len({id(p) for p in pairs}) == 3
 
 
 def test_adam_and_bounds_keep_pixels_valid(net64):
