@@ -134,7 +134,7 @@ class VGG19:
         self._input = None   # the padded input image of the last forward (kept: backward may redo it)
         self.threads = None  # worker threads for the convolutions; None = all cores (see set_threads)
         self._conv = None    # the WinogradConv engine, made on first use with self.threads
-        self._wino = {}      # conv name -> (U forward, U backward), see _kernels (params are fixed from here on)
+        self._wino = {}      # (conv name, backward?) -> U, see _kernel (params are fixed from here on)
         self._bufs_for = None  # the input (H, W) the pool's blocks were made for
         self.timings = None  # set to {} to collect seconds per (layer, "forward"/"backward"); benchmark.py does
 
@@ -194,13 +194,14 @@ class VGG19:
             self._conv = winograd.WinogradConv(threads=n)
         return self._conv
 
-    def _kernels(self, name):
-        """(U forward, U backward-to-input), each (36, ., .), transformed once per network."""
-        if name not in self._wino:
+    def _kernel(self, name, backward):
+        """The Winograd kernel U (36, ., .) of conv `name`, forward or backward-to-input (flipped),
+        transformed once per network and image size (0.4 GB for both directions up to conv5_1)."""
+        if (name, backward) not in self._wino:
             w = self.params[name][0]
-            self._wino[name] = (winograd.transform_kernel(w, self.dtype),
-                                winograd.transform_kernel(winograd.flip_kernel(w), self.dtype))
-        return self._wino[name]
+            self._wino[name, backward] = winograd.transform_kernel(winograd.flip_kernel(w) if backward else w,
+                                                                   self.dtype)
+        return self._wino[name, backward]
 
     def free_memory(self):
         """Drop every buffer and transformed kernel (they are made again when needed)."""
@@ -251,7 +252,7 @@ class VGG19:
             assert add is None and mask_from is None
             return self._engine().conv_direct(xp, winograd.flip_kernel(w) if backward else w, out, bias, relu,
                                               mask_out)
-        return self._engine().conv(xp, self._kernels(name)[backward], out, bias, relu, add, mask_from, mask_out)
+        return self._engine().conv(xp, self._kernel(name, backward), out, bias, relu, add, mask_from, mask_out)
 
     def _conv_into(self, xp, H, W_, name, out, **kw):
         """Convolve padded xp (image H x W_) into padded buffer out (from _take_padded); returns out's image view."""

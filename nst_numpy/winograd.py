@@ -285,9 +285,12 @@ class WinogradConv:
 
     def _band_rows(self, th, tw, c_in, c_out):
         """Tile rows per band: about band_bytes of V and M, but at least MIN_TILES tiles per
-        product (small products run far below the BLAS peak), and enough bands for every thread."""
+        product (small products run far below the BLAS peak), and enough bands for every thread.
+        With 512 channels, half as many tiles: a (128, 512) @ (512, 512) product is already large,
+        and these layers' bands would otherwise set the size of every thread's buffers (90 MB)."""
         per_row = 36 * tw * (c_in + c_out) * 4
-        nb = max(self.band_bytes // per_row, -(-MIN_TILES // tw), 1)
+        min_tiles = MIN_TILES // 2 if max(c_in, c_out) >= 512 else MIN_TILES
+        nb = max(self.band_bytes // per_row, -(-min_tiles // tw), 1)
         return min(nb, -(-th // self.threads))   # ceil(th / threads): no thread idle
 
     def conv(self, xp, U, out, bias=None, relu=False, add=None, mask_from=None, mask_out=None):

@@ -394,3 +394,4 @@ def test_style_loss_from_gram_rejects_a_wrong_target(shape):
     G = gram_matrix(np.ones((2, 3, 6)))
     with pytest.raises(ValueError, match="6, 6"):
         style_loss_from_gram(G, np.zeros(shape), 6)
+
