@@ -196,7 +196,7 @@ class VGG19:
 
     def _kernel(self, name, backward):
         """The Winograd kernel U (36, ., .) of conv `name`, forward or backward-to-input (flipped),
-        transformed once per network and image size (0.4 GB for both directions up to conv5_1)."""
+        transformed once per network (0.4 GB for both directions up to conv5_1)."""
         if (name, backward) not in self._wino:
             w = self.params[name][0]
             self._wino[name, backward] = winograd.transform_kernel(winograd.flip_kernel(w) if backward else w,
@@ -388,8 +388,9 @@ class VGG19:
         out, caches = {}, []
         H, W_ = x.shape[:2]
         if self._bufs_for != (H, W_):
-            # The pool's blocks fit one image size; a run at another size should not keep them.
-            self.free_memory()
+            # The pool's plan and arena fit one image size; a run at another size should not
+            # keep them (the kernels do not depend on the size and stay).
+            self._pool.clear()
             self._input = np.zeros(self._padded_shape(H, W_, 3), self.dtype)
             self._bufs_for = (H, W_)
         xp = self._input

@@ -395,3 +395,15 @@ def test_style_loss_from_gram_rejects_a_wrong_target(shape):
     with pytest.raises(ValueError, match="6, 6"):
         style_loss_from_gram(G, np.zeros(shape), 6)
 
+
+
+def test_a_new_image_size_keeps_the_transformed_kernels():
+    """The kernels do not depend on the image size: a new size re-plans the buffers but keeps
+    them (transforming VGG19's kernels again would cost time at every scale change)."""
+    net = VGG19.random(seed=4, dtype=np.float64)
+    net.forward(_image(12, 12, seed=1), ["relu2_1"])
+    U = net._wino["conv2_1", False]
+    a = net.forward(_image(16, 20, seed=2), ["relu2_1"])["relu2_1"]
+    assert net._wino["conv2_1", False] is U
+    fresh = VGG19.random(seed=4, dtype=np.float64).forward(_image(16, 20, seed=2), ["relu2_1"])["relu2_1"]
+    assert rel_error(a, fresh) < F64
