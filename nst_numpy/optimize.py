@@ -240,7 +240,7 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10):
     # ftol = gtol = 0 (factr, pgtol): run the full iteration budget rather than stopping on a flat
     # stretch; maxfun leaves room for line searches (about 1.1 evaluations per iteration in practice).
     # fmin_l_bfgs_b rather than minimize(): minimize turns Bounds into n Python tuples that live for
-    # the whole run (0.4 GB at 1024 px); here the n pairs are a few shared tuples (see _bound_pairs).
+    # the whole run (0.35 GB at 1024 px); here the n pairs are a few shared tuples (see _bound_pairs).
     x, _, _ = fmin_l_bfgs_b(scaled, x0, bounds=_bound_pairs(lo, hi), m=int(memory), factr=0.0, pgtol=0.0,
                             maxiter=int(iterations), maxfun=2 * int(iterations) + 20, callback=step)
     return x
