@@ -70,9 +70,7 @@ def style_layer_loss(F, A):
     Returns (E, dE/dF) with E a float and dE/dF: (H, W, C).
     """
     H, W, N = F.shape
-    if A.shape != (N, N):
-        raise ValueError(f"style_layer_loss: A must be ({N}, {N}) for F {F.shape}, got {A.shape}")
-    loss, K = style_loss_from_gram(gram_matrix(F), A, H * W)
+    loss, K = style_loss_from_gram(gram_matrix(F), A, H * W)   # checks A's shape
     grad = F.reshape(H * W, N) @ K                               # Gatys et al. 2016, eq. 6; (M, N)
     return loss, grad.reshape(H, W, N)
 

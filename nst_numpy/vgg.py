@@ -86,6 +86,11 @@ MATCONVNET = Preprocessing("RGB", 1.0, (123.68, 116.779, 103.939), (1.0, 1.0, 1.
 TORCHVISION = Preprocessing("RGB", 1.0 / 255.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
+def _mask(src):
+    """A ReLU's mask from what backward kept of it: the bool mask itself, or the ReLU's output (> 0)."""
+    return src if src.dtype == bool else src > 0
+
+
 @dataclass(frozen=True)
 class ActivationTimes:
     """A gradient to inject at a layer, given as F @ K: that layer's own activation F (H, W, C)
@@ -327,8 +332,6 @@ class VGG19:
         (H, W_, C), idx = cache
         target, mask_src = self._relu_target(relu)
         dst = target[1:1 + H, 1:1 + W_]
-        if g is not None and not isinstance(g, ActivationTimes):
-            g = np.asarray(g, dtype=self.dtype)
 
         def band(r0, r1):
             rows = slice(2 * r0, 2 * r1)
@@ -338,12 +341,12 @@ class VGG19:
                 d = L.maxpool_backward(dout[r0:r1], ((2 * (r1 - r0), W_, C), idx[r0:r1]))
             if g is not None:
                 d += self._injected_rows(g, relu_name, 2 * r0, 2 * r1)
-            m = mask_src[rows] if mask_src.dtype == bool else mask_src[rows] > 0   # read before dst is written
+            m = _mask(mask_src[rows])   # read before dst is written
             np.multiply(d, m, out=dst[rows])
 
         self._engine().map_rows(band, dout.shape[0], self._POOL_BAND)
         if H % 2:   # an odd last row fed no window: no gradient from the pool
-            last = mask_src[H - 1] if mask_src.dtype == bool else mask_src[H - 1] > 0
+            last = _mask(mask_src[H - 1])
             dst[H - 1] = 0 if g is None else self._injected_rows(g, relu_name, H - 1, H)[0] * last
         return dst, target
 
@@ -528,7 +531,7 @@ class VGG19:
                 target, mask_src = self._relu_target(cache)
                 H, W_ = mask_src.shape[:2]
                 inner = target[1:1 + H, 1:1 + W_]
-                np.multiply(dx, mask_src if mask_src.dtype == bool else mask_src > 0, out=inner)
+                np.multiply(dx, _mask(mask_src), out=inner)
                 if gpad is not target:
                     self._give(dx)
                 self._give_mask(cache)

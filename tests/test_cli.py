@@ -108,12 +108,17 @@ def test_progress_in_place_on_a_tty(tmp_path):
     assert err.count("\r") == 2 and "it 1/2" in err and "it 2/2" in err
 
 
-def test_ctrl_c_writes_best_image_and_exits_130(tmp_path, monkeypatch):
+def _interrupt_when(monkeypatch, when):
+    """Make the CLI's progress callback raise KeyboardInterrupt (as Ctrl-C would) once when(state) holds."""
     class Interrupting(cli.Progress):
         def __call__(self, state):
-            if state.step == 2:
+            if when(state):
                 raise KeyboardInterrupt
     monkeypatch.setattr(cli, "Progress", Interrupting)
+
+
+def test_ctrl_c_writes_best_image_and_exits_130(tmp_path, monkeypatch):
+    _interrupt_when(monkeypatch, lambda state: state.step == 2)
     out = tmp_path / "o.png"
     status, err = _run(["--weights", "random", "--size", "32", "--iterations", "50", "-o", out])
     assert status == 130
@@ -124,11 +129,7 @@ def test_ctrl_c_writes_best_image_and_exits_130(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_in_a_later_scale_writes_the_output_size(tmp_path, monkeypatch):
-    class Interrupting(cli.Progress):
-        def __call__(self, state):
-            if state.scale == 2:
-                raise KeyboardInterrupt
-    monkeypatch.setattr(cli, "Progress", Interrupting)
+    _interrupt_when(monkeypatch, lambda state: state.scale == 2)
     out = tmp_path / "o.png"
     status, err = _run(FAST + ["--size", "64", "--scales", "2", "-o", out])  # 32x24, then 64x48
     assert status == 130 and Image.open(out).size == (64, 48)
