@@ -130,6 +130,31 @@ def test_threads_do_not_change_results():
     assert rel_error(one, two) < F32_LAYER and rel_error(one, three) < F32_LAYER
 
 
+def test_band_buffers_are_reused_and_dropped_when_the_arena_grows():
+    """One engine, layers of growing then shrinking size: each result matches the float64
+    reference (so no cached view of a freed or regrown arena is used), the views of a band
+    shape are carved once, and after growth no kept view points into the old arena."""
+    rng = np.random.default_rng(11)
+    engine = winograd.WinogradConv(1, band_bytes=1 << 12)
+    cases = [_case(rng, 12, 16, 4, 4), _case(rng, 20, 24, 16, 8), _case(rng, 12, 16, 4, 4)]
+    try:
+        for x, w, b in cases:
+            xp = _padded(x.astype(np.float32))
+            out = np.full((xp.shape[0] - 2, xp.shape[1] - 2, w.shape[3]), np.nan, np.float32)
+            engine.conv(xp, winograd.transform_kernel(w, np.float32), out, b.astype(np.float32))
+            ref, _ = L.conv_forward(x, w, b)
+            assert rel_error(ref, out[:x.shape[0], :x.shape[1]]) < F32_LAYER
+        local = engine._local
+        arena = local.arenas[np.dtype(np.float32)]
+        assert local.views, "band views are kept"
+        for s in local.views.values():
+            assert np.shares_memory(s.V, arena)     # every kept view lives in the current arena
+        key = next(iter(local.views))
+        assert engine._scratch(*key) is local.views[key]
+    finally:
+        engine.close()
+
+
 def test_blas_thread_control():
     if not threads.available():
         pytest.skip("no OpenBLAS found in this process; blas_threads is a no-op")
