@@ -112,8 +112,8 @@ class Objective:
             g *= dt.type(w)   # in place: g is the loss's own array
             grads[name] = g
         for name in self.style_layers:
-            # The Gram matrix of the padded buffer: contiguous, so no copy, and its zeros add nothing.
-            G = gram_matrix(self.net.padded(name))
+            # gram_matrix of the activation, split over the engine's threads (VGG19.gram).
+            G = self.net.gram(name)
             loss, K = style_loss_from_gram(G, self.A[name], acts[name].shape[0] * acts[name].shape[1])
             w = self.style_w[name]
             parts["style"] += w * loss

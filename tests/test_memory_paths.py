@@ -131,6 +131,19 @@ def test_padded_buffer_holds_the_activation_and_zeros(nets, pooling):
             net.padded(name)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_gram_split_over_threads_equals_gram_matrix(threads):
+    """VGG19.gram sums one partial Gram per thread: equal to gram_matrix of the activation up to
+    float rounding, for a layer large enough to be split (relu1_1) and one that is not (relu5_1)."""
+    net = VGG19.random(seed=4, dtype=np.float64)
+    net.set_threads(threads)
+    acts = net.forward(_image(37, 45, seed=6), ["relu1_1", "relu3_1", "relu5_1"])
+    for name, a in acts.items():
+        assert rel_error(net.gram(name), gram_matrix(a)) < F64, (threads, name)
+    with pytest.raises(ValueError, match="relu2_1"):
+        net.gram("relu2_1")
+
+
 def test_padded_zero_border_survives_a_replayed_episode(nets):
     """The pool hands back memory with whatever its last user left: after a backward pass has
     written gradients everywhere, the next forward's padded buffers must again be zero outside."""
