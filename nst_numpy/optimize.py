@@ -19,6 +19,7 @@ from scipy.optimize import fmin_l_bfgs_b
 
 from .image import MIN_SIDE, fit_size, luminance, match_luminance, resize, transfer_colors, with_luminance_of
 from .losses import content_loss, gram_matrix, style_loss_from_gram, tv_loss
+from .threads import blas_threads
 from .vgg import CONV_SPECS, ActivationTimes
 
 
@@ -241,8 +242,11 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10):
     # stretch; maxfun leaves room for line searches (about 1.1 evaluations per iteration in practice).
     # fmin_l_bfgs_b rather than minimize(): minimize turns Bounds into n Python tuples that live for
     # the whole run (0.35 GB at 1024 px); here the n pairs are a few shared tuples (see _bound_pairs).
-    x, _, _ = fmin_l_bfgs_b(scaled, x0, bounds=_bound_pairs(lo, hi), m=int(memory), factr=0.0, pgtol=0.0,
-                            maxiter=int(iterations), maxfun=2 * int(iterations) + 20, callback=step)
+    # One BLAS thread for L-BFGS-B's vector operations (SciPy's own OpenBLAS): on more, its
+    # workers spin for ~0.1 s after every step, during our next evaluation (see threads.py).
+    with blas_threads(1, every_library=True):
+        x, _, _ = fmin_l_bfgs_b(scaled, x0, bounds=_bound_pairs(lo, hi), m=int(memory), factr=0.0, pgtol=0.0,
+                                maxiter=int(iterations), maxfun=2 * int(iterations) + 20, callback=step)
     return x
 
 

@@ -1,9 +1,15 @@
 """Control of the BLAS thread count without extra dependencies.
 
-NumPy 2.x wheels ship their own OpenBLAS (scipy-openblas). We find it among the
-shared libraries loaded into this process and call its ``*openblas_set_num_threads*``
-entry point through ctypes. When no OpenBLAS is found (another BLAS, or an
-unusual build) every function here is a harmless no-op and ``available()`` says so.
+NumPy 2.x wheels ship their own OpenBLAS (scipy-openblas), and SciPy's wheels another
+copy. We find them among the shared libraries loaded into this process and call their
+``*openblas_set_num_threads*`` entry points through ctypes. When no OpenBLAS is found
+(another BLAS, or an unusual build) every function here is a harmless no-op and
+``available()`` says so.
+
+Why it matters: after a call on several threads, OpenBLAS's worker threads spin for a
+while (about 0.1 s of CPU) before sleeping, taking a core from whatever runs next. The
+engine therefore does its own threading with single-threaded BLAS, and the L-BFGS
+driver keeps SciPy's copy on one thread (optimize.run_lbfgs).
 """
 import contextlib
 import ctypes
@@ -11,11 +17,11 @@ import os
 import threading
 
 _lock = threading.Lock()
-_lib = None        # (set_fn, get_fn) once found, False if searched and not found
+_lib = None        # numpy's (set_fn, get_fn) once found, False if searched and not found
 
 
-def _find():
-    """(set, get) ctypes functions of the OpenBLAS numpy uses, or None."""
+def _openblas_paths():
+    """Paths of the OpenBLAS libraries loaded into this process, numpy's own copy first."""
     import numpy  # noqa: F401  (make sure numpy's BLAS is loaded before reading the maps)
     paths = []
     try:
@@ -25,31 +31,41 @@ def _find():
                 if "openblas" in os.path.basename(path).lower() and path not in paths:
                     paths.append(path)
     except OSError:
-        return None
+        return []
     # numpy's own copy first: scipy may load a second OpenBLAS, which numpy's matmul never calls
     paths.sort(key=lambda p: "numpy" not in p)
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", "_64_", ""):
-                try:
-                    set_fn = getattr(lib, f"{prefix}_set_num_threads{suffix}")
-                    get_fn = getattr(lib, f"{prefix}_get_num_threads{suffix}")
-                except AttributeError:
-                    continue
-                set_fn.argtypes, set_fn.restype = [ctypes.c_int], None
-                get_fn.argtypes, get_fn.restype = [], ctypes.c_int
-                return set_fn, get_fn
+    return paths
+
+
+def _entry_points(path):
+    """(set, get) ctypes functions of the OpenBLAS at path, or None."""
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    for prefix in ("scipy_openblas", "openblas"):
+        for suffix in ("64_", "_64_", ""):
+            try:
+                set_fn = getattr(lib, f"{prefix}_set_num_threads{suffix}")
+                get_fn = getattr(lib, f"{prefix}_get_num_threads{suffix}")
+            except AttributeError:
+                continue
+            set_fn.argtypes, set_fn.restype = [ctypes.c_int], None
+            get_fn.argtypes, get_fn.restype = [], ctypes.c_int
+            return set_fn, get_fn
     return None
+
+
+def _find_all():
+    """[(set, get)] for every OpenBLAS loaded now, numpy's first."""
+    return [fns for fns in map(_entry_points, _openblas_paths()) if fns]
 
 
 def _fns():
     global _lib
     if _lib is None:
-        _lib = _find() or False
+        found = _find_all()
+        _lib = found[0] if found else False
     return _lib
 
 
@@ -59,23 +75,26 @@ def available():
 
 
 def get_blas_threads():
-    """Current BLAS thread count, or None when unknown."""
+    """Current BLAS thread count of numpy's OpenBLAS, or None when unknown."""
     fns = _fns()
     return fns[1]() if fns else None
 
 
 @contextlib.contextmanager
-def blas_threads(n):
-    """Temporarily use n BLAS threads (restores the previous count)."""
-    fns = _fns()
-    if not fns:
-        yield
-        return
+def blas_threads(n, every_library=False):
+    """Temporarily use n BLAS threads (restores the previous count).
+
+    Sets numpy's OpenBLAS, or with every_library=True every OpenBLAS loaded at the time of
+    the call (SciPy's too; looked up afresh, since SciPy may have loaded its copy since).
+    """
+    libs = _find_all() if every_library else [f for f in [_fns()] if f]
     with _lock:
-        old = fns[1]()
-        fns[0](int(n))
+        olds = [get() for _, get in libs]
+        for set_fn, _ in libs:
+            set_fn(int(n))
     try:
         yield
     finally:
         with _lock:
-            fns[0](old)
+            for (set_fn, _), old in zip(libs, olds):
+                set_fn(old)

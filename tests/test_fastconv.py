@@ -162,6 +162,11 @@ def test_blas_thread_control():
     with threads.blas_threads(1):
         assert threads.get_blas_threads() == 1
     assert threads.get_blas_threads() == before
+    every = threads._find_all()   # numpy's first, then any other copy (SciPy's)
+    befores = [get() for _, get in every]
+    with threads.blas_threads(1, every_library=True):
+        assert [get() for _, get in every] == [1] * len(every)
+    assert [get() for _, get in every] == befores
 
 
 def test_network_float32_fast_path_matches_float64():

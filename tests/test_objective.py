@@ -190,6 +190,26 @@ def test_lbfgs_memory_reaches_scipy(net32, monkeypatch):
     assert seen == [3, 10]
 
 
+def test_lbfgs_runs_every_openblas_on_one_thread(monkeypatch):
+    """Inside run_lbfgs every OpenBLAS in the process (numpy's and SciPy's) is on one thread, so
+    none is left spinning during the evaluations; the counts are restored afterwards."""
+    import nst_numpy.optimize as O
+    from nst_numpy import threads
+    libs = threads._find_all()
+    if not libs:
+        pytest.skip("no OpenBLAS found in this process; blas_threads is a no-op")
+    before = [get() for _, get in libs]
+    seen = []
+
+    def f(x):
+        seen.append([get() for _, get in threads._find_all()])
+        return float(np.sum(x * x)), 2 * x
+
+    O.run_lbfgs(f, np.linspace(-1, 1, 50), np.full(50, -2.0), np.full(50, 2.0), 3)
+    assert seen and all(counts == [1] * len(counts) for counts in seen[1:]), seen   # [0]: run_lbfgs's own probe
+    assert [get() for _, get in libs] == before
+
+
 def test_bound_pairs_share_one_tuple_per_distinct_pair():
     """_bound_pairs gives scipy the same bounds as zip(lo, hi), with a tuple object per distinct pair."""
     from nst_numpy.optimize import _bound_pairs
