@@ -49,6 +49,13 @@ Backward to the input: dx = conv(dout, kernel flipped in space with C_in and
 C_out swapped) (see layers.conv_backward), so the backward pass is the same
 fast forward with a second pre-transformed kernel.
 
+The four transform stages (rows and columns, in and out): two of them combine whole
+rows of a matrix, R = B^T (6 input rows) and Z = A^T (6 rows of M), and run as small
+matrix products, one BLAS call each instead of 17 or 13 numpy passes (fewer passes over
+the band, and fewer calls that each take and give back the GIL). The other two combine
+every 4th column, a stride BLAS cannot take, and run as the factored passes of
+input_transform and output_transform.
+
 Work split: the image is cut into bands of tile rows. Each band is transformed,
 multiplied and transformed back while it is still in cache, so no large
 temporary exists (the 36 matrices of one band are a few MB). Bands are shared
@@ -63,7 +70,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from . import threads as T
 
@@ -86,6 +93,13 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
                [0, 1, -1, 8, -8, 1]], dtype=np.float64)
 
 TILE = 4  # output tile side (m); the input tile is TILE + 2 = 6
+_MATRICES = {}   # dtype -> (BT, AT) in that dtype, for the stages done as matrix products
+
+
+def _bt_at(dtype):
+    if dtype not in _MATRICES:
+        _MATRICES[dtype] = (BT.astype(dtype), AT.astype(dtype))
+    return _MATRICES[dtype]
 MIN_TILES = 256  # rows of each band's matrix products, when the image has that many
 
 
@@ -168,12 +182,10 @@ class _Scratch:
     def __init__(self, nb, tw, wp, c_in, c_out, arena):
         t = nb * tw
         shapes = dict(R=(6, nb, wp, c_in),        # rows transformed: (p, tile row, x, c)
-                      rtmp=(nb, wp, c_in),
                       V=(36, t, c_in),            # (p*6 + q, tile, c): the GEMM operands
                       vtmp=(6, nb, tw, c_in),
                       M=(36, t, c_out),           # the products, Winograd domain
                       Z=(4, 6, t, c_out))         # columns transformed back: (j, p, tile, o)
-        shapes.update({f"ztmp{k}": (6, t, c_out) for k in range(4)})
         shapes.update({f"ytmp{k}": (4, t, c_out) for k in range(4)})
         flat = arena(sum(int(np.prod(v)) for v in shapes.values()))
         at = 0
@@ -181,7 +193,6 @@ class _Scratch:
             n = int(np.prod(shape))
             setattr(self, name, flat[at:at + n].reshape(shape))
             at += n
-        self.ztmp = [getattr(self, f"ztmp{k}") for k in range(4)]
         self.ytmp = [getattr(self, f"ytmp{k}") for k in range(4)]
         self.tw, self.c_in, self.c_out = tw, c_in, c_out
         self._views = {}
@@ -193,20 +204,23 @@ class _Scratch:
         v = self._views.get(nb)
         if v is None:
             tw, c_in, c_out, t = self.tw, self.c_in, self.c_out, nb * self.tw
+            def view(a, shape):   # written through: a view or an error, never a silent copy
+                return np.reshape(a, shape, copy=False)
+
             R = self.R[:, :nb]
-            V6 = self.V[:, :t].reshape(6, 6, nb, tw, c_in)
-            M6 = self.M[:, :t].reshape(6, 6, t, c_out)
+            V6 = view(self.V[:, :t], (6, 6, nb, tw, c_in))
             Z = self.Z[:, :, :t]
-            Z5 = Z.reshape(TILE, 6, nb, tw, c_out)
+            Z5 = view(Z, (TILE, 6, nb, tw, c_out))
             v = self._views[nb] = dict(
-                R=list(R), rtmp=self.rtmp[:nb],                                    # (nb, Wp, C_in) each
+                # R seen as (tile row, p, Wp C_in): the out= of the rows product
+                Rrows=view(R.transpose(1, 0, 2, 3), (nb, 6, -1)),
                 cols=[R[:, :, k: k + TILE * tw: TILE] for k in range(6)],         # (6, nb, TW, C_in) each
                 Vq=[V6[:, q] for q in range(6)], vtmp=self.vtmp[:, :nb],           # (6, nb, TW, C_in) each
                 V=self.V[:, :t], M=self.M[:, :t],                                 # (36, t, C_in), (36, t, C_out)
-                Mq=[M6[:, q] for q in range(6)], Z=list(Z),                       # (6, t, C_out) each
-                ztmp=[a[:, :t] for a in self.ztmp],
+                M66=view(self.M[:, :t], (6, 6, t * c_out)),                       # (p, q, t C_out)
+                Zv=view(Z, (TILE, 6, t * c_out)).transpose(1, 0, 2),               # (p, j, t C_out)
                 Zp=[Z5[:, p] for p in range(6)],                                  # (4, nb, TW, C_out) each
-                ytmp=[a[:, :t].reshape(TILE, nb, tw, c_out) for a in self.ytmp])
+                ytmp=[view(a[:, :t], (TILE, nb, tw, c_out)) for a in self.ytmp])
         return v
 
 
@@ -394,17 +408,25 @@ class WinogradConv:
         tw = (xp.shape[1] - 2) // TILE
         c_out = U.shape[2]
         v = s.views(nb)
-        # 1) B^T d B. Rows first: R[p] = sum_k BT[p, k] * (input rows 4 i + k of every tile row i).
-        rows = [xp[TILE * r0 + k: TILE * r1 + k: TILE] for k in range(6)]       # (nb, Wp, C_in) each
-        input_transform(rows, v["R"], v["rtmp"])
+        bt, at = _bt_at(xp.dtype)
+        # 1) B^T d B. Rows first: R[p] = sum_k BT[p, k] * (input rows 4 i + k of every tile row i),
+        #    for each tile row i one product BT @ (its 6 input rows, each a vector of Wp C_in).
+        #    Those 6 rows, for every i, are one strided view: i steps 4 rows, k one row (tile rows
+        #    overlap by 2 rows, so the view overlaps; it is only read). Needs contiguous rows.
+        assert xp.strides[2] == xp.itemsize and xp.strides[1] == xp.shape[2] * xp.itemsize, xp.strides
+        band = xp[TILE * r0:]
+        rows = as_strided(band, shape=(nb, 6, band.shape[1] * band.shape[2]),
+                          strides=(TILE * band.strides[0], band.strides[0], band.itemsize), writeable=False)
+        np.matmul(bt, rows, out=v["Rrows"])                                      # (nb, p, Wp C_in)
         #    then columns, for all six p at once: V[p, q] = sum_k BT[q, k] R[p][:, 4 j + k].
         input_transform(v["cols"], v["Vq"], v["vtmp"])
         # 2) The 36 channel sums, one matrix product each: (t, C_in) @ (C_in, C_out).
         M = np.matmul(v["V"], U, out=v["M"])                                     # (36, t, C_out)
         if bias is not None:
             M[1 * 6 + 1] += bias   # AT[:, 1] is all ones, so M[1, 1] reaches every output once
-        # 3) A^T M A. Columns first (all p at once): Z[j, p] = sum_q AT[j, q] M[p, q].
-        output_transform(v["Mq"], v["Z"], v["ztmp"])
+        # 3) A^T M A. Columns first: Z[j, p] = sum_q AT[j, q] M[p, q], for each p one product
+        #    AT @ (M[p, 0..5] as six vectors of t C_out).
+        np.matmul(at, v["M66"], out=v["Zv"])                                     # (p, j, t C_out)
         #    then rows, straight into the output: Y[i][j] = sum_p AT[i, p] Z[j, p].
         ys = []
         for i in range(TILE):
