@@ -49,12 +49,13 @@ Backward to the input: dx = conv(dout, kernel flipped in space with C_in and
 C_out swapped) (see layers.conv_backward), so the backward pass is the same
 fast forward with a second pre-transformed kernel.
 
-The four transform stages (rows and columns, in and out): two of them combine whole
-rows of a matrix, R = B^T (6 input rows) and Z = A^T (6 rows of M), and run as small
-matrix products, one BLAS call each instead of 17 or 13 numpy passes (fewer passes over
-the band, and fewer calls that each take and give back the GIL). The other two combine
-every 4th column, a stride BLAS cannot take, and run as the factored passes of
-input_transform and output_transform.
+The four transform stages (rows and columns, in and out): three of them combine whole
+rows of a matrix (R = B^T times 6 input rows; Z = A^T times 6 rows of M; Y = A^T times
+6 rows of Z) and run as small matrix products, one BLAS call each instead of 13 to 17
+numpy passes (fewer passes over the band, and fewer calls that each take and give back
+the GIL). The output tiles then go to the image in one strided pass, with the ReLU. The
+input columns combine every 4th column of R, a stride BLAS cannot take, and run as the
+factored passes of input_transform.
 
 Work split: the image is cut into bands of tile rows. Each band is transformed,
 multiplied and transformed back while it is still in cache, so no large
@@ -153,29 +154,6 @@ def input_transform(d, out, tmp):
     np.subtract(o2, tmp, out=o2)           # p2 = 4 d1 - 4 d2 - d3 + d4 = t2 - t3
 
 
-def output_transform(m, out, tmp):
-    """out[i] = sum_p AT[i, p] m[p], for six equally shaped arrays m[0..5] -> four arrays out[0..3].
-
-    tmp: four scratch arrays shaped like m[p]. 13 passes instead of 16 multiply-adds.
-    """
-    m0, m1, m2, m3, m4, m5 = m
-    y0, y1, y2, y3 = out
-    a, b, c, d = tmp
-    np.add(m1, m2, out=a)
-    np.subtract(m1, m2, out=b)
-    np.add(m3, m4, out=c)
-    np.subtract(m3, m4, out=d)
-    np.add(m0, a, out=y0)
-    np.add(y0, c, out=y0)                  # y0 = m0 + m1 + m2 + m3 + m4
-    np.multiply(c, 4, out=c)
-    np.add(a, c, out=y2)                   # y2 = (m1 + m2) + 4 (m3 + m4)
-    np.multiply(d, 2, out=d)
-    np.add(b, d, out=y1)                   # y1 = (m1 - m2) + 2 (m3 - m4)
-    np.multiply(d, 4, out=d)
-    np.add(b, d, out=y3)
-    np.add(y3, m5, out=y3)                 # y3 = (m1 - m2) + 8 (m3 - m4) + m5
-
-
 class _Scratch:
     """One band's buffers, carved out of one flat per-thread arena (reused by every band and layer)."""
 
@@ -185,15 +163,14 @@ class _Scratch:
                       V=(36, t, c_in),            # (p*6 + q, tile, c): the GEMM operands
                       vtmp=(6, nb, tw, c_in),
                       M=(36, t, c_out),           # the products, Winograd domain
-                      Z=(4, 6, t, c_out))         # columns transformed back: (j, p, tile, o)
-        shapes.update({f"ytmp{k}": (4, t, c_out) for k in range(4)})
+                      Z=(4, 6, t, c_out),         # columns transformed back: (j, p, tile, o)
+                      Y=(4, 4, t, c_out))         # the output tiles: (j, i, tile, o)
         flat = arena(sum(int(np.prod(v)) for v in shapes.values()))
         at = 0
         for name, shape in shapes.items():
             n = int(np.prod(shape))
             setattr(self, name, flat[at:at + n].reshape(shape))
             at += n
-        self.ytmp = [getattr(self, f"ytmp{k}") for k in range(4)]
         self.tw, self.c_in, self.c_out = tw, c_in, c_out
         self._views = {}
 
@@ -210,7 +187,6 @@ class _Scratch:
             R = self.R[:, :nb]
             V6 = view(self.V[:, :t], (6, 6, nb, tw, c_in))
             Z = self.Z[:, :, :t]
-            Z5 = view(Z, (TILE, 6, nb, tw, c_out))
             v = self._views[nb] = dict(
                 # R seen as (tile row, p, Wp C_in): the out= of the rows product
                 Rrows=view(R.transpose(1, 0, 2, 3), (nb, 6, -1)),
@@ -219,8 +195,9 @@ class _Scratch:
                 V=self.V[:, :t], M=self.M[:, :t],                                 # (36, t, C_in), (36, t, C_out)
                 M66=view(self.M[:, :t], (6, 6, t * c_out)),                       # (p, q, t C_out)
                 Zv=view(Z, (TILE, 6, t * c_out)).transpose(1, 0, 2),               # (p, j, t C_out)
-                Zp=[Z5[:, p] for p in range(6)],                                  # (4, nb, TW, C_out) each
-                ytmp=[view(a[:, :t], (TILE, nb, tw, c_out)) for a in self.ytmp])
+                Zj=view(Z, (TILE, 6, t * c_out)),                                  # (j, p, t C_out)
+                Yj=view(self.Y[:, :, :t], (TILE, TILE, t * c_out)),                # (j, i, t C_out)
+                Y=view(self.Y[:, :, :t], (TILE, TILE, nb, tw, c_out)))            # (j, i, nb, TW, C_out)
         return v
 
 
@@ -427,13 +404,14 @@ class WinogradConv:
         # 3) A^T M A. Columns first: Z[j, p] = sum_q AT[j, q] M[p, q], for each p one product
         #    AT @ (M[p, 0..5] as six vectors of t C_out).
         np.matmul(at, v["M66"], out=v["Zv"])                                     # (p, j, t C_out)
-        #    then rows, straight into the output: Y[i][j] = sum_p AT[i, p] Z[j, p].
-        ys = []
-        for i in range(TILE):
-            rows_i = out[TILE * r0 + i: TILE * r1: TILE]                        # (nb, 4 TW, C_out)
-            # copy=False: a view or an error, never a silent copy that would drop the result
-            ys.append(np.reshape(rows_i, (nb, tw, TILE, c_out), copy=False).transpose(2, 0, 1, 3))  # (j, nb, TW, C_out)
-        output_transform(v["Zp"], ys, v["ytmp"])
+        #    then rows: Y[j, i] = sum_p AT[i, p] Z[j, p], for each j one product AT @ Z[j].
+        np.matmul(at, v["Zj"], out=v["Yj"])                                      # (j, i, t C_out)
+        # 4) Scatter the 4x4 tiles into the image (pixel (4 ii + i, 4 jj + j) is Y[j, i, ii, jj]),
+        #    applying the ReLU on the way: one pass.
+        # copy=False: a view or an error, never a silent copy that would drop the result
+        dst = np.reshape(out[TILE * r0: TILE * r1], (nb, TILE, tw, TILE, c_out), copy=False)  # (ii, i, jj, j, o)
+        dst = dst.transpose(3, 1, 0, 2, 4)                                       # (j, i, nb, TW, C_out)
         if relu:
-            for y in ys:
-                np.maximum(y, 0, out=y)
+            np.maximum(v["Y"], 0, out=dst)
+        else:
+            np.copyto(dst, v["Y"])

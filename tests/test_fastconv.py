@@ -62,15 +62,12 @@ def test_transform_matrices_compute_a_correlation():
     assert rel_error(winograd.AT @ ((winograd.G @ g) * (bad @ d)), direct) > 1e-3
 
 
-def test_factored_transforms_equal_the_matrices():
+def test_factored_input_transform_equals_the_matrix():
     rng = np.random.default_rng(1)
     d = rng.standard_normal((6, 5, 7))
     out = [np.empty((5, 7)) for _ in range(6)]
     winograd.input_transform(list(d), out, np.empty((5, 7)))
     assert rel_error(np.array(out), np.einsum("pk,kab->pab", winograd.BT, d)) < F64
-    y = [np.empty((5, 7)) for _ in range(4)]
-    winograd.output_transform(list(d), y, [np.empty((5, 7)) for _ in range(4)])
-    assert rel_error(np.array(y), np.einsum("ik,kab->iab", winograd.AT, d)) < F64
 
 
 @pytest.mark.parametrize("H, W, c_in, c_out", [
