@@ -213,7 +213,7 @@ def compare_torch(sizes, repeat, threads):
 # ---------------------------------------------------------------------------
 
 def peak_rss_mb():
-    """Peak resident set size of this process (VmHWM), in MB."""
+    """Peak resident set size of this process (VmHWM), in MiB."""
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith("VmHWM:"):
@@ -285,11 +285,11 @@ def table(sizes, iterations, threads, torch_column):
     for row in rows:
         ours = row["numpy"]
         cells = [f"{row['size']}²"]
-        cells += ([f"{ours['sec_per_iter']:.2f}", f"{ours['sec_per_eval']:.2f}", f"{ours['peak_mb'] / 1024:.2f} GB"]
+        cells += ([f"{ours['sec_per_iter']:.2f}", f"{ours['sec_per_eval']:.2f}", f"{ours['peak_mb'] / 1024:.2f} GiB"]
                   if ours else ["failed", "", ""])
         if torch_column:
             th = row.get("torch")
-            cells += [f"{th['sec_per_eval']:.2f}", f"{th['peak_mb'] / 1024:.2f} GB"] if th else ["failed", ""]
+            cells += [f"{th['sec_per_eval']:.2f}", f"{th['peak_mb'] / 1024:.2f} GiB"] if th else ["failed", ""]
             cells.append(f"{ours['sec_per_eval'] / th['sec_per_eval']:.2f}x" if ours and th else "")
         print("| " + " | ".join(cells) + " |")
 
