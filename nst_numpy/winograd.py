@@ -37,9 +37,9 @@ a GEMM-bound library.
 
 Accuracy: the transforms multiply by up to 8 and 5, so the float32 rounding
 error is larger than the direct convolution's. Measured against the float64
-im2col reference (``rel_error``, ReLU-like inputs, He weights): 2.9e-6 for a
-64 -> 64 layer, 5.8e-6 for 256 -> 256, 4.2e-6 for 512 -> 512, where float32
-im2col gives 1.5-2.1e-7: about 20x more rounding, still ~50 float32 ulps of
+im2col reference (``rel_error``, ReLU-like inputs, He weights): 2.7e-6 for a
+64 -> 64 layer, 4.8e-6 for 256 -> 256, 5.0e-6 for 512 -> 512, where float32
+im2col gives 1.5-2.1e-7: about 25x more rounding, still ~50 float32 ulps of
 the largest output. tests/test_fastconv.py bounds it by 1e-5 per layer and by
 1e-4 at the taps of the whole network (measured there: 0.5-1.5e-6). The points
 0, +-1, +-2 are the paper's; +-1/2 instead of +-2 is said to be more accurate
@@ -94,14 +94,15 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
                [0, 1, -1, 8, -8, 1]], dtype=np.float64)
 
 TILE = 4  # output tile side (m); the input tile is TILE + 2 = 6
+MIN_TILES = 256  # rows of each band's matrix products, when the image has that many
 _MATRICES = {}   # dtype -> (BT, AT) in that dtype, for the stages done as matrix products
 
 
 def _bt_at(dtype):
+    """(BT, AT) in dtype (their entries are small integers: exact in float32)."""
     if dtype not in _MATRICES:
         _MATRICES[dtype] = (BT.astype(dtype), AT.astype(dtype))
     return _MATRICES[dtype]
-MIN_TILES = 256  # rows of each band's matrix products, when the image has that many
 
 
 def transform_kernel(w, dtype=None):
