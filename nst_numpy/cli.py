@@ -17,7 +17,7 @@ from .config import OPTIMIZERS, PRESERVE, Config
 from .image import ImageError, check_output_path, fit_size, load_image, save_image
 from .optimize import Interrupted, Progress, stylize
 from .samples import landscape, swirls
-from .vgg import VGG19
+from .weights import ENGINES, WeightsError, get_vgg19, network_class
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -84,7 +84,8 @@ def build_parser():
                      help=f"Adam's step in 0..255 pixel units (default: {d.learning_rate})")
     opt.add_argument("--lbfgs-memory", type=_number(int, 1), default=d.lbfgs_memory,
                      help=f"L-BFGS correction pairs; each costs 16 bytes per pixel-channel (default: {d.lbfgs_memory})")
-    opt.add_argument("--pooling", choices=("avg", "max"), default=d.pooling, help="default: avg")
+    opt.add_argument("--pooling", choices=("avg", "max"), default="avg",
+                     help="the network's pooling: avg (Gatys et al.) or max (as VGG19 was trained); default: avg")
     sty = p.add_argument_group("style")
     sty.add_argument("--preserve-colors", choices=PRESERVE, default=d.preserve_colors,
                      help="keep the content's colours: luminance-only transfer, or recolour the style first")
@@ -99,23 +100,23 @@ def build_parser():
     run.add_argument("--weights", metavar="PATH",
                      help="VGG19 weights file (default: the converted file, downloaded on first use); "
                           "'random' = random weights (fixed seed 0), for tests and pipeline demos only")
+    run.add_argument("--engine", choices=sorted(ENGINES), default="fast",
+                     help="fast: the optimised engine (nst_numpy/fast/); reference: the readable network "
+                          "of nst_numpy/vgg.py, the same numbers many times slower (default: fast)")
     run.add_argument("--threads", type=_number(int, 1), default=os.cpu_count() or 1,
-                     help="threads for the convolutions (default: all cores)")
+                     help="threads for the convolutions of the fast engine (default: all cores)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     run.add_argument("--version", action="version", version=f"nst_numpy {__version__}")
     return p
 
 
 def _load_network(args):
-    if args.weights == "random":
-        return VGG19.random(seed=0, pooling=args.pooling)  # fixed weights: --seed varies only the run
-    try:
-        from .weights import WeightsError, get_vgg19
-    except ImportError as e:  # the weights loader is a separate module; say so rather than crash
-        raise UsageError(f"cannot load weights ({e}); use --weights random for a demo")
+    """The network --engine names, with --weights (a file, the default file, or random) and --pooling."""
+    if args.weights == "random":   # fixed weights: --seed varies only the run
+        return network_class(args.engine).random(seed=0, pooling=args.pooling)
     try:
         return get_vgg19(args.weights, pooling=args.pooling, dtype=np.float32, download=True,
-                         progress=not args.quiet)
+                         progress=not args.quiet, engine=args.engine)
     except WeightsError as e:
         raise UsageError(" ".join(str(e).split()))
     except OSError as e:
@@ -158,7 +159,7 @@ def run(args, stderr):
             raise UsageError("--style-weights must not all be zero")
     config = Config(content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
                     iterations=args.iterations, optimizer=args.optimizer, learning_rate=args.learning_rate,
-                    lbfgs_memory=args.lbfgs_memory, init=init, pooling=args.pooling, size=args.size, style_scale=args.style_scale,
+                    lbfgs_memory=args.lbfgs_memory, init=init, size=args.size, style_scale=args.style_scale,
                     style_blend=tuple(args.style_weights) if args.style_weights else None, scales=args.scales,
                     preserve_colors=args.preserve_colors, seed=args.seed)
     try:
@@ -186,9 +187,10 @@ def run(args, stderr):
         _check_memory("a style image at --style-scale", fit_size(img.shape, args.size * args.style_scale))
 
     net = _load_network(args)
-    net.set_threads(args.threads)
+    if hasattr(net, "set_threads"):   # the reference network has no threads of its own
+        net.set_threads(args.threads)
     config.extra = {"content": args.content or "built-in landscape", "style": ",".join(styles) or "built-in swirls",
-                    "weights": args.weights or "default"}
+                    "weights": args.weights or "default", "pooling": args.pooling, "engine": args.engine}
     text = {"Software": f"nst_numpy {__version__}", "Parameters": config.as_text()}
 
     progress = None if args.quiet else Progress(stderr)

@@ -39,7 +39,7 @@ class Config:
     lbfgs_memory: int = 10                 # L-BFGS correction pairs (scipy's maxcor); 16 bytes per value each
     learning_rate: float = 2.0             # Adam's step, in 0..255 pixel units (unused by L-BFGS)
     init: str = "content"                  # "content", "noise", or a path to an image file
-    pooling: str = "avg"                   # "avg" (Gatys et al.) or "max"
+    # (Pooling and the engine belong to the network, not here: load_vgg19(pooling=, engine=).)
     size: int = 512                        # longest side of the output, in pixels
     style_scale: float = 1.0               # longest side of each style image relative to the output's
     style_blend: tuple = None              # blend weight per style image; None = equal; normalised to sum 1
@@ -66,8 +66,6 @@ class Config:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.preserve_colors not in PRESERVE:
             raise ValueError(f"preserve-colors must be one of {PRESERVE}, got {self.preserve_colors!r}")
-        if self.pooling not in ("avg", "max"):
-            raise ValueError(f"pooling must be 'avg' or 'max', got {self.pooling!r}")
         if not self.style_layers:
             raise ValueError("at least one style layer is needed")
         for name, weights, n in (("style layer weights", self.style_layer_weights, len(self.style_layers)),

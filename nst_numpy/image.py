@@ -113,6 +113,15 @@ def resize(img, size, resample=Image.LANCZOS):
     return np.stack(chans, axis=2)
 
 
+def upsample(rgb, size):
+    """An RGB result (H, W, 3) in 0..255 -> (size[0], size[1], 3), bicubic, clipped to 0..255.
+
+    Used to carry a coarse scale's result to the next scale (and to the output size on
+    Ctrl-C); the clip keeps the interpolation's overshoot inside the pixel range.
+    """
+    return np.clip(resize(rgb, size, Image.BICUBIC), 0, 255)
+
+
 def output_format(path):
     """Pillow's format name for the output path's extension; ImageError if it has none we can write."""
     ext = os.path.splitext(os.fspath(path))[1].lower()

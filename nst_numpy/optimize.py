@@ -1,178 +1,22 @@
-"""The style-transfer objective and the optimisers that minimise it.
+"""The optimisers that minimise the objective (objective.py), and the whole stylize run.
 
-    f = make_objective(net, content, [(style, 1.0)], Config())
-    loss, grad = f(x_flat)          # x_flat: float64, the network-space image raveled
-    f.parts                         # {"content": ..., "style": ..., "tv": ...} of that call
+    out = stylize(net, content_rgb, [style_rgb], Config(), callback=Progress(sys.stderr))
 
-The image being optimised lives in network space (the output of net.preprocess),
-so the optimiser works directly on what the first conv sees; pixel bounds and the
-TV term are mapped through net.preprocessing, so they mean the same for every
-channel order, scale and std.
+run_lbfgs (scipy's L-BFGS-B) and run_adam move the network-space image (the output of
+net.preprocess) inside the box where every pixel stays in 0..255. stylize adds the colour
+modes, the coarse-to-fine scales, progress callbacks and Ctrl-C.
 """
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 from scipy.optimize import fmin_l_bfgs_b
 
-from .image import MIN_SIDE, fit_size, luminance, match_luminance, resize, transfer_colors, with_luminance_of
-from .losses import content_loss, gram_matrix, style_loss_from_gram, tv_loss
-from .threads import blas_threads
-from .vgg import CONV_SPECS, ActivationTimes
-
-
-def pixel_bounds(net):
-    """Per network channel (lo, hi), each (3,): where RGB 0 and 255 land after preprocessing."""
-    pre = net.preprocessing
-    lo = pre.preprocess(np.zeros((1, 1, 3)), np.float64).reshape(3)
-    hi = pre.preprocess(np.full((1, 1, 3), 255.0), np.float64).reshape(3)
-    return lo, hi
-
-
-class Objective:
-    """f(x_flat float64) -> (loss float, grad float64 flat), for scipy's L-BFGS-B (jac=True).
-
-    Built by make_objective; the targets are computed once here. After each call,
-    self.parts holds the weighted content, style and tv terms of that call.
-    """
-
-    def __init__(self, net, content, styles, config, shape=None):
-        config.validate()
-        self.net = net
-        self.config = config
-        dt = net.dtype
-        if content is not None:
-            shape = np.shape(content)
-        if shape is None or len(shape) != 3 or shape[2] != 3:
-            raise ValueError("make_objective needs a content image (H, W, 3) or, for texture synthesis, shape=(H, W, 3)")
-        self.shape = tuple(int(s) for s in shape)
-        if not styles:
-            raise ValueError("at least one style image is needed")
-        blend = np.array([float(w) for _, w in styles])
-        if not (np.all(np.isfinite(blend)) and np.all(blend >= 0) and blend.sum() > 0):
-            raise ValueError(f"style blend weights must be >= 0 and not all zero, got {blend.tolist()}")
-        blend = blend / blend.sum()
-
-        self.content_layers = tuple(config.content_layers) if content is not None else ()
-        self.style_layers = tuple(config.style_layers)
-        self.layers = list(dict.fromkeys(self.content_layers + self.style_layers))
-        empty = [n for n, (M, _) in _layer_sizes(self.shape, self.layers).items() if M == 0]
-        if empty:
-            raise ValueError(f"a {self.shape[1]}x{self.shape[0]} image is too small for layer(s) {', '.join(empty)}")
-
-        # Content targets P^l and their weights alpha / n_c / Z_c.
-        self.P, self.content_w = {}, {}
-        if content is not None:
-            acts = net.forward(np.asarray(content, dt), self.content_layers, copy=False)
-            for name in self.content_layers:
-                P = acts[name].copy()
-                z = 0.5 * float(np.sum(P.astype(np.float64) ** 2)) if config.normalize else 1.0
-                self.P[name] = P
-                self.content_w[name] = config.content_weight / len(self.content_layers) / max(z, 1e-30)
-
-        # Style targets A^l: the blend of the style images' Gram matrices. A Gram matrix
-        # sums over positions, so a style image with M_s positions at a layer is rescaled
-        # by M / M_s to the output's M positions (the paper assumes equal sizes).
-        sizes = _layer_sizes(self.shape, self.style_layers)
-        self.A = {name: np.zeros((sizes[name][1],) * 2, np.float64) for name in self.style_layers}
-        for (img, _), b in zip(styles, blend):
-            if b == 0:
-                continue
-            acts = net.forward(np.asarray(img, dt), self.style_layers, copy=False)  # read before the next forward
-            for name in self.style_layers:
-                F = acts[name]
-                M_s = F.shape[0] * F.shape[1]
-                if M_s == 0:
-                    raise ValueError(f"a style image of {np.shape(img)[1]}x{np.shape(img)[0]} px is too small for {name}")
-                self.A[name] += b * (sizes[name][0] / M_s) * _gram64(net.padded(name))
-        self.style_w = {}
-        for name, w in zip(self.style_layers, config.layer_weights()):
-            M, N = sizes[name]
-            A = self.A[name]
-            z = float(np.sum(A * A)) / (4.0 * N ** 2 * M ** 2) if config.normalize else 1.0
-            self.A[name] = A.astype(dt)
-            self.style_w[name] = config.style_weight * w / max(z, 1e-30)
-
-        # TV on the image in 0..1 RGB units: network value / (pixel_step * 255), per channel.
-        self.tv_scale = 1.0 / (net.preprocessing.pixel_step() * 255.0)  # (3,), network channel order
-        self.tv_w = config.tv_weight / (self.shape[0] * self.shape[1])
-        self.parts = {}
-
-    def __call__(self, x_flat):
-        dt = self.net.dtype
-        x = np.asarray(x_flat).reshape(self.shape).astype(dt)  # float32 for real runs
-        acts = self.net.forward(x, self.layers, copy=False)  # views, read before backward() below
-        grads = {}
-        parts = {"content": 0.0, "style": 0.0, "tv": 0.0}
-        for name in self.content_layers:
-            loss, g = content_loss(acts[name], self.P[name])
-            w = self.content_w[name]
-            parts["content"] += w * loss
-            g *= dt.type(w)   # in place: g is the loss's own array
-            grads[name] = g
-        for name in self.style_layers:
-            # gram_matrix of the activation, split over the engine's threads (VGG19.gram).
-            G = self.net.gram(name)
-            loss, K = style_loss_from_gram(G, self.A[name], acts[name].shape[0] * acts[name].shape[1])
-            w = self.style_w[name]
-            parts["style"] += w * loss
-            K *= dt.type(w)
-            # dE/dF = F @ K, formed by backward band by band (vgg.ActivationTimes); a layer may
-            # serve both content and style, then the content gradient rides along as plus.
-            grads[name] = ActivationTimes(K, plus=grads.get(name))
-        dx = self.net.backward(grads)
-        scale = self.tv_scale.astype(dt)
-        tv, dtv = tv_loss(x * scale)
-        parts["tv"] = self.tv_w * tv
-        dx += dtv * (scale * dt.type(self.tv_w))  # chain rule through x * scale
-        self.parts = parts
-        loss = parts["content"] + parts["style"] + parts["tv"]  # Gatys et al. 2016, eq. 7 (+ TV)
-        return loss, dx.astype(np.float64).reshape(-1)
-
-
-def _gram64(F, band_values=1 << 22):
-    """gram_matrix(F) accumulated in float64, for the targets: a band of rows at a time, because a
-    whole float64 copy of relu1_1 would be large (0.5 GB at 1024 px). F: (H, W, N) -> (N, N)."""
-    N = F.shape[-1]
-    rows = max(1, band_values // max(1, F.shape[1] * N))
-    G = np.zeros((N, N), np.float64)
-    for r0 in range(0, F.shape[0], rows):
-        G += gram_matrix(F[r0:r0 + rows].astype(np.float64))
-    return G
-
-
-def _layer_sizes(shape, layers):
-    """{name: (M, N)}: positions and channels of each layer for an input of shape (H, W, ...).
-
-    Convolutions keep the size (3x3, padding 1); each 2x2 pooling halves it, rounding down.
-    """
-    channels = {int(n[4]): c_out for n, _, c_out in CONV_SPECS}  # block -> its width (all convs in a block agree)
-    sizes = {}
-    for name in layers:
-        block = int(name[4])
-        pools = block if name.startswith("pool") else block - 1  # poolings up to and including this layer
-        sizes[name] = ((shape[0] // 2 ** pools) * (shape[1] // 2 ** pools), channels[block])
-    return sizes
-
-
-def make_objective(net, content, styles, config, shape=None):
-    """The objective over the network-space image, ready for scipy L-BFGS-B with jac=True.
-
-    net: a VGG19 (its dtype is the compute dtype). content: preprocessed (H, W, 3) or None
-    for texture synthesis (then pass shape=(H, W, 3)). styles: [(preprocessed (H_s, W_s, 3),
-    blend weight), ...]. config: a Config. Returns an Objective f with
-    f(x_flat float64 of H*W*3) -> (loss float, grad float64 (H*W*3,)), and f.parts.
-
-        loss = sum_c a_c * 1/2 sum (F_c - P_c)^2                      eq. 1, weighted
-             + sum_l b_l * 1/(4 N_l^2 M_l^2) sum (G_l - A_l)^2         eq. 4, weighted
-             + g * TV(x * tv_scale)
-
-    with a_c = f.content_w[c], b_l = f.style_w[l], g = f.tv_w, tv_scale = f.tv_scale
-    (per channel) and A_l = f.A[l]: see config.py for how they follow from alpha, beta, gamma.
-    """
-    return Objective(net, content, styles, config, shape=shape)
+from .fast.threads import blas_threads
+from .image import (MIN_SIDE, fit_size, luminance, match_luminance, resize, transfer_colors, upsample,
+                    with_luminance_of)
+from .objective import make_objective, pixel_bounds
 
 
 # ---------------------------------------------------------------------------
@@ -314,10 +158,11 @@ def scale_sizes(shape, size, scales):
 def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, shape=None):
     """Style transfer (or texture synthesis when content_rgb is None); returns RGB float32 (H, W, 3) in 0..255.
 
-    content_rgb: (H, W, 3) RGB 0..255, any size (resized so its longest side is config.size).
-    style_rgbs: list of RGB images, blended with config.style_blend. init_rgb: the starting image
-    when config.init is a path (already loaded). shape: (H, W) of a texture when content_rgb is None
-    (default: the first style image's aspect). callback(State) after every iteration.
+    net: a VGG19 or FastVGG19. content_rgb: (H, W, 3) RGB 0..255, any size (resized so its
+    longest side is config.size). style_rgbs: list of RGB images, blended with
+    config.style_blend. init_rgb: the starting image when config.init is a path (already
+    loaded). shape: (H, W) of a texture when content_rgb is None (default: the first style
+    image's aspect). callback(State) after every iteration.
     Ctrl-C raises Interrupted carrying the best image so far.
     """
     config.validate()
@@ -332,23 +177,13 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
     else:
         base_shape = content_rgb.shape[:2]
     sizes = scale_sizes(base_shape, config.size, config.scales)
-
-    luminance_only = config.preserve_colors == "luminance" and content_rgb is not None
-    final_content = None if content_rgb is None else resize(content_rgb, sizes[-1])
-    if config.preserve_colors == "histogram" and content_rgb is not None:
-        style_rgbs = [transfer_colors(s, final_content) for s in style_rgbs]
-    elif luminance_only:
-        style_rgbs = [match_luminance(s, final_content) for s in style_rgbs]
-        content_rgb = luminance(content_rgb)
-        if init_rgb is not None:
-            init_rgb = luminance(init_rgb)
+    colours = _Colours(config.preserve_colors, content_rgb, sizes[-1])
+    content_rgb, style_rgbs, init_rgb = colours.inputs(content_rgb, style_rgbs, init_rgb)
 
     def finish(x, hw):
         """Network-space x of the current scale -> output RGB (colours restored in luminance mode)."""
-        rgb = np.clip(net.deprocess(np.asarray(x, net.dtype).reshape(hw + (3,))), 0, 255).astype(np.float32)
-        if luminance_only:
-            rgb = with_luminance_of(rgb, resize(final_content, hw))
-        return rgb
+        return colours.restore(np.clip(net.deprocess(np.asarray(x, net.dtype).reshape(hw + (3,))), 0, 255)
+                               .astype(np.float32))
 
     lo3, hi3 = pixel_bounds(net)
     work = [h * w * config.iterations for h, w in sizes]
@@ -358,27 +193,15 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
         for k, hw in enumerate(sizes):
             f = None  # until this scale's objective exists, Ctrl-C falls back to the previous result
             content_k = None if content_rgb is None else net.preprocess(resize(content_rgb, hw))
-            styles_k = []
-            for s, b in zip(style_rgbs, blend):
-                shw = fit_size(s.shape, config.style_scale * max(hw))
-                if min(shw) < MIN_SIDE:
-                    raise ValueError(f"a style image would be {shw[1]}x{shw[0]} px at this scale, too small for the "
-                                     f"network (at least {MIN_SIDE} px per side); raise --style-scale or --size")
-                styles_k.append((net.preprocess(resize(s, shw)), b))
+            styles_k = _styles_at(net, style_rgbs, blend, config.style_scale * max(hw))
             f = _Tracker(make_objective(net, content_k, styles_k, config, shape=hw + (3,)))
             lo = np.broadcast_to(lo3, hw + (3,)).reshape(-1)
             hi = np.broadcast_to(hi3, hw + (3,)).reshape(-1)
             if x is not None:      # coarse-to-fine: upsample the previous scale's result (Gatys et al. 2017)
                 prev = np.clip(net.deprocess(x.reshape(sizes[k - 1] + (3,)).astype(net.dtype)), 0, 255)
-                x0 = net.preprocess(np.clip(resize(prev, hw, Image.BICUBIC), 0, 255))
-            elif config.init == "content":
-                x0 = content_k
-            elif config.init == "noise":
-                x0 = net.preprocess(rng.uniform(0.0, 255.0, hw + (3,)))
+                x0 = net.preprocess(upsample(prev, hw))
             else:
-                if init_rgb is None:
-                    raise ValueError(f"init {config.init!r}: no image given")
-                x0 = net.preprocess(resize(init_rgb, hw))
+                x0 = _first_point(net, config.init, content_k, init_rgb, hw, rng)
             x0 = np.clip(np.asarray(x0, np.float64).reshape(-1), lo, hi)
             done_before = sum(work[:k])
 
@@ -405,10 +228,59 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
         if x is None:
             raise
         rgb = finish(x, x_hw)
-        if x_hw != sizes[-1]:
-            rgb = np.clip(resize(rgb, sizes[-1], Image.BICUBIC), 0, 255)
-        raise Interrupted(rgb, step) from None
+        raise Interrupted(rgb if x_hw == sizes[-1] else upsample(rgb, sizes[-1]), step) from None
     return finish(x, sizes[-1])
+
+
+class _Colours:
+    """--preserve-colors: recolour the inputs before the run, and restore the content's colours after.
+
+    "histogram": each style image takes the content's colour statistics (image.transfer_colors).
+    "luminance": the transfer runs on luminance only (Gatys et al. 2016b); the output gets the
+    content's colours back at the end.
+    """
+
+    def __init__(self, mode, content_rgb, out_hw):
+        self.mode = mode if content_rgb is not None else "none"
+        self.content = None if content_rgb is None else resize(content_rgb, out_hw)   # at the output size
+
+    def inputs(self, content_rgb, style_rgbs, init_rgb):
+        """(content, styles, init) as the optimisation should see them."""
+        if self.mode == "histogram":
+            return content_rgb, [transfer_colors(s, self.content) for s in style_rgbs], init_rgb
+        if self.mode == "luminance":
+            return (luminance(content_rgb), [match_luminance(s, self.content) for s in style_rgbs],
+                    None if init_rgb is None else luminance(init_rgb))
+        return content_rgb, style_rgbs, init_rgb
+
+    def restore(self, rgb):
+        """An RGB result (H, W, 3) at any scale -> with the content's colours in luminance mode."""
+        if self.mode != "luminance":
+            return rgb
+        return with_luminance_of(rgb, resize(self.content, rgb.shape[:2]))
+
+
+def _styles_at(net, style_rgbs, blend, side):
+    """[(preprocessed style image with longest side `side`, blend weight)] for one scale."""
+    out = []
+    for s, b in zip(style_rgbs, blend):
+        shw = fit_size(s.shape, side)
+        if min(shw) < MIN_SIDE:
+            raise ValueError(f"a style image would be {shw[1]}x{shw[0]} px at this scale, too small for the "
+                             f"network (at least {MIN_SIDE} px per side); raise --style-scale or --size")
+        out.append((net.preprocess(resize(s, shw)), b))
+    return out
+
+
+def _first_point(net, init, content_k, init_rgb, hw, rng):
+    """The starting image of the first scale, network space (hw + (3,)): Config.init's choice."""
+    if init == "content":
+        return content_k
+    if init == "noise":
+        return net.preprocess(rng.uniform(0.0, 255.0, hw + (3,)))
+    if init_rgb is None:
+        raise ValueError(f"init {init!r}: no image given")
+    return net.preprocess(resize(init_rgb, hw))
 
 
 class Progress:

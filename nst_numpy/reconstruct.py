@@ -21,9 +21,9 @@ from PIL import Image, ImageDraw
 
 from .config import Config
 from .losses import content_loss
-from .optimize import make_objective, pixel_bounds, run_lbfgs
-from .vgg import VGG19
-from .weights import WeightsError, get_vgg19
+from .objective import make_objective, pixel_bounds
+from .optimize import run_lbfgs
+from .weights import WeightsError, get_vgg19, network_class
 
 CONTENT_LAYERS = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -34,7 +34,7 @@ RANDOM_NOTE = "random weights: shows the pipeline, not the real Figure 1"
 class ContentObjective:
     """f(x_flat) -> (loss, grad): the content loss at one layer only, for L-BFGS.
 
-    net: a VGG19; content: preprocessed (H, W, 3); layer: a name from LAYER_NAMES.
+    net: a VGG19 or FastVGG19; content: preprocessed (H, W, 3); layer: a name from LAYER_NAMES.
     The loss is divided by that of an all-zero response, 1/2 sum P^2, so at every layer
     it reads as a relative error (0 at a perfect match), as in config.py's normalisation.
     """
@@ -142,15 +142,16 @@ def grid(rows, labels, title="", pad=4, label_height=14):
     return canvas
 
 
-def load_network(weights, pooling, seed):
-    """--weights value (a path, None for the default file, or "random") -> (VGG19, title for the figure).
+def load_network(weights, pooling, seed, engine="fast"):
+    """--weights value (a path, None for the default file, or "random") -> (network, title for the figure).
 
-    Never downloads: a missing file raises WeightsError with a one-line message.
+    engine: "fast" (FastVGG19) or "reference" (VGG19). Never downloads: a missing file raises
+    WeightsError with a one-line message.
     """
     if weights == "random":
-        return VGG19.random(seed=seed, pooling=pooling), RANDOM_NOTE
+        return network_class(engine).random(seed=seed, pooling=pooling), RANDOM_NOTE
     try:
-        net = get_vgg19(weights, pooling=pooling, download=False)
+        net = get_vgg19(weights, pooling=pooling, download=False, engine=engine)
     except WeightsError as e:
         raise WeightsError(f"{e} (`python scripts/stylize.py` downloads the default weights on first use.) "
                            f"Or try --weights random to see the pipeline run.") from None

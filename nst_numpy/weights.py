@@ -2,6 +2,7 @@
 
     net = load_vgg19("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", pooling="max")
     net = get_vgg19()          # the converted file in weights/ (downloaded and converted on first use)
+    ref = load_vgg19(path, engine="reference")   # the readable network instead of the engine
     x = net.preprocess(rgb)    # whatever the source, rgb is (H, W, 3) RGB in 0..255
 
 The format is detected from the file's content, never its name. Each source's input
@@ -20,7 +21,9 @@ import numpy as np
 from . import torch_reader
 from .download import DownloadError, download
 from .fileio import atomic_path
-from .vgg import CAFFE, CONV_NAMES, CONV_SPECS, MATCONVNET, TORCHVISION, VGG19, Preprocessing
+from .fast import FastVGG19
+from .vgg import VGG19
+from .vgg_spec import CAFFE, CONV_NAMES, CONV_SPECS, MATCONVNET, TORCHVISION, Preprocessing
 
 KERAS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
              "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
@@ -104,10 +107,22 @@ def read_weights(path):
     return params, prep, info
 
 
-def load_vgg19(path, pooling="avg", dtype=np.float32):
-    """Build a VGG19 from any supported weight file. pooling: "avg" (Gatys) or "max" (as trained)."""
+ENGINES = {"fast": FastVGG19, "reference": VGG19}   # --engine: which network class runs the weights
+
+
+def network_class(engine):
+    """"fast" -> FastVGG19 (the engine), "reference" -> VGG19 (the readable network); ValueError otherwise."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {sorted(ENGINES)}, got {engine!r}")
+    return ENGINES[engine]
+
+
+def load_vgg19(path, pooling="avg", dtype=np.float32, engine="fast"):
+    """Build a network from any supported weight file. pooling: "avg" (Gatys) or "max" (as trained);
+    engine: "fast" (FastVGG19) or "reference" (VGG19), the same numbers either way."""
+    cls = network_class(engine)
     params, prep, _ = read_weights(path)
-    return VGG19.from_arrays(params, pooling=pooling, preprocessing=prep, dtype=dtype)
+    return cls.from_arrays(params, pooling=pooling, preprocessing=prep, dtype=dtype)
 
 
 def _check_shapes(params, path):
@@ -338,17 +353,18 @@ def fetch_and_convert(dest, url=None, md5=None, progress=True):
         raw.unlink(missing_ok=True)  # keep only the converted file
 
 
-def get_vgg19(path=None, pooling="avg", dtype=np.float32, download=True, progress=True):
+def get_vgg19(path=None, pooling="avg", dtype=np.float32, download=True, progress=True, engine="fast"):
     """The network stylize.py uses: path if given, else the default converted file, downloading the
-    Keras weights and converting them on first use (if download is True)."""
+    Keras weights and converting them on first use (if download is True). engine: as load_vgg19."""
+    network_class(engine)   # a bad engine fails before any download
     if path is not None:
-        return load_vgg19(path, pooling=pooling, dtype=dtype)
+        return load_vgg19(path, pooling=pooling, dtype=dtype, engine=engine)
     dest = default_weights_path()
     if not dest.is_file():
         if not download:
             raise WeightsError(f"no VGG19 weights at {dest}. {PLACE_HINT}")
         fetch_and_convert(dest, progress=progress)
-    return load_vgg19(dest, pooling=pooling, dtype=dtype)
+    return load_vgg19(dest, pooling=pooling, dtype=dtype, engine=engine)
 
 
 # ---------------------------------------------------------------------------
@@ -361,8 +377,8 @@ def mean_activations(net, images):
     images: list of RGB (H, W, 3) arrays in 0..255. Returns {"relu1_1": (64,), ...} in float64.
     Computed with average pooling, as Gatys et al. did.
     """
-    avg = net if net.pooling == "avg" else VGG19.from_arrays(net.params, pooling="avg",
-                                                             preprocessing=net.preprocessing, dtype=net.dtype)
+    avg = net if net.pooling == "avg" else type(net).from_arrays(net.params, pooling="avg",
+                                                                 preprocessing=net.preprocessing, dtype=net.dtype)
     relus = ["relu" + n[4:] for n in CONV_NAMES]
     sums = {r: 0.0 for r in relus}
     for rgb in images:
@@ -379,7 +395,7 @@ def normalize_vgg19(net, images):
     and bias[k] by s_k divides channel k of every later activation of that layer by s_k; multiplying
     the next conv's input weights kernel[:, :, k, :] by s_k undoes it for the layers after. The network
     computes the same thing up to a positive scale per channel. Dead filters (mean 0) are left as they
-    are. Returns a new VGG19 (same pooling, preprocessing and dtype); its `dead_filters` attribute lists
+    are. Returns a new network of net's class (same pooling, preprocessing and dtype); its `dead_filters` attribute lists
     {relu name: [channel indices]} that were left unscaled.
     """
     if not images:
@@ -398,8 +414,8 @@ def normalize_vgg19(net, images):
         params[name][1] /= s
         if i + 1 < len(CONV_NAMES):
             params[CONV_NAMES[i + 1]][0] *= s[:, None]  # next kernel (3, 3, C_out, C_next): rows of input channels
-    out = VGG19.from_arrays({n: tuple(p) for n, p in params.items()}, pooling=net.pooling,
-                            preprocessing=net.preprocessing, dtype=net.dtype)
+    out = type(net).from_arrays({n: tuple(p) for n, p in params.items()}, pooling=net.pooling,
+                                preprocessing=net.preprocessing, dtype=net.dtype)
     out.dead_filters = dead
     return out
 

@@ -35,8 +35,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from nst_numpy import VGG19  # noqa: E402
-from nst_numpy.vgg import CONV_SPECS, LAYER_NAMES  # noqa: E402
+from nst_numpy import FastVGG19  # noqa: E402
+from nst_numpy.vgg_spec import CONV_SPECS, LAYER_NAMES  # noqa: E402
 
 TORCH_EVALUATIONS = 3   # --table: PyTorch objective evaluations per size (median); it has no optimiser state
 
@@ -85,7 +85,7 @@ def synthetic_rgb(h, w, seed):
 # ---------------------------------------------------------------------------
 
 def bench_network(sizes, repeat, threads):
-    net = VGG19.random(seed=0, dtype=np.float32)
+    net = FastVGG19.random(seed=0, dtype=np.float32)
     net.set_threads(threads)
     rng = np.random.default_rng(0)
     gemm = gemm_gflops()
@@ -127,7 +127,7 @@ def bench_network(sizes, repeat, threads):
 
 def make_numpy_objective(net, size, seed=0):
     from nst_numpy.config import Config
-    from nst_numpy.optimize import make_objective
+    from nst_numpy.objective import make_objective
     content = net.preprocess(synthetic_rgb(size, size, seed))
     style = net.preprocess(synthetic_rgb(size, size, seed + 1))
     f = make_objective(net, content, [(style, 1.0)], Config())
@@ -189,7 +189,7 @@ def compare_torch(sizes, repeat, threads):
     print(f"torch {torch.__version__}, {n} threads for both; float32; VGG19 to relu5_1, avg pooling, "
           f"content relu4_2 + style relu1_1..relu5_1 + TV; medians over {repeat} alternating runs")
     for size in sizes:
-        net = VGG19.random(seed=0, dtype=np.float32)
+        net = FastVGG19.random(seed=0, dtype=np.float32)
         net.set_threads(n)
         f, x0 = make_numpy_objective(net, size)
         tobj = make_torch_objective(net, f, n)
@@ -221,14 +221,14 @@ def peak_rss_mb():
     return float("nan")
 
 
-def table_worker(size, iterations, threads, engine):
+def table_worker(size, iterations, threads, framework):
     """Runs in a subprocess: prints one JSON line {sec_per_iter, peak_mb}."""
-    if engine == "numpy":
-        from nst_numpy import optimize
+    if framework == "numpy":
+        from nst_numpy import objective, optimize
         from nst_numpy.config import Config
-        net = VGG19.random(seed=0, dtype=np.float32)
+        net = FastVGG19.random(seed=0, dtype=np.float32)
         net.set_threads(threads)
-        evals, plain = [], optimize.Objective.__call__
+        evals, plain = [], objective.Objective.__call__
 
         def timed(self, x):   # time every objective evaluation (L-BFGS may do more than one per iteration)
             t0 = time.perf_counter()
@@ -236,7 +236,7 @@ def table_worker(size, iterations, threads, engine):
             evals.append(time.perf_counter() - t0)
             return res
 
-        optimize.Objective.__call__ = timed
+        objective.Objective.__call__ = timed
         stamps = []
         optimize.stylize(net, synthetic_rgb(size, size, 0), [synthetic_rgb(size, size, 1)],
                          Config(size=size, iterations=iterations),
@@ -247,7 +247,7 @@ def table_worker(size, iterations, threads, engine):
         return
     else:   # the same objective in torch, evaluated `iterations` times (no optimiser: time per evaluation)
         import gc
-        net = VGG19.random(seed=0, dtype=np.float32)
+        net = FastVGG19.random(seed=0, dtype=np.float32)
         f, x0 = make_numpy_objective(net, size)   # the targets; then free our side and restart the peak
         tobj = make_torch_objective(net, f, threads)
         net.free_memory()
@@ -265,16 +265,16 @@ def table(sizes, iterations, threads, torch_column):
     rows = []
     for size in sizes:
         row = {"size": size}
-        for engine in ("numpy", "torch") if torch_column else ("numpy",):
+        for framework in ("numpy", "torch") if torch_column else ("numpy",):
             cmd = [sys.executable, os.path.abspath(__file__), "--table-worker", str(size), "--iterations",
-                   str(iterations), "--threads", str(n), "--engine", engine]
+                   str(iterations), "--threads", str(n), "--framework", framework]
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:
-                row[engine] = None
-                print(f"{size}px {engine}: failed: {res.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                row[framework] = None
+                print(f"{size}px {framework}: failed: {res.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
             else:
-                row[engine] = json.loads(res.stdout.strip().splitlines()[-1])
-            print(f"{size}px {engine}: {row[engine]}", file=sys.stderr, flush=True)
+                row[framework] = json.loads(res.stdout.strip().splitlines()[-1])
+            print(f"{size}px {framework}: {row[framework]}", file=sys.stderr, flush=True)
         rows.append(row)
     head = "| size | nst_numpy s/iteration | nst_numpy s/evaluation | nst_numpy peak RSS |"
     line = "|---|---|---|---|"
@@ -299,17 +299,17 @@ def main(argv=None):
     p.add_argument("--sizes", type=int, nargs="+", help="image sides (default: 256 512; 512 1024 with "
                    "--compare-torch; 256 512 1024 2048 with --table)")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per size (median reported)")
-    p.add_argument("--threads", type=int, default=None, help="threads for both engines (default: all cores)")
+    p.add_argument("--threads", type=int, default=None, help="threads for nst_numpy and torch alike (default: all cores)")
     p.add_argument("--compare-torch", action="store_true", help="objective evaluation vs PyTorch, side by side")
     p.add_argument("--table", action="store_true", help="time per iteration and peak RSS of stylize per size")
     p.add_argument("--torch-column", action="store_true", help="with --table: add PyTorch's time and RSS")
     p.add_argument("--iterations", type=int, default=25, help="with --table: L-BFGS iterations per size "
                    "(more than its 20 stored pairs, so the optimiser's memory is counted)")
     p.add_argument("--table-worker", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--engine", default="numpy", help=argparse.SUPPRESS)
+    p.add_argument("--framework", default="numpy", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.table_worker:
-        return table_worker(a.table_worker, a.iterations, a.threads, a.engine)
+        return table_worker(a.table_worker, a.iterations, a.threads, a.framework)
     if a.compare_torch:
         return compare_torch(a.sizes or [512, 1024], a.repeat, a.threads)
     if a.table:

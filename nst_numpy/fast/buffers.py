@@ -10,10 +10,10 @@ by the kernel the first time it is written, which costs about 10x as much as
 rewriting memory that is already mapped (measured: 207 ms against 20 ms for
 269 MB). Every L-BFGS evaluation would pay that for every buffer.
 
-So the pool plans. An *episode* (begin() to the next begin(): one forward pass
+So the arena plans. An *episode* (begin() to the next begin(): one forward pass
 and the backward pass after it) asks for buffers in the same order, with the
 same sizes and the same lifetimes, every time. The first time, each take() gets
-a fresh array and the pool records when it was taken and given back. At the next
+a fresh array and the arena records when it was taken and given back. At the next
 begin(), the recorded buffers are packed into one flat arena, largest first,
 each at the lowest offset where it overlaps no buffer alive at the same time
 ("greedy by size", the planner TensorFlow Lite uses for the same problem). From
@@ -52,13 +52,13 @@ def _pack(record):
     return offsets, max((e for _, e, _, _ in placed), default=0)
 
 
-class BufferPool:
+class BufferArena:
     """Arrays of any shape and dtype, from a planned arena once an episode has been seen.
 
-        pool.begin()                           # each forward pass starts an episode
-        a = pool.take((H, W, C), np.float32)   # contents undefined: whatever the last user left
+        arena.begin()                           # each forward pass starts an episode
+        a = arena.take((H, W, C), np.float32)   # contents undefined: whatever the last user left
         ...
-        pool.give(a)                           # a (and every view of it) must not be used after this
+        arena.give(a)                           # a (and every view of it) must not be used after this
     """
 
     def __init__(self):
@@ -117,7 +117,7 @@ class BufferPool:
         """Hand back an array from take(), or any view of it."""
         key = self.owner(arr)
         if key is None:
-            raise ValueError("give(): this array is not in use from this pool")
+            raise ValueError("give(): this array is not in use from this arena")
         k = self._live.pop(key)[3]
         self._clock += 1
         self._record[k][2] = self._clock

@@ -216,13 +216,13 @@ class WinogradConv:
     def __init__(self, threads=1, band_bytes=3 << 20):
         self.threads = max(1, int(threads))
         self.band_bytes = band_bytes
-        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self._workers = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
         self._local = threading.local()
 
     def close(self):
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        if self._workers is not None:
+            self._workers.shutdown()
+            self._workers = None
 
     def map_rows(self, fn, n_rows, rows_per_band):
         """Call fn(r0, r1) for bands of rows covering 0..n_rows, spread over the worker threads.
@@ -371,13 +371,13 @@ class WinogradConv:
     def _run_bands(self, fn, bands):
         """fn(band) for every band: on the worker threads with single-threaded BLAS each, or,
         when there is one band (or one thread), here with BLAS using all `threads` cores."""
-        if self._pool is None or len(bands) == 1:
+        if self._workers is None or len(bands) == 1:
             with T.blas_threads(self.threads):
                 for band in bands:
                     fn(band)
         else:
             with T.blas_threads(1):
-                list(self._pool.map(fn, bands))
+                list(self._workers.map(fn, bands))
 
     @staticmethod
     def _band(xp, U, out, bias, relu, r0, r1, s):
