@@ -1,4 +1,4 @@
-"""buffers.BufferPool and its planner _pack: the memory every activation and gradient lives in.
+"""buffers.BufferArena and its planner _pack: the memory every activation and gradient lives in.
 
 What must hold: a buffer in use is never handed out again, not even partly (no aliasing),
 whatever the episode does; an episode that repeats the recorded one is served from one
@@ -7,7 +7,7 @@ planned arena; a different episode costs memory (fresh arrays), never correctnes
 import numpy as np
 import pytest
 
-from nst_numpy.buffers import ALIGN, BufferPool, _pack
+from nst_numpy.fast.buffers import ALIGN, BufferArena, _pack
 
 
 # ---------------------------------------------------------------------------
@@ -35,8 +35,8 @@ def _random_record(rng, n_buffers, zero_p=0.05):
     """A valid episode: takes and gives interleaved at random, sizes 1..5000 bytes, a fraction
     zero_p of them 0 bytes.
 
-    Returns [(nbytes, taken, given)] with the pool's clock (one tick per take or give);
-    a few buffers are never given back (given = inf, as the pool records them).
+    Returns [(nbytes, taken, given)] with the arena's clock (one tick per take or give);
+    a few buffers are never given back (given = inf, as the arena records them).
     """
     events, live, record = 0, [], []
     while len(record) < n_buffers or live:
@@ -58,24 +58,24 @@ def _peak_live_bytes(record):
     return max((sum(n for n, t0, t1 in record if t0 <= t < t1) for t in takes), default=0)
 
 
-def _replay(pool, script):
+def _replay(arena, script):
     """Run one episode. script: list of ("take", name, nbytes) / ("give", name).
 
     Every buffer taken gets a distinct value written into all of it; whenever a buffer is
     taken or given, every buffer still in use must still hold its own value (nothing
     clobbered it). Returns {name: array} of every buffer taken (for memory checks).
     """
-    pool.begin()
+    arena.begin()
     live, seen, value = {}, {}, {}
     for step in script:
         if step[0] == "take":
             _, name, n = step
-            arr = pool.take((n // 8,), np.float64)
+            arr = arena.take((n // 8,), np.float64)
             live[name] = seen[name] = arr
             value[name] = len(value) + 0.5   # distinct per buffer
             arr[...] = value[name]
         else:
-            pool.give(live.pop(step[1]))
+            arena.give(live.pop(step[1]))
         for name, arr in live.items():   # every buffer in use still holds its own value
             # exact: these are stored values, never computed; any change means another buffer wrote here
             np.testing.assert_array_equal(arr, value[name], err_msg=f"{name} was clobbered")
@@ -102,105 +102,105 @@ SIMPLE_OPTIMUM = 960
 
 
 # ---------------------------------------------------------------------------
-# BufferPool basics
+# BufferArena basics
 # ---------------------------------------------------------------------------
 
 def test_take_give_round_trip():
     """take() gives an array of the shape and dtype asked for, writable; give() takes it (or a view) back."""
-    pool = BufferPool()
-    pool.begin()
-    a = pool.take((3, 5, 7), np.float32)
-    b = pool.take((4, 2), bool)
+    arena = BufferArena()
+    arena.begin()
+    a = arena.take((3, 5, 7), np.float32)
+    b = arena.take((4, 2), bool)
     assert a.shape == (3, 5, 7) and a.dtype == np.float32
     assert b.shape == (4, 2) and b.dtype == bool
     a[...] = 1.5
     b[...] = True
     assert not np.shares_memory(a, b)
-    assert pool.owner(a) is not None and pool.owner(a[1:, 2]) == pool.owner(a)   # a view names its buffer
-    assert pool.owner(np.zeros(3)) is None
-    pool.give(a[1:])   # a view starting inside the buffer gives back the whole buffer
-    pool.give(b)
-    assert pool.owner(a) is None
-    pool.begin()       # nothing in use: a new episode may start
+    assert arena.owner(a) is not None and arena.owner(a[1:, 2]) == arena.owner(a)   # a view names its buffer
+    assert arena.owner(np.zeros(3)) is None
+    arena.give(a[1:])   # a view starting inside the buffer gives back the whole buffer
+    arena.give(b)
+    assert arena.owner(a) is None
+    arena.begin()       # nothing in use: a new episode may start
 
 
 def test_give_of_foreign_array_or_twice_raises():
-    """give() of an array the pool did not hand out, or of one already given back, is an error."""
-    pool = BufferPool()
-    pool.begin()
-    a = pool.take((10,), np.float64)
+    """give() of an array the arena did not hand out, or of one already given back, is an error."""
+    arena = BufferArena()
+    arena.begin()
+    a = arena.take((10,), np.float64)
     with pytest.raises(ValueError):
-        pool.give(np.zeros(10))
-    pool.give(a)
+        arena.give(np.zeros(10))
+    arena.give(a)
     with pytest.raises(ValueError):
-        pool.give(a)
+        arena.give(a)
 
 
 def test_double_give_raises_in_a_replayed_episode_too():
     """Same as above once the episode is served from the arena (a's slot is free, nothing reused it)."""
-    pool = BufferPool()
+    arena = BufferArena()
     for _ in range(3):
-        pool.begin()
-        a = pool.take((10,), np.float64)
-        b = pool.take((10,), np.float64)
-        pool.give(a)
+        arena.begin()
+        a = arena.take((10,), np.float64)
+        b = arena.take((10,), np.float64)
+        arena.give(a)
         with pytest.raises(ValueError):
-            pool.give(a)
-        pool.give(b)
+            arena.give(a)
+        arena.give(b)
 
 
 def test_double_give_raises_after_the_slot_was_reused():
     """In a replayed episode b gets a's slot once a is given back; giving a back a second time
     must still be an error, not hand back b (which is still in use)."""
-    pool = BufferPool()
+    arena = BufferArena()
     for _ in range(2):   # record, then plan: b in a's slot
-        pool.begin()
-        a = pool.take((10,), np.float64)
-        pool.give(a)
-        b = pool.take((10,), np.float64)
-        pool.give(b)
-    pool.begin()
-    a = pool.take((10,), np.float64)
-    pool.give(a)
-    b = pool.take((10,), np.float64)
+        arena.begin()
+        a = arena.take((10,), np.float64)
+        arena.give(a)
+        b = arena.take((10,), np.float64)
+        arena.give(b)
+    arena.begin()
+    a = arena.take((10,), np.float64)
+    arena.give(a)
+    b = arena.take((10,), np.float64)
     assert np.shares_memory(a, b)   # the premise: b was replayed into a's slot
     try:
         with pytest.raises(ValueError):
-            pool.give(a)
+            arena.give(a)
     finally:
-        assert pool.owner(b) is not None, "b (in use) was handed back by give(a)"
+        assert arena.owner(b) is not None, "b (in use) was handed back by give(a)"
 
 
 def test_begin_abandons_buffers_still_in_use():
     """A buffer still in use at begin() (an exception ended its episode) is forgotten: it can no
     longer be given back, and nothing the next episodes hand out aliases it."""
-    pool = BufferPool()
+    arena = BufferArena()
     for _ in range(2):          # record, then replay from an arena
-        pool.begin()
-        pool.give(pool.take((4, 4), np.float32))
-    pool.begin()
-    a = pool.take((4, 4), np.float32)   # a slice of the arena, never given back
+        arena.begin()
+        arena.give(arena.take((4, 4), np.float32))
+    arena.begin()
+    a = arena.take((4, 4), np.float32)   # a slice of the arena, never given back
     a[...] = 7.0
     for _ in range(3):
-        pool.begin()
-        b = pool.take((4, 4), np.float32)
+        arena.begin()
+        b = arena.take((4, 4), np.float32)
         assert not np.shares_memory(a, b)
         b[...] = -1.0
-        pool.give(b)
+        arena.give(b)
     np.testing.assert_array_equal(a, 7.0)
     with pytest.raises(ValueError):
-        pool.give(a)
+        arena.give(a)
 
 
 def test_clear_forgets_the_plan():
     """clear(): no arena, nothing in use, and the next episode starts from fresh arrays."""
-    pool = BufferPool()
-    _replay(pool, SIMPLE)
-    _replay(pool, SIMPLE)
-    assert pool.nbytes == SIMPLE_OPTIMUM
-    pool.clear()
-    assert pool.nbytes == 0
-    seen = _replay(pool, SIMPLE)
+    arena = BufferArena()
+    _replay(arena, SIMPLE)
+    _replay(arena, SIMPLE)
+    assert arena.nbytes == SIMPLE_OPTIMUM
+    arena.clear()
+    assert arena.nbytes == 0
+    seen = _replay(arena, SIMPLE)
     assert not np.shares_memory(seen["a"], seen["c"])   # no plan any more: fresh arrays
 
 
@@ -212,60 +212,60 @@ def test_replayed_episode_uses_one_arena_without_aliasing():
     """After one recorded episode, the same episode gets slices of one arena: buffers whose
     lifetimes do not overlap share memory, buffers alive together never do (and no value is
     clobbered: _replay checks every live buffer after every step)."""
-    pool = BufferPool()
-    first = _replay(pool, SIMPLE)
+    arena = BufferArena()
+    first = _replay(arena, SIMPLE)
     assert not any(np.shares_memory(first[x], first[y]) for x in first for y in first if x < y)  # fresh arrays
     for _ in range(3):
-        seen = _replay(pool, SIMPLE)
+        seen = _replay(arena, SIMPLE)
         assert np.shares_memory(seen["a"], seen["c"])   # lifetimes [1, 3) and [4, 6): one slot
         for pair in _alive_together(SIMPLE):
             x, y = sorted(pair)
             assert not np.shares_memory(seen[x], seen[y]), (x, y)
-        base = pool._arena
+        base = arena._arena
         assert all(np.shares_memory(arr, base) for arr in seen.values())   # all from the one arena
 
 
 def test_nbytes_after_planning_is_the_hand_computed_optimum():
     """nbytes: 0 before any plan (nothing in use), then the arena: no more than the sum of the
     sizes, and for SIMPLE exactly the optimum 960 computed by hand (greedy by size finds it)."""
-    pool = BufferPool()
-    assert pool.nbytes == 0
-    _replay(pool, SIMPLE)
-    assert pool.nbytes == 0   # recorded, nothing planned yet, nothing in use
-    _replay(pool, SIMPLE)
+    arena = BufferArena()
+    assert arena.nbytes == 0
+    _replay(arena, SIMPLE)
+    assert arena.nbytes == 0   # recorded, nothing planned yet, nothing in use
+    _replay(arena, SIMPLE)
     total = sum(step[2] for step in SIMPLE if step[0] == "take")
-    assert pool.nbytes <= total
-    assert pool.nbytes == SIMPLE_OPTIMUM
-    _replay(pool, SIMPLE)
-    assert pool.nbytes == SIMPLE_OPTIMUM   # the plan was followed: not planned again
+    assert arena.nbytes <= total
+    assert arena.nbytes == SIMPLE_OPTIMUM
+    _replay(arena, SIMPLE)
+    assert arena.nbytes == SIMPLE_OPTIMUM   # the plan was followed: not planned again
 
 
 def test_nbytes_counts_buffers_in_use_outside_the_arena():
     """Fresh arrays (no plan, or a miss) in use count towards nbytes until given back."""
-    pool = BufferPool()
-    pool.begin()
-    a = pool.take((100,), np.float64)
-    assert pool.nbytes == 800
-    pool.give(a)
-    assert pool.nbytes == 0
+    arena = BufferArena()
+    arena.begin()
+    a = arena.take((100,), np.float64)
+    assert arena.nbytes == 800
+    arena.give(a)
+    assert arena.nbytes == 0
 
 
 def test_keeping_a_buffer_longer_gets_a_fresh_array_then_replans():
     """The recorded episode gives a back before c is taken (c is planned into a's slot). An
     episode that keeps a longer must get a fresh array for c (no aliasing, a's values intact),
     and the episode after that is planned again, so a and c no longer share memory."""
-    pool = BufferPool()
-    _replay(pool, SIMPLE)
-    _replay(pool, SIMPLE)
+    arena = BufferArena()
+    _replay(arena, SIMPLE)
+    _replay(arena, SIMPLE)
     longer = [("take", "a", 640), ("take", "b", 320), ("take", "c", 640), ("give", "b"), ("give", "c"),
               ("give", "a")]
-    seen = _replay(pool, longer)   # checks a was not clobbered by c
+    seen = _replay(arena, longer)   # checks a was not clobbered by c
     assert not np.shares_memory(seen["a"], seen["c"])
-    assert not np.shares_memory(seen["c"], pool._arena)   # c came from outside the arena
-    again = _replay(pool, longer)   # re-planned from the episode above
+    assert not np.shares_memory(seen["c"], arena._arena)   # c came from outside the arena
+    again = _replay(arena, longer)   # re-planned from the episode above
     assert not any(np.shares_memory(again[x], again[y]) for x, y in map(sorted, _alive_together(longer)))
-    assert all(np.shares_memory(arr, pool._arena) for arr in again.values())   # and served from the new plan
-    assert pool.nbytes == 640 + 320 + 640
+    assert all(np.shares_memory(arr, arena._arena) for arr in again.values())   # and served from the new plan
+    assert arena.nbytes == 640 + 320 + 640
 
 
 @pytest.mark.parametrize("script", [
@@ -282,21 +282,21 @@ def test_keeping_a_buffer_longer_gets_a_fresh_array_then_replans():
 def test_other_sizes_or_counts_fall_back_safely(script):
     """An episode with other sizes (or more or fewer buffers) than the recorded one: nothing
     alive at the same time aliases, values stay intact, and the next episode is planned anew."""
-    pool = BufferPool()
-    _replay(pool, SIMPLE)
-    _replay(pool, SIMPLE)
+    arena = BufferArena()
+    _replay(arena, SIMPLE)
+    _replay(arena, SIMPLE)
     for _ in range(3):   # the deviating episode, then twice from its own plan
-        seen = _replay(pool, script)
+        seen = _replay(arena, script)
         for x, y in map(sorted, _alive_together(script)):
             assert not np.shares_memory(seen[x], seen[y]), (x, y)
-    assert all(np.shares_memory(arr, pool._arena) for arr in seen.values())
+    assert all(np.shares_memory(arr, arena._arena) for arr in seen.values())
 
 
 def test_random_episodes_never_alias_live_buffers():
-    """Property test: random episodes through one pool, each repeated (served from the arena),
+    """Property test: random episodes through one arena, each repeated (served from the arena),
     then perturbed (one buffer kept to the end): memory in use is never handed out again."""
     rng = np.random.default_rng(0)
-    pool = BufferPool()
+    arena = BufferArena()
     for trial in range(40):
         record = _random_record(rng, 12, zero_p=0.1)
         # the record as a script (8-byte multiples: float64 arrays)
@@ -309,16 +309,16 @@ def test_random_episodes_never_alias_live_buffers():
                     script.append(("give", f"b{k}"))
         script += [("give", f"b{k}") for k, (_, _, t1) in enumerate(record) if t1 == np.inf]
         for rep in range(2 + trial % 2):
-            seen = _replay(pool, script)
+            seen = _replay(arena, script)
             for x, y in map(sorted, _alive_together(script)):
                 assert seen[x].size == 0 or seen[y].size == 0 or not np.shares_memory(seen[x], seen[y]), (x, y)
         if trial % 2:   # the third repetition follows a plan made from an identical episode
-            assert all(a.size == 0 or np.shares_memory(a, pool._arena) for a in seen.values())
+            assert all(a.size == 0 or np.shares_memory(a, arena._arena) for a in seen.values())
         # then the same episode keeping one buffer to the end: the plan must not alias it
         takes = [s for s in script if s[0] == "take"]
         kept = takes[int(rng.integers(len(takes)))][1]
         longer = [s for s in script if s != ("give", kept)] + [("give", kept)]
-        seen = _replay(pool, longer)
+        seen = _replay(arena, longer)
         for x, y in map(sorted, _alive_together(longer)):
             assert seen[x].size == 0 or seen[y].size == 0 or not np.shares_memory(seen[x], seen[y]), (x, y)
 
@@ -326,14 +326,14 @@ def test_random_episodes_never_alias_live_buffers():
 def test_zero_size_buffer_does_not_hide_a_live_buffer():
     """A zero-byte take() is planned at the offset of a live buffer (it overlaps nothing), so its
     slice starts at that buffer's address; give() finds buffers by start address and removes
-    the other buffer from the pool's set in use. An episode that then keeps a longer than
+    the other buffer from the arena's set in use. An episode that then keeps a longer than
     recorded must still not get a's memory for b."""
-    pool = BufferPool()
+    arena = BufferArena()
     recorded = [("take", "a", 64), ("take", "z", 0), ("give", "z"), ("give", "a"), ("take", "b", 64), ("give", "b")]
-    _replay(pool, recorded)
-    _replay(pool, recorded)   # from the plan: b in a's slot, z at a's address
+    _replay(arena, recorded)
+    _replay(arena, recorded)   # from the plan: b in a's slot, z at a's address
     longer = [("take", "a", 64), ("take", "z", 0), ("give", "z"), ("take", "b", 64), ("give", "b"), ("give", "a")]
-    seen = _replay(pool, longer)   # fails inside: b is written over a while a is in use
+    seen = _replay(arena, longer)   # fails inside: b is written over a while a is in use
     assert not np.shares_memory(seen["a"], seen["b"])
 
 
@@ -377,10 +377,10 @@ def test_pack_simple_patterns():
 
 def test_replayed_slices_are_aligned():
     """Planned slices start ALIGN bytes apart from the arena start (a cache line)."""
-    pool = BufferPool()
+    arena = BufferArena()
     script = [("take", "a", 72), ("take", "b", 24), ("take", "c", 8), ("give", "a"), ("give", "b"), ("give", "c")]
-    _replay(pool, script)
-    seen = _replay(pool, script)
-    base = pool._arena.ctypes.data
+    _replay(arena, script)
+    seen = _replay(arena, script)
+    base = arena._arena.ctypes.data
     for arr in seen.values():
         assert (arr.ctypes.data - base) % ALIGN == 0

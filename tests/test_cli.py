@@ -23,7 +23,7 @@ def shared_random_networks(monkeypatch):
     def load(args):
         if args.weights != "random":
             return original(args)
-        key = args.pooling
+        key = (args.pooling, args.engine)
         if key not in _NETS:
             _NETS[key] = original(args)
         return _NETS[key]
@@ -197,10 +197,19 @@ def test_missing_weights_and_failed_download(tmp_path, monkeypatch):
     assert not (tmp_path / "o.png").exists()
 
 
-def test_weights_module_unavailable_falls_back_cleanly(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "nst_numpy.weights", None)  # import fails
-    status, err = _run(["--size", "32", "--iterations", "1", "-o", tmp_path / "o.png"])
-    assert status == 2 and "--weights random" in err and err.count("\n") == 1
+def test_engine_flag_runs_either_network_end_to_end(tmp_path):
+    """--engine reference runs the whole stylization on vgg.VGG19, --engine fast (the default) on
+    FastVGG19; the same weights and seed give the same picture up to float32 rounding."""
+    images = {}
+    for engine, cls in [("reference", "VGG19"), ("fast", "FastVGG19")]:
+        args = cli.build_parser().parse_args(["--weights", "random", "--engine", engine])
+        assert type(cli._load_network(args)).__name__ == cls
+        out = tmp_path / f"{engine}.png"
+        status, err = _run(FAST + ["--engine", engine, "--seed", "3", "-o", out, "-q"])
+        assert status == 0 and err == "", err
+        images[engine] = np.asarray(Image.open(out), np.float64)
+    assert cli.build_parser().parse_args([]).engine == "fast"
+    assert np.abs(images["reference"] - images["fast"]).mean() < 0.5   # in 0..255 levels
 
 
 def test_script_runs_without_traceback(tmp_path):

@@ -16,7 +16,7 @@ from nst_numpy import download as dl
 from nst_numpy import weights
 from nst_numpy.download import DownloadError, Progress, download
 from nst_numpy.fileio import default_file_mode
-from nst_numpy.vgg import CAFFE
+from nst_numpy.vgg_spec import CAFFE
 from nst_numpy.weights import WeightsError, get_vgg19, read_weights
 
 BODY = np.random.default_rng(0).bytes(300_000)

@@ -1,19 +1,20 @@
-"""The fast path (winograd.py, the VGG19 buffers, threads.py) against the readable reference layers.
+"""The engine's convolutions (fast/winograd.py, fast/threads.py) against the reference layers,
+and FastVGG19's buffer reuse. The whole network is bound to the reference network in
+tests/test_engine_vs_reference.py.
 
 Bounds: float64 results must equal the im2col reference to rounding (rel_error < 1e-12);
 float32 results may differ by the Winograd transforms' rounding, measured ~1e-6 per
-layer, bounded here by 1e-5 per layer and 1e-4 through the whole network.
+layer, bounded here by 1e-5 per layer.
 """
 import numpy as np
 import pytest
 
-from nst_numpy import LAYER_NAMES, VGG19
+from nst_numpy import FastVGG19
 from nst_numpy import layers as L
-from nst_numpy import threads, winograd
+from nst_numpy.fast import threads, winograd
 from nst_numpy.gradcheck import rel_error
 
 F32_LAYER = 1e-5
-F32_NETWORK = 1e-4
 F64 = 1e-12
 
 
@@ -41,7 +42,7 @@ def _fast_conv(x, w, b=None, relu=False, n_threads=1, band_bytes=1 << 12):
 @pytest.fixture(scope="module")
 def net32():
     """One float32 network shared by the tests that only need some network (making one takes a while)."""
-    return VGG19.random(seed=0, dtype=np.float32)
+    return FastVGG19.random(seed=0, dtype=np.float32)
 
 
 def _case(rng, H, W, c_in, c_out):
@@ -166,80 +167,6 @@ def test_blas_thread_control():
     assert [get() for _, get in every] == befores
 
 
-def test_network_float32_fast_path_matches_float64():
-    """The whole network to relu5_1, float32 fast path vs float64 reference layers, 2 threads.
-
-    Forward: rel_error < 1e-4 at every tap (a ReLU is continuous, so rounding stays rounding).
-    Backward: a ReLU whose input lies within float32 rounding of 0 may be on in one
-    precision and off in the other, which changes the pixel gradient by O(1) wherever
-    that unit reaches (the float32 im2col reference does the same). So the float64
-    reference backward below uses the float32 run's ReLU masks: what remains is rounding.
-    (Max pooling's argmax can flip the same way; its exactness is checked in float64 below.)
-    """
-    rng = np.random.default_rng(0)
-    net32 = VGG19.random(seed=7, dtype=np.float32)
-    net32.set_threads(2)
-    params = {n: (k.astype(np.float64), b.astype(np.float64)) for n, (k, b) in net32.params.items()}
-    x = rng.standard_normal((35, 29, 3)) * 50            # odd sizes: every pooling floors
-    names = LAYER_NAMES[:LAYER_NAMES.index("relu5_1") + 1]
-    taps = ["relu1_1", "conv2_1", "relu3_1", "relu4_2", "relu5_1"]
-    a32 = net32.forward(x, taps + [n for n in names if n.startswith("relu")])   # every ReLU, for its mask
-    h, shapes = x, {}
-    for name in names:   # the float64 reference forward, from layers.py
-        shapes[name] = h.shape
-        h = {"conv": lambda z: L.conv_forward(z, *params[name])[0], "relu": lambda z: L.relu_forward(z)[0],
-             "pool": lambda z: L.avgpool_forward(z)[0]}[name[:4]](h)
-        if name in taps:
-            assert rel_error(a32[name], h) < F32_NETWORK, name
-    grads = {n: rng.standard_normal(a32[n].shape) for n in taps}
-    d32 = net32.backward(grads)
-    d = None
-    for name in reversed(names):
-        if name in grads:
-            d = grads[name] if d is None else d + grads[name]
-        if name.startswith("conv"):
-            d = L.conv_backward(d, (None, params[name][0]))
-        elif name.startswith("relu"):
-            d = L.relu_backward(d, a32[name])          # float32's mask, float64 arithmetic
-        else:
-            d = L.avgpool_backward(d, shapes[name])
-    assert rel_error(d32, d) < F32_NETWORK
-
-
-@pytest.mark.parametrize("pooling", ["avg", "max"])
-def test_network_float64_equals_reference_layers(pooling):
-    """float64 through the fast path equals a forward/backward built from layers.py alone.
-
-    Odd sizes (pooling drops a row and a column), taps right below each pool and a
-    conv output, so every fused step (conv+ReLU, pool+ReLU backward, injected
-    gradients inside the bands) is exercised.
-    """
-    rng = np.random.default_rng(8)
-    net = VGG19.random(seed=9, pooling=pooling, dtype=np.float64)
-    x = rng.standard_normal((11, 13, 3)) * 50
-    taps = ["relu1_2", "conv2_1", "relu2_2"]
-    ours = net.forward(x, taps)
-    grads = {n: rng.standard_normal(a.shape) for n, a in ours.items()}
-    dx = net.backward(grads)
-    h, caches, acts = x, [], {}
-    for name in ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1", "conv2_1", "relu2_1", "conv2_2", "relu2_2"]:
-        pool_f = L.avgpool_forward if pooling == "avg" else L.maxpool_forward
-        fwd = {"conv": lambda z, n=name: L.conv_forward(z, *net.params[n]), "relu": L.relu_forward,
-               "pool": pool_f}[name[:4]]
-        h, c = fwd(h)
-        caches.append((name, c))
-        acts[name] = h
-    pool_b = L.avgpool_backward if pooling == "avg" else L.maxpool_backward
-    d = None
-    for name, c in reversed(caches):
-        if name in grads:
-            d = grads[name] if d is None else d + grads[name]
-        d = {"conv": L.conv_backward, "relu": L.relu_backward, "pool": pool_b}[name[:4]](d, c)
-    for name in taps:
-        assert rel_error(ours[name], acts[name]) < F64, name
-    assert rel_error(dx, d) < F64
-
-
 def test_outputs_are_not_overwritten_by_the_next_call(net32):
     """Buffers are reused across calls, so returned arrays must be copies."""
     net = net32
@@ -268,7 +195,7 @@ def test_changing_image_size_uses_clean_buffers(net32):
     """30 px after 32 px (same tile-rounded buffers): no values of the larger image may leak in."""
     rng = np.random.default_rng(11)
     net = net32
-    fresh = VGG19.from_arrays(net.params, dtype=np.float32)
+    fresh = FastVGG19.from_arrays(net.params, dtype=np.float32)
     big, small = rng.standard_normal((32, 32, 3)) * 50, rng.standard_normal((30, 30, 3)) * 50
     a = net.forward(big, ["relu3_1"])["relu3_1"]
     net.backward({"relu3_1": rng.standard_normal(a.shape)})
@@ -299,7 +226,7 @@ def test_repeated_backward_after_one_forward():
     second backward): a second backward of the same forward, from any tap, must give the
     same as on a fresh forward."""
     rng = np.random.default_rng(13)
-    net = VGG19.random(seed=1, dtype=np.float64)
+    net = FastVGG19.random(seed=1, dtype=np.float64)
     x = rng.standard_normal((13, 11, 3)) * 50
     acts = net.forward(x, ["relu1_1", "relu1_2", "relu2_2"])
     g = {n: rng.standard_normal(a.shape) for n, a in acts.items()}

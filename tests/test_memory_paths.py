@@ -1,20 +1,20 @@
-"""The memory-saving paths of commit 83add31 against their plain equivalents.
+"""The engine's memory-saving paths against their plain equivalents.
 
-vgg.ActivationTimes (a gradient F @ K formed band by band inside backward), VGG19.padded
+fast.ActivationTimes (a gradient F @ K formed band by band inside backward), FastVGG19.padded
 (the Gram matrix read from the padded buffer), ReLU outputs kept only as bool masks
-(WinogradConv mask_out / mask_from / add), replay from the planned buffer pool, and
-losses.style_loss_from_gram. float64 throughout where exactness is checked: the fast
+(WinogradConv mask_out / mask_from / add), replay from the planned buffer arena, and
+losses.style_loss_from_gram. tests/test_engine_vs_reference.py binds the same paths to the
+reference network. float64 throughout where exactness is checked: the fast
 path must then equal the plain computation to rounding (rel_error < 1e-12).
 """
 import numpy as np
 import pytest
 
-from nst_numpy import LAYER_NAMES, VGG19
+from nst_numpy import FastVGG19
 from nst_numpy import layers as L
-from nst_numpy import winograd
+from nst_numpy.fast import ActivationTimes, winograd
 from nst_numpy.gradcheck import numerical_gradient, rel_error
 from nst_numpy.losses import gram_matrix, style_layer_loss, style_loss_from_gram
-from nst_numpy.vgg import ActivationTimes
 
 F64 = 1e-12
 
@@ -22,37 +22,12 @@ F64 = 1e-12
 @pytest.fixture(scope="module")
 def nets():
     """float64 networks with the same random weights, one per pooling (made once: it takes a while)."""
-    params = VGG19.random(seed=21, dtype=np.float64).params
-    return {p: VGG19.from_arrays(params, pooling=p, dtype=np.float64) for p in ("avg", "max")}
+    params = FastVGG19.random(seed=21, dtype=np.float64).params
+    return {p: FastVGG19.from_arrays(params, pooling=p, dtype=np.float64) for p in ("avg", "max")}
 
 
 def _image(H, W, seed=0):
     return np.random.default_rng(seed).standard_normal((H, W, 3)) * 50
-
-
-def _reference(net, x, upto, grads):
-    """Forward to `upto` and backward with layers.py only (as tests/test_fastconv.py does).
-
-    grads: {name: array, or a function of that layer's activation giving the gradient}.
-    Returns ({name: activation}, dL/dx).
-    """
-    pool_f, pool_b = ((L.avgpool_forward, L.avgpool_backward) if net.pooling == "avg"
-                      else (L.maxpool_forward, L.maxpool_backward))
-    h, caches, acts = x, [], {}
-    for name in LAYER_NAMES[:LAYER_NAMES.index(upto) + 1]:
-        fwd = {"conv": lambda z, n=name: L.conv_forward(z, *net.params[n]), "relu": L.relu_forward,
-               "pool": pool_f}[name[:4]]
-        h, c = fwd(h)
-        caches.append((name, c))
-        acts[name] = h
-    d = None
-    for name, c in reversed(caches):
-        if name in grads:
-            g = grads[name](acts[name]) if callable(grads[name]) else grads[name]
-            d = g if d is None else d + g
-        if d is not None:
-            d = {"conv": L.conv_backward, "relu": L.relu_backward, "pool": pool_b}[name[:4]](d, c)
-    return acts, d
 
 
 # ---------------------------------------------------------------------------
@@ -135,7 +110,7 @@ def test_padded_buffer_holds_the_activation_and_zeros(nets, pooling):
 def test_gram_split_over_threads_equals_gram_matrix(threads):
     """VGG19.gram sums one partial Gram per thread: equal to gram_matrix of the activation up to
     float rounding, for a layer large enough to be split (relu1_1) and one that is not (relu5_1)."""
-    net = VGG19.random(seed=4, dtype=np.float64)
+    net = FastVGG19.random(seed=4, dtype=np.float64)
     net.set_threads(threads)
     acts = net.forward(_image(37, 45, seed=6), ["relu1_1", "relu3_1", "relu5_1"])
     for name, a in acts.items():
@@ -145,7 +120,7 @@ def test_gram_split_over_threads_equals_gram_matrix(threads):
 
 
 def test_padded_zero_border_survives_a_replayed_episode(nets):
-    """The pool hands back memory with whatever its last user left: after a backward pass has
+    """The arena hands back memory with whatever its last user left: after a backward pass has
     written gradients everywhere, the next forward's padded buffers must again be zero outside."""
     net = nets["avg"]
     x = _image(13, 17, seed=4)
@@ -160,42 +135,16 @@ def test_padded_zero_border_survives_a_replayed_episode(nets):
 
 
 # ---------------------------------------------------------------------------
-# Layers requested before their ReLU, against the reference layers
-# ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("pooling", ["avg", "max"])
-@pytest.mark.parametrize("taps", [["conv2_1", "relu3_1"], ["conv1_2", "relu1_2", "conv3_1"]])
-def test_pre_relu_taps_match_reference_layers(nets, pooling, taps):
-    """A conv output requested before its ReLU (so that ReLU runs unfused, and the ones not
-    requested keep only bool masks): activations and gradient equal layers.py's, with
-    array and ActivationTimes gradients."""
-    net = nets[pooling]
-    rng = np.random.default_rng(5)
-    x = _image(13, 17, seed=6)
-    ours = net.forward(x, taps)
-    garr = {n: rng.standard_normal(a.shape) for n, a in ours.items()}
-    Ks = {n: rng.standard_normal((a.shape[2],) * 2) / a.shape[2] for n, a in ours.items()}
-    acts, ref = _reference(net, x, taps[-1], garr)
-    for name in taps:
-        assert rel_error(ours[name], acts[name]) < F64, name
-    assert rel_error(net.backward(garr), ref) < F64
-    net.forward(x, taps)
-    got = net.backward({n: ActivationTimes(Ks[n]) for n in taps})
-    _, ref_at = _reference(net, x, taps[-1], {n: (lambda F, K=Ks[n]: F @ K) for n in taps})
-    assert rel_error(got, ref_at) < F64
-
-
-# ---------------------------------------------------------------------------
-# Replay from the planned pool
+# Replay from the planned arena
 # ---------------------------------------------------------------------------
 
 def test_repeated_evaluations_are_bit_identical_and_the_pool_settles(nets):
     """Evaluation 1 runs on fresh arrays, later ones on slices of the planned arena: the same
     operations on the same values, so results must be bit-identical (memory placement must
-    change nothing; leftovers of the last user must never leak in). The pool stops growing
+    change nothing; leftovers of the last user must never leak in). The arena stops growing
     after the second evaluation."""
     net = nets["max"]
-    net.free_memory()   # start from an empty pool
+    net.free_memory()   # start from an empty arena
     x = _image(20, 28, seed=7)
     taps = ["relu1_1", "relu2_1", "conv3_1", "relu3_3"]
     rng = np.random.default_rng(8)
@@ -207,14 +156,14 @@ def test_repeated_evaluations_are_bit_identical_and_the_pool_settles(nets):
         grams = [gram_matrix(net.padded(n)) for n in taps]
         dx = net.backward({n: ActivationTimes(Ks[n]) for n in taps})
         results.append((grams, dx))
-        sizes.append(net._pool.nbytes)
+        sizes.append(net._arena.nbytes)
     for grams, dx in results[1:]:
         # bit-identity is the point: only memory placement differs between evaluations
         assert all(np.array_equal(g, g0) for g, g0 in zip(grams, results[0][0]))
         assert np.array_equal(dx, results[0][1])
     assert sizes[0] == 0            # evaluation 1 recorded; everything given back
     assert sizes[1] > 0             # evaluation 2 ran from the plan
-    assert sizes[2] == sizes[3]     # no more planning: the pool stopped growing
+    assert sizes[2] == sizes[3]     # no more planning: the arena stopped growing
     assert sizes[1] == sizes[2]     # and evaluation 2 followed the plan
 
 
@@ -228,7 +177,7 @@ def test_free_memory_then_forward_still_works(nets):
     g = {n: np.random.default_rng(10).standard_normal(a.shape) for n, a in before.items()}
     dx_before = net.backward(g)
     net.free_memory()
-    assert net._pool.nbytes == 0
+    assert net._arena.nbytes == 0
     with pytest.raises(RuntimeError):
         net.backward(g)
     after = net.forward(x, taps)
@@ -249,7 +198,7 @@ def test_network_still_usable_after_a_backward_that_raised(nets):
     with pytest.raises(ValueError):
         net.backward({"relu1_2": np.ones((12, 12, 63))})   # one channel short
     try:
-        net.forward(x, ["relu1_2"])   # the pool abandons the buffers the failed backward held
+        net.forward(x, ["relu1_2"])   # the arena abandons the buffers the failed backward held
         got = net.backward({"relu1_2": g})
     finally:
         net.free_memory()   # leave the shared network usable for the other tests
@@ -302,7 +251,7 @@ def test_mask_out_is_the_sign_of_the_output(engine, relu, kind, c_in, c_out):
     xp = _padded(x)
     out = np.full((xp.shape[0] - 2, xp.shape[1] - 2, c_out), np.nan)
     mask = np.ones((H, W, c_out), bool)
-    mask[::2] = False   # garbage, as pool memory would hold: every entry must be written
+    mask[::2] = False   # garbage, as arena memory would hold: every entry must be written
     if kind == "winograd":
         engine.conv(xp, winograd.transform_kernel(w), out, b, relu, mask_out=mask)
     else:
@@ -413,10 +362,10 @@ def test_style_loss_from_gram_rejects_a_wrong_target(shape):
 def test_a_new_image_size_keeps_the_transformed_kernels():
     """The kernels do not depend on the image size: a new size re-plans the buffers but keeps
     them (transforming VGG19's kernels again would cost time at every scale change)."""
-    net = VGG19.random(seed=4, dtype=np.float64)
+    net = FastVGG19.random(seed=4, dtype=np.float64)
     net.forward(_image(12, 12, seed=1), ["relu2_1"])
     U = net._wino["conv2_1", False]
     a = net.forward(_image(16, 20, seed=2), ["relu2_1"])["relu2_1"]
     assert net._wino["conv2_1", False] is U
-    fresh = VGG19.random(seed=4, dtype=np.float64).forward(_image(16, 20, seed=2), ["relu2_1"])["relu2_1"]
+    fresh = FastVGG19.random(seed=4, dtype=np.float64).forward(_image(16, 20, seed=2), ["relu2_1"])["relu2_1"]
     assert rel_error(a, fresh) < F64

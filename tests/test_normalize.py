@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_numpy.vgg import CONV_NAMES, TORCHVISION, VGG19
+from nst_numpy.vgg import VGG19
+from nst_numpy.vgg_spec import CONV_NAMES, TORCHVISION
 from nst_numpy.weights import (WeightsError, load_images, mean_activations, normalize_vgg19, read_weights,
                                save_converted)
 

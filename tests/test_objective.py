@@ -4,23 +4,26 @@ import dataclasses
 import numpy as np
 import pytest
 
-from nst_numpy import VGG19
+from nst_numpy import FastVGG19, VGG19
 from nst_numpy.config import Config
 from nst_numpy.gradcheck import numerical_gradient, rel_error
 from nst_numpy.losses import content_loss, gram_matrix, style_layer_loss, tv_loss
-from nst_numpy.optimize import make_objective, pixel_bounds, stylize
+from nst_numpy.objective import make_objective, pixel_bounds
+from nst_numpy.optimize import stylize
 from nst_numpy.samples import landscape, swirls
-from nst_numpy.vgg import TORCHVISION
+from nst_numpy.vgg_spec import TORCHVISION
 
 
 @pytest.fixture(scope="module")
 def net64():
+    """The reference network: the objective's gradient checks run on it."""
     return VGG19.random(seed=1, dtype=np.float64)
 
 
 @pytest.fixture(scope="module")
 def net32():
-    return VGG19.random(seed=0, dtype=np.float32)
+    """The engine, as real runs use it."""
+    return FastVGG19.random(seed=0, dtype=np.float32)
 
 
 def _images(net, rng, shape=(16, 16), style_shape=(20, 18)):
@@ -47,6 +50,22 @@ def test_objective_gradient_matches_finite_differences(net64):
     f.tv_w *= 0.0
     _, no_tv = f(x)
     assert rel_error(no_tv[idx], numeric) > 1e-4
+
+
+@pytest.mark.parametrize("content_layers", [("relu4_2",), ("relu2_1", "relu3_1")])   # relu3_1: content and style
+def test_either_network_gives_the_same_loss_and_gradient(net64, content_layers):
+    """One objective for both networks: eq. 6 as an array (reference) or ActivationTimes (engine)
+    give the same loss and gradient, float64, to rounding; two style images, odd size."""
+    rng = np.random.default_rng(4)
+    fast = FastVGG19.from_arrays(net64.params, dtype=np.float64)
+    content, style, _ = _images(net64, rng, shape=(19, 23))
+    style2 = net64.preprocess(rng.uniform(0, 255, (24, 17, 3)))
+    x = net64.preprocess(rng.uniform(0, 255, (19, 23, 3))).reshape(-1)
+    cfg = Config(content_layers=content_layers, tv_weight=2.0)
+    results = [make_objective(net, content, [(style, 1.0), (style2, 2.0)], cfg)(x) for net in (net64, fast)]
+    (loss_ref, grad_ref), (loss_fast, grad_fast) = results
+    assert loss_fast == pytest.approx(loss_ref, rel=1e-10)
+    assert rel_error(grad_fast, grad_ref) < 1e-10
 
 
 def test_objective_formula_by_hand(net64):
@@ -194,7 +213,7 @@ def test_lbfgs_runs_every_openblas_on_one_thread(monkeypatch):
     """Inside run_lbfgs every OpenBLAS in the process (numpy's and SciPy's) is on one thread, so
     none is left spinning during the evaluations; the counts are restored afterwards."""
     import nst_numpy.optimize as O
-    from nst_numpy import threads
+    from nst_numpy.fast import threads
     libs = threads._find_all()
     if not libs:
         pytest.skip("no OpenBLAS found in this process; blas_threads is a no-op")

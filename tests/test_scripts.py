@@ -12,7 +12,7 @@ from nst_numpy import VGG19
 from nst_numpy.gradcheck import CheckResult, numerical_gradient, rel_error
 from nst_numpy.reconstruct import (STYLE_SETS, ContentObjective, grid, lbfgs, load_network, style_objective, to_uint8,
                                    white_noise)
-from nst_numpy.threads import blas_threads
+from nst_numpy.fast.threads import blas_threads
 from nst_numpy.weights import save_converted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,8 +124,7 @@ def test_guide_maths_is_balanced():
 
 @pytest.fixture(scope="module")
 def net64():
-    net = VGG19.random(seed=3, dtype=np.float64)
-    net.set_threads(1)
+    net = VGG19.random(seed=3, dtype=np.float64)   # the reference network: gradient checks run on it
     return net
 
 

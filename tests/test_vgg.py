@@ -1,11 +1,12 @@
-"""VGG19: structure, dtype handling, and the whole network's gradient from several taps."""
+"""The reference VGG19: structure, dtype handling, an independent implementation, and the whole
+network's gradient from several taps (the engine is bound to it in test_engine_vs_reference.py)."""
 import numpy as np
 import pytest
 from scipy.signal import correlate
 
-from nst_numpy import VGG19, LAYER_NAMES
+from nst_numpy import LAYER_NAMES, FastVGG19, VGG19
 from nst_numpy.gradcheck import check_network, rel_error
-from nst_numpy.vgg import CONV_SPECS, TORCHVISION
+from nst_numpy.vgg_spec import CONV_SPECS, TORCHVISION
 
 
 def test_layer_names():
@@ -142,8 +143,25 @@ def test_preprocess_round_trip(pre):
 
 
 def test_set_threads_validates():
-    net = VGG19.random(seed=0)
+    net = FastVGG19.random(seed=0)
     net.set_threads(1)
     assert net.threads == 1
     with pytest.raises(ValueError):
         net.set_threads(0)
+
+
+def test_overwritten_tap_control_breaks_the_real_join():
+    """The gradcheck's negative control edits the one join line of VGG19.backward
+    (`d = g if d is None else d + g` -> `d = g`): the check must then fail, and the control
+    must refuse to run if that line is ever changed (it would test nothing)."""
+    from nst_numpy import gradcheck
+    rng = np.random.default_rng(9)
+    net = VGG19.random(seed=1, dtype=np.float64)
+    x = rng.standard_normal((16, 16, 3)) * 50
+    taps = ["relu1_1", "relu2_1", "relu3_1"]
+    assert check_network(net, x, taps, rng, n_samples=40) < 1e-6
+    assert check_network(gradcheck.with_overwritten_taps(net), x, taps, rng, n_samples=40) > 1e-2
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gradcheck, "JOIN", "d = d + g  # not in the source")
+        with pytest.raises(AssertionError, match="no longer has the line"):
+            gradcheck.with_overwritten_taps(net)

@@ -17,7 +17,8 @@ import weight_fixtures as wf
 from nst_numpy import weights as weights_module
 from nst_numpy.fileio import default_file_mode
 from nst_numpy.gradcheck import rel_error
-from nst_numpy.vgg import CAFFE, CONV_NAMES, LAYER_NAMES, TORCHVISION, VGG19
+from nst_numpy.vgg import VGG19
+from nst_numpy.vgg_spec import CAFFE, CONV_NAMES, LAYER_NAMES, TORCHVISION
 from nst_numpy.weights import (WeightsError, default_weights_path, detect_format, file_sha256, get_vgg19,
                                keras_layer_name, load_vgg19, read_weights, save_converted)
 

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.io import savemat
 
 from nst_numpy.torch_reader import LEGACY_MAGIC, LEGACY_PROTOCOL
-from nst_numpy.vgg import CONV_NAMES, CONV_SPECS
+from nst_numpy.vgg_spec import CONV_NAMES, CONV_SPECS
 from nst_numpy.weights import TORCH_CONV_INDICES, keras_layer_name
 
 
