@@ -35,6 +35,9 @@ def parse_args(argv):
     p.add_argument("--weights", help="VGG19 weight file, or 'random' for a random network "
                                      "(default: the converted file in weights/)")
     p.add_argument("--pooling", choices=("avg", "max"), default="avg", help="pooling (default avg, as Gatys et al.)")
+    p.add_argument("--engine", choices=("fast", "reference"), default="fast",
+                   help="fast (default) or reference: the readable network of nst_numpy/vgg.py, the same "
+                        "numbers many times slower")
     p.add_argument("--seed", type=int, default=0, help="seed of the starting noise (and of --weights random)")
     p.add_argument("--output", default="figure1.png", help="output image (default figure1.png)")
     return p.parse_args(argv)
@@ -61,7 +64,7 @@ def main(argv=None):
         style = input_image(args.style, swirls, args.size)
         if min(content.shape[:2]) < MIN_SIDE or min(style.shape[:2]) < MIN_SIDE:
             raise ValueError(f"at --size {args.size} an image's short side is under {MIN_SIDE} px; raise --size")
-        net, title = load_network(args.weights, args.pooling, args.seed)
+        net, title = load_network(args.weights, args.pooling, args.seed, args.engine)
         start = time.perf_counter()
 
         def progress(message):

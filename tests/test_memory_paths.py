@@ -138,7 +138,7 @@ def test_padded_zero_border_survives_a_replayed_episode(nets):
 # Replay from the planned arena
 # ---------------------------------------------------------------------------
 
-def test_repeated_evaluations_are_bit_identical_and_the_pool_settles(nets):
+def test_repeated_evaluations_are_bit_identical_and_the_arena_settles(nets):
     """Evaluation 1 runs on fresh arrays, later ones on slices of the planned arena: the same
     operations on the same values, so results must be bit-identical (memory placement must
     change nothing; leftovers of the last user must never leak in). The arena stops growing

@@ -207,7 +207,10 @@ def test_load_network_from_a_weights_file(tmp_path):
     save_converted(net, tmp_path / "vgg19.h5", net.preprocessing, "test", "0" * 64)
     loaded, title = load_network(str(tmp_path / "vgg19.h5"), "max", seed=0)
     assert loaded.pooling == "max" and title == "VGG19 weights: vgg19.h5"
+    assert type(loaded).__name__ == "FastVGG19"   # the engine by default
     assert np.array_equal(loaded.params["conv5_4"][0], net.params["conv5_4"][0])
+    reference, _ = load_network(str(tmp_path / "vgg19.h5"), "avg", seed=0, engine="reference")
+    assert type(reference) is VGG19 and np.array_equal(reference.params["conv1_1"][0], net.params["conv1_1"][0])
 
 
 @pytest.mark.parametrize("args, message", [

@@ -127,6 +127,15 @@ def test_save_converted_accepts_a_net_and_records_normalized(tmp_path, params):
     assert read_weights(tmp_path / "n.h5")[2]["normalized"] is True
 
 
+def test_load_vgg19_engine_picks_the_network_class(tmp_path, params):
+    """engine="fast" (default) gives the engine, "reference" the readable VGG19; anything else is an error."""
+    save_converted(params, tmp_path / "n.h5", CAFFE, "src.h5", "ab" * 32)
+    assert type(load_vgg19(tmp_path / "n.h5")).__name__ == "FastVGG19"
+    assert type(load_vgg19(tmp_path / "n.h5", engine="reference")) is VGG19
+    with pytest.raises(ValueError, match="engine must be one of"):
+        load_vgg19(tmp_path / "n.h5", engine="torch")
+
+
 def test_save_converted_disk_full_leaves_nothing(params, tmp_path, monkeypatch):
     class FullDisk(h5py.File):
         def create_group(self, name):

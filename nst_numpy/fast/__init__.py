@@ -13,7 +13,7 @@ faster route. Each trick, the reference step it replaces, and the test that prov
 | ReLU fused into the conv's bands; a ReLU output     | layers.relu_forward (cache = its output)  | test_memory_paths: test_mask_out_is_the_sign_...;   |
 |   nobody asked for is kept as a bool mask only      |                                           | test_engine_vs_reference: every test                |
 | conv backward + injected tap gradient + ReLU mask   | VGG19.backward's `d + g`, then            | test_memory_paths: test_mask_from_bool_or_float_...;|
-|   in the same bands, written over the activation    |   layers.relu_backward, conv_backward     | test_engine_vs_reference: test_gradients_...        |
+|   in the same bands, written over the activation    |   layers.relu_backward, conv_backward     | test_engine_vs_reference: test_activations_and_...  |
 | 2x2 pooling, and its backward fused with the ReLU   | layers.avgpool_/maxpool_forward/backward, | test_engine_vs_reference: both poolings, odd sizes  |
 |   below, in row bands (pooling_bands)               |   relu_backward                           |                                                     |
 | style gradient as ActivationTimes(K): F @ K formed  | eq. 6 as an array, losses.style_layer_loss| test_engine_vs_reference: test_activation_times_... |
