@@ -47,6 +47,14 @@ def _number(kind, minimum=None, strict=False):
     return parse
 
 
+def _layer_list(text):
+    """'relu1_1,relu2_1' or 'relu1_1 relu2_1' -> ('relu1_1', 'relu2_1'); Config.validate checks the names."""
+    names = tuple(text.replace(",", " ").split())
+    if not names:
+        raise argparse.ArgumentTypeError("needs at least one layer name")
+    return names
+
+
 def _weights_list(text):
     """'1,2' or '1 2' -> [1.0, 2.0], each finite and >= 0."""
     parse = _number(float, 0.0)
@@ -55,7 +63,7 @@ def _weights_list(text):
 
 def build_parser():
     d = Config()
-    p = _Parser(prog="stylize.py", description="Neural style transfer (Gatys et al.) in pure NumPy. "
+    p = _Parser(prog=os.path.basename(sys.argv[0]) or "nst-numpy", description="Neural style transfer (Gatys et al.) in pure NumPy. "
                 "With no arguments: stylizes built-in sample images into output.png.")
     io = p.add_argument_group("inputs and output")
     io.add_argument("--content", metavar="PATH",
@@ -70,7 +78,21 @@ def build_parser():
                     help=f"longest side of the output in pixels (default: {d.size})")
     opt = p.add_argument_group("optimisation")
     opt.add_argument("--iterations", type=_number(int, 1), default=d.iterations,
-                     help=f"iterations at each scale (default: {d.iterations})")
+                     help=f"most L-BFGS (or Adam) iterations at the output size, the last scale; fewer when "
+                          f"--min-improvement ends it first (default: {d.iterations})")
+    opt.add_argument("--coarse-iterations", type=_number(int, 1), default=d.coarse_iterations,
+                     help=f"most iterations at each coarser scale, when --scales > 1 (default: {d.coarse_iterations})")
+    opt.add_argument("--min-improvement", type=_number(float, 0.0), default=d.min_improvement, metavar="FRACTION",
+                     help=f"end a scale once the loss falls by less than this fraction per iteration, averaged "
+                          f"over 10 iterations; 0 runs every iteration (default: {d.min_improvement:g})")
+    opt.add_argument("--content-layers", type=_layer_list, default=d.content_layers, metavar="L,L,...",
+                     help=f"layers whose activations carry the content (default: {','.join(d.content_layers)}); "
+                          "relu3_2 keeps more of the photo's detail")
+    opt.add_argument("--style-layers", type=_layer_list, default=d.style_layers, metavar="L,L,...",
+                     help=f"layers whose Gram matrices carry the style (default: {','.join(d.style_layers)}); "
+                          "dropping relu5_1 keeps the painting's objects out of the picture")
+    opt.add_argument("--style-layer-weights", type=_weights_list, metavar="W,W,...",
+                     help="weight of each --style-layers entry, in order (default: equal)")
     opt.add_argument("--content-weight", type=_number(float, 0.0), default=d.content_weight,
                      help=f"alpha (default: {d.content_weight})")
     opt.add_argument("--style-weight", type=_number(float, 0.0), default=d.style_weight,
@@ -92,7 +114,8 @@ def build_parser():
     sty.add_argument("--style-scale", type=_number(float, 0.0, strict=True), default=d.style_scale,
                      help="size of the style image relative to the output (default: 1.0)")
     sty.add_argument("--scales", type=_number(int, 1), default=d.scales,
-                     help="coarse-to-fine scales, each twice the previous (default: 1)")
+                     help=f"coarse-to-fine: optimise at size / 2^(scales-1), ..., size, each scale starting from the "
+                          f"last one's result enlarged (default: {d.scales})")
     run = p.add_argument_group("run")
     run.add_argument("--seed", type=_number(int, 0), default=d.seed, help="random seed (default: 0)")
     run.add_argument("--save-every", type=_number(int, 1), metavar="N",
@@ -157,8 +180,11 @@ def run(args, stderr):
             raise UsageError(f"--style-weights has {len(args.style_weights)} values for {max(1, len(styles))} style image(s)")
         if sum(args.style_weights) <= 0:
             raise UsageError("--style-weights must not all be zero")
-    config = Config(content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
-                    iterations=args.iterations, optimizer=args.optimizer, learning_rate=args.learning_rate,
+    config = Config(content_layers=args.content_layers, style_layers=args.style_layers,
+                    style_layer_weights=tuple(args.style_layer_weights) if args.style_layer_weights else None,
+                    content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
+                    iterations=args.iterations, coarse_iterations=args.coarse_iterations,
+                    min_improvement=args.min_improvement, optimizer=args.optimizer, learning_rate=args.learning_rate,
                     lbfgs_memory=args.lbfgs_memory, init=init, size=args.size, style_scale=args.style_scale,
                     style_blend=tuple(args.style_weights) if args.style_weights else None, scales=args.scales,
                     preserve_colors=args.preserve_colors, seed=args.seed)

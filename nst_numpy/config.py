@@ -20,6 +20,8 @@ formula is exactly the paper's.
 import math
 from dataclasses import asdict, dataclass, field
 
+from .vgg_spec import LAYER_NAMES
+
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 OPTIMIZERS = ("lbfgs", "adam")
 PRESERVE = ("none", "luminance", "histogram")
@@ -34,7 +36,9 @@ class Config:
     style_weight: float = 100.0            # beta; with normalize=True this is the style/content balance
     tv_weight: float = 1.0                 # gamma; on the mean squared neighbour difference in 0..1 RGB units
     normalize: bool = True                 # divide each layer's term by its target's size (module docstring)
-    iterations: int = 300                  # optimiser iterations at each scale
+    iterations: int = 130                  # optimiser iterations at the output size (the last scale), at most
+    coarse_iterations: int = 80            # iterations at each coarser scale (scales > 1), at most
+    min_improvement: float = 5e-4          # end a scale once the loss fell < this fraction per iteration (0 = never)
     optimizer: str = "lbfgs"               # "lbfgs" (scipy L-BFGS-B with pixel bounds) or "adam"
     lbfgs_memory: int = 10                 # L-BFGS correction pairs (scipy's maxcor); 16 bytes per value each
     learning_rate: float = 2.0             # Adam's step, in 0..255 pixel units (unused by L-BFGS)
@@ -43,7 +47,7 @@ class Config:
     size: int = 512                        # longest side of the output, in pixels
     style_scale: float = 1.0               # longest side of each style image relative to the output's
     style_blend: tuple = None              # blend weight per style image; None = equal; normalised to sum 1
-    scales: int = 1                        # coarse-to-fine: optimise at size / 2^(scales-1), ..., size
+    scales: int = 3                        # coarse-to-fine: optimise at size / 2^(scales-1), ..., size
     preserve_colors: str = "none"          # "none", "luminance" (transfer on Y only), "histogram" (recolour style)
     seed: int = 0                          # seeds the noise init (and --weights random): same seed, same bytes
     extra: dict = field(default_factory=dict, repr=False)  # free-form notes recorded with the output
@@ -56,8 +60,12 @@ class Config:
                 raise ValueError(f"{name.replace('_', '-')} must be a finite number >= 0, got {v}")
         if self.style_scale <= 0 or self.learning_rate <= 0:
             raise ValueError("style-scale and learning-rate must be > 0")
-        if int(self.iterations) != self.iterations or self.iterations < 1:
-            raise ValueError(f"iterations must be a whole number >= 1, got {self.iterations}")
+        for name in ("iterations", "coarse_iterations"):
+            v = getattr(self, name)
+            if int(v) != v or v < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be a whole number >= 1, got {v}")
+        if not isinstance(self.min_improvement, (int, float)) or not 0 <= self.min_improvement < 1:
+            raise ValueError(f"min-improvement must be a fraction in [0, 1), got {self.min_improvement}")
         if int(self.lbfgs_memory) != self.lbfgs_memory or self.lbfgs_memory < 1:
             raise ValueError(f"lbfgs-memory must be a whole number >= 1, got {self.lbfgs_memory}")
         if int(self.scales) != self.scales or self.scales < 1:
@@ -68,6 +76,13 @@ class Config:
             raise ValueError(f"preserve-colors must be one of {PRESERVE}, got {self.preserve_colors!r}")
         if not self.style_layers:
             raise ValueError("at least one style layer is needed")
+        unknown = [n for n in tuple(self.content_layers) + tuple(self.style_layers) if n not in LAYER_NAMES]
+        if unknown:
+            raise ValueError(f"unknown layer(s) {', '.join(unknown)}; layers are named like relu4_2, conv3_1, pool2")
+        for name in ("content_layers", "style_layers"):
+            layers = tuple(getattr(self, name))
+            if len(set(layers)) != len(layers):
+                raise ValueError(f"{name.replace('_', '-')} names a layer twice: {', '.join(layers)}")
         for name, weights, n in (("style layer weights", self.style_layer_weights, len(self.style_layers)),
                                  ("style weights", self.style_blend, None)):
             if weights is None:

@@ -38,7 +38,8 @@ class Objective:
     """f(x_flat float64) -> (loss float, grad float64 flat), for scipy's L-BFGS-B (jac=True).
 
     Built by make_objective; the targets are computed once here. After each call,
-    self.parts holds the weighted content, style and tv terms of that call.
+    self.parts holds the weighted content, style and tv terms of that call, and
+    self.style_parts the style term of each layer.
     """
 
     def __init__(self, net, content, styles, config, shape=None):
@@ -62,6 +63,7 @@ class Objective:
         self.tv_scale = 1.0 / (net.preprocessing.pixel_step() * 255.0)  # (3,), network channel order
         self.tv_w = config.tv_weight / (self.shape[0] * self.shape[1])
         self.parts = {}
+        self.style_parts = {}   # the last call's weighted style term per layer (they sum to parts["style"])
 
     def _content_targets(self, content):
         """Content targets P^l (the content image's activations) and their weights alpha / n_c / Z_c."""
@@ -121,7 +123,8 @@ class Objective:
             g *= dt.type(w)   # in place: g is the loss's own array
             grads[name] = g
         for name in self.style_layers:
-            parts["style"] += self._style_term(name, acts[name], grads)
+            self.style_parts[name] = self._style_term(name, acts[name], grads)
+            parts["style"] += self.style_parts[name]
         dx = self.net.backward(grads)
         scale = self.tv_scale.astype(dt)
         tv, dtv = tv_loss(x * scale)

@@ -6,6 +6,7 @@ run_lbfgs (scipy's L-BFGS-B) and run_adam move the network-space image (the outp
 net.preprocess) inside the box where every pixel stays in 0..255. stylize adds the colour
 modes, the coarse-to-fine scales, progress callbacks and Ctrl-C.
 """
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -32,6 +33,42 @@ class Interrupted(Exception):
         self.iteration = iteration
 
 
+class Converged(Exception):
+    """Raised from an iteration callback to end the current scale early; .reason says why."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StoppingRule:
+    """--min-improvement: a scale ends once its best loss fell by less than `min_improvement`
+    (a fraction) per iteration, on average over the last `window` iterations.
+
+    Why a window: one L-BFGS iteration can stall (a short line-search step) and the next
+    recover, so a single iteration's change says little; 10 iterations average that out.
+    The loss is compared relative to itself, so the rule means the same at every scale and
+    for every weighting of the loss. 0 disables it.
+    """
+
+    def __init__(self, min_improvement, window=10):
+        self.min_improvement = float(min_improvement)
+        self.window = int(window)
+        self.history = []   # best loss after each iteration
+
+    def __call__(self, best_loss):
+        """Record the best loss after an iteration; returns the reason to stop, or None."""
+        self.history.append(best_loss)
+        if self.min_improvement <= 0 or len(self.history) <= self.window:
+            return None
+        before = self.history[-1 - self.window]
+        rate = (before - best_loss) / (self.window * max(abs(best_loss), 1e-30))   # per iteration
+        if rate >= self.min_improvement:
+            return None
+        return (f"converged: the loss fell {100 * rate:.3g}% per iteration over the last {self.window} "
+                f"(below --min-improvement {100 * self.min_improvement:.3g}%)")
+
+
 class _Tracker:
     """Wraps an objective: remembers the lowest-loss point evaluated (for Ctrl-C and the result)."""
 
@@ -40,8 +77,10 @@ class _Tracker:
         self.best_loss = np.inf
         self.best_x = None
         self.last = (np.inf, {})
+        self.evaluations = 0   # objective calls so far (an L-BFGS iteration may need several: line search)
 
     def __call__(self, x):
+        self.evaluations += 1
         loss, grad = self.f(x)
         if not np.isfinite(loss):
             raise FloatingPointError("the loss became NaN or infinite")
@@ -128,18 +167,24 @@ def run_adam(f, x0, lo, hi, iterations, lr, on_iteration, beta1=0.9, beta2=0.999
 
 @dataclass
 class State:
-    """What a stylize callback sees after each iteration."""
+    """What a stylize callback sees after each iteration (and once more when a scale ends early)."""
     scale: int            # 1-based index of the current scale
     n_scales: int         # number of scales in this run
     size: tuple           # (H, W) at the current scale
     iteration: int        # iteration within the current scale, 1-based
-    iterations: int       # iterations per scale
+    iterations: int       # the most iterations this scale may run (Config.iterations or coarse_iterations)
     step: int             # iterations done so far over all scales
     loss: float           # total loss of the last evaluation
     parts: dict           # its content / style / tv terms
     work_done: float      # iterations weighted by pixels, for rates and ETAs
-    work_total: float
+    work_total: float     # the same for the whole schedule: shrinks when a scale ends early
     image: Callable       # image() -> the current RGB result (H, W, 3), colours as in the final output
+    stopped: str = ""     # set on the extra call made when this scale ends early: why it ended
+
+
+def iteration_budgets(config, n_scales):
+    """Most iterations per scale, coarse to fine: coarse_iterations each, then iterations at the output size."""
+    return [config.coarse_iterations] * (n_scales - 1) + [config.iterations]
 
 
 def scale_sizes(shape, size, scales):
@@ -186,7 +231,8 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                                .astype(np.float32))
 
     lo3, hi3 = pixel_bounds(net)
-    work = [h * w * config.iterations for h, w in sizes]
+    budgets = iteration_budgets(config, len(sizes))
+    work = [h * w * n for (h, w), n in zip(sizes, budgets)]   # the schedule's work, in pixel-iterations
     step = 0
     x, x_hw, f = None, None, None   # the last finished scale's result; this scale's tracker
     try:
@@ -203,22 +249,33 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
             else:
                 x0 = _first_point(net, config.init, content_k, init_rgb, hw, rng)
             x0 = np.clip(np.asarray(x0, np.float64).reshape(-1), lo, hi)
-            done_before = sum(work[:k])
+            rule = StoppingRule(config.min_improvement)
 
-            def on_iteration(i, hw=hw, f=f, done_before=done_before):
+            def on_iteration(i, k=k, hw=hw, f=f, rule=rule):
                 nonlocal step
                 step += 1
+                reason = rule(f.best_loss)
+                if reason is not None:
+                    work[k] = hw[0] * hw[1] * i   # the rest of this scale's budget will not run
                 if callback is not None:
                     loss, parts = f.last
-                    callback(State(k + 1, len(sizes), hw, i, config.iterations, step, loss, parts,
-                                   done_before + i * hw[0] * hw[1], float(sum(work)),
-                                   lambda: finish(f.best_x, hw)))
+                    state = State(k + 1, len(sizes), hw, i, budgets[k], step, loss, parts,
+                                  sum(work[:k]) + i * hw[0] * hw[1], float(sum(work)),
+                                  lambda: finish(f.best_x, hw))
+                    callback(state)
+                    if reason is not None:
+                        callback(dataclasses.replace(state, stopped=reason))
+                if reason is not None:
+                    raise Converged(reason)
 
-            if config.optimizer == "lbfgs":
-                run_lbfgs(f, x0, lo, hi, config.iterations, on_iteration, config.lbfgs_memory)
-            else:
-                lr = np.broadcast_to(config.learning_rate * net.preprocessing.pixel_step(), hw + (3,)).reshape(-1)
-                run_adam(f, x0, lo, hi, config.iterations, lr, on_iteration)
+            try:
+                if config.optimizer == "lbfgs":
+                    run_lbfgs(f, x0, lo, hi, budgets[k], on_iteration, config.lbfgs_memory)
+                else:
+                    lr = np.broadcast_to(config.learning_rate * net.preprocessing.pixel_step(), hw + (3,)).reshape(-1)
+                    run_adam(f, x0, lo, hi, budgets[k], lr, on_iteration)
+            except Converged:
+                pass   # f.best_x is this scale's result, as after a full budget
             x, x_hw = f.best_x, hw
     except KeyboardInterrupt:
         # Ctrl-C: hand back the best point of this scale, else the previous scale's result,
@@ -288,7 +345,9 @@ class Progress:
 
     On a terminal the line is refreshed in place (carriage return); otherwise
     (a log file, a pipe) plain lines are printed every `every` iterations and at
-    the end of each scale.
+    the end of each scale. A scale that ends early (--min-improvement) gets a line
+    of its own saying why. The ETA is the schedule's remaining work (pixel-iterations,
+    which shrink when a scale ends early) at the run's average rate so far.
     """
 
     def __init__(self, stream, every=None, clock=time.perf_counter):
@@ -303,6 +362,12 @@ class Progress:
 
     def __call__(self, st):
         now = self.clock()
+        if st.stopped:
+            self.close()
+            self.stream.write(f"scale {st.scale}/{st.n_scales} {st.size[1]}x{st.size[0]}: stopped after "
+                              f"{st.iteration} of {st.iterations} iterations at loss {st.loss:.4g}; {st.stopped}\n")
+            self.stream.flush()
+            return
         if st.scale != self.scale_start[0]:
             self.scale_start = (st.scale, self.last_time)
         self.last_time = now

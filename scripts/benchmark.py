@@ -4,6 +4,7 @@
     python scripts/benchmark.py                      # VGG19 forward to conv5_1 + backward, 256 and 512 px
     python scripts/benchmark.py --compare-torch      # one objective evaluation, side by side with PyTorch
     python scripts/benchmark.py --table              # time per iteration and peak RSS, 256..2048 px
+    python scripts/benchmark.py --schedule --weights W --pairs C:S ...   # time to result (bench_schedule.py)
 
 Default mode (issue 2): for each size, the median time of a forward pass to conv5_1
 plus a backward pass to the pixels, the effective GFLOP/s (2 H W C_in C_out 9 per
@@ -305,6 +306,14 @@ def main(argv=None):
     p.add_argument("--torch-column", action="store_true", help="with --table: add PyTorch's time and RSS")
     p.add_argument("--iterations", type=int, default=25, help="with --table: L-BFGS iterations per size "
                    "(more than its 20 stored pairs, so the optimiser's memory is counted)")
+    p.add_argument("--schedule", action="store_true", help="time to result: the default schedule against "
+                   "--scales 1 --iterations 300 --min-improvement 0, on --pairs with --weights (see bench_schedule.py)")
+    p.add_argument("--curve", action="store_true", help="content, per-layer style and TV terms against iteration "
+                   "and seconds, for one run of the first --pairs entry")
+    p.add_argument("--weights", help="with --schedule / --curve: a VGG19 weight file (random weights say nothing here)")
+    p.add_argument("--pairs", nargs="+", metavar="CONTENT:STYLE", help="with --schedule / --curve: image pairs")
+    p.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="with --schedule / --curve: Config overrides "
+                   "of the new run, e.g. scales=3 min_improvement=0.001")
     p.add_argument("--table-worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--framework", default="numpy", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -314,6 +323,16 @@ def main(argv=None):
         return compare_torch(a.sizes or [512, 1024], a.repeat, a.threads)
     if a.table:
         return table(a.sizes or [256, 512, 1024, 2048], a.iterations, a.threads, a.torch_column)
+    if a.schedule or a.curve:
+        import bench_schedule as B
+        if not (a.weights and a.pairs):
+            p.error("--schedule and --curve need --weights PATH and --pairs CONTENT:STYLE ...")
+        from nst_numpy.weights import load_vgg19
+        net = load_vgg19(a.weights)
+        net.set_threads(a.threads)
+        if a.curve:
+            return B.curve(net, a.pairs[0], (a.sizes or [320])[0], B.parse_set(a.set))
+        return B.schedule(net, a.pairs, a.sizes or [320, 512], B.parse_set(a.set))
     return bench_network(a.sizes or [256, 512], a.repeat, a.threads)
 
 

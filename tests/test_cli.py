@@ -10,7 +10,7 @@ from PIL import Image
 
 from nst_numpy import cli
 
-FAST = ["--weights", "random", "--size", "32", "--iterations", "2"]
+FAST = ["--weights", "random", "--size", "32", "--iterations", "2", "--coarse-iterations", "2"]
 _NETS = {}
 
 
@@ -90,6 +90,29 @@ def test_feature_combinations_run(tmp_path, extra):
     assert max(Image.open(out).size) == 32
 
 
+def test_layer_flags_reach_the_run(tmp_path):
+    """--content-layers, --style-layers and --style-layer-weights set the objective's layers (recorded in the PNG)."""
+    out = tmp_path / "o.png"
+    status, err = _run(FAST + ["--content-layers", "relu3_2", "--style-layers", "relu1_1 relu2_1",
+                               "--style-layer-weights", "3,1", "-o", out, "-q"])
+    assert status == 0, err
+    text = Image.open(out).text["Parameters"]
+    assert "content_layers=('relu3_2',)" in text and "style_layers=('relu1_1', 'relu2_1')" in text
+    assert "style_layer_weights=(3.0, 1.0)" in text
+
+
+def test_help_names_the_program_as_invoked():
+    """`nst-numpy --help` says nst-numpy; scripts/stylize.py says stylize.py."""
+    import sys
+    old = sys.argv[0]
+    try:
+        for argv0, name in (("/usr/local/bin/nst-numpy", "nst-numpy"), ("scripts/stylize.py", "stylize.py")):
+            sys.argv[0] = argv0
+            assert cli.build_parser().format_usage().startswith(f"usage: {name} ")
+    finally:
+        sys.argv[0] = old
+
+
 def test_pooling_flag_reaches_the_network():
     net = cli._load_network(cli.build_parser().parse_args(["--weights", "random", "--pooling", "max"]))
     assert net.pooling == "max"
@@ -160,6 +183,13 @@ def _bad_inputs(tmp_path):
         "negative style weight": ["--style-weights", "-1"],
         "unknown option": ["--frobnicate"],
         "unknown optimizer": ["--optimizer", "sgd"],
+        "unknown layer": ["--style-layers", "relu1_1,relu9_9"],
+        "empty layer list": ["--content-layers", ","],
+        "layer named twice": ["--content-layers", "relu4_2,relu4_2"],
+        "layer weights count": ["--style-layers", "relu1_1,relu2_1", "--style-layer-weights", "1"],
+        "all-zero layer weights": ["--style-layers", "relu1_1", "--style-layer-weights", "0"],
+        "negative min-improvement": ["--min-improvement", "-0.1"],
+        "zero coarse iterations": ["--coarse-iterations", "0"],
         "texture with content init": ["--content", "none", "--init", "content"],
         "bad init path": ["--init", tmp_path / "nope.png"],
         "style too small at style-scale": ["--style-scale", "0.1"],
