@@ -5,6 +5,7 @@
     python scripts/benchmark.py --compare-torch      # one objective evaluation, side by side with PyTorch
     python scripts/benchmark.py --table              # time per iteration and peak RSS, 256..2048 px
     python scripts/benchmark.py --schedule --weights W --pairs C:S ...   # time to result (bench_schedule.py)
+    python scripts/bench_precision.py                # float32 gradient error, ours and PyTorch's
 
 Default mode (issue 2): for each size, the median time of a forward pass to conv5_1
 plus a backward pass to the pixels, the effective GFLOP/s (2 H W C_in C_out 9 per

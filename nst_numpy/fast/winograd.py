@@ -10,17 +10,29 @@ Networks", section 4; the idea is Winograd's / Toom-Cook's):
 1-D first. Four outputs of a 3-tap correlation, y_i = sum_k d[i + k] g[k]
 (i = 0..3), read 6 inputs d[0..5]. Think of the *convolution* of the
 polynomials g(t) (degree 2) and h(t) (degree 3): the product s(t) = g(t) h(t)
-has degree 5, so it is fixed by its values at 6 points. Evaluating both factors
-at 0, 1, -1, 2, -2 and "infinity" (the leading coefficient), multiplying the 6
-pairs and interpolating gives the convolution with only 6 multiplications
-instead of 12. The correlation we want is the transpose of that linear map, and
-transposing a product of matrices reverses it:
+has degree 5, so it is fixed by 6 values. Evaluating both factors at 5 points
+a_i and at "infinity" (the leading coefficient), multiplying the 6 pairs and
+interpolating gives the convolution with 6 multiplications instead of 12. The
+correlation we want is the transpose of that linear map, and transposing a
+product of matrices reverses it:
 
     y = A^T [ (G g) * (B^T d) ]         (* = elementwise, 6 products)
 
-with G (6x3) evaluating g, B^T (6x6) the transposed interpolation, and A^T
-(4x6) the transposed evaluation of h. The matrices below are those of the
-paper for the points 0, +-1, +-2, inf.
+with G (6x3) evaluating g, A^T (4x6) the transposed evaluation of h, and B^T
+(6x6) the transposed interpolation. Interpolation is Lagrange's:
+s(t) = sum_i s(a_i) L_i(t) + s_5 prod_j (t - a_j), where L_i(t) = prod_{j!=i}
+(t - a_j) / prod_{j!=i} (a_i - a_j) is 1 at a_i and 0 at the other points, and
+s_5 = g_2 h_3 is the product "at infinity". toom_cook() writes this out, exactly
+(in fractions), for points a = p/q:
+  row i of B^T:    the coefficients of t^0..t^5 of prod_{j!=i} (q_j t - p_j),
+                   and of prod_j (q_j t - p_j) for infinity;
+  column i of A^T: q^3 (1, a, a^2, a^3) = (q^3, q^2 p, q p^2, p^3); (0, 0, 0, 1);
+  row i of G:      (1, a, a^2) / (q^3 prod_{j!=i} (q_j a - p_j)); (0, 0, 1) / prod_j q_j:
+the Lagrange denominators and the factors q that make B^T and A^T integers.
+Scaling row i of B^T (or column i of A^T) by c and row i of G by 1/c changes
+nothing, so all fractions go into G, which is applied once per layer
+(transform_kernel), and B^T and A^T hold small integers, exact in float32. For
+the points 0, 1, -1, 2, -2 this gives Lavin & Gray's matrices (tested).
 
 2-D: nesting the 1-D algorithm along rows and columns gives, for a 6x6 input
 tile d and a 3x3 kernel g, the 4x4 output tile
@@ -36,63 +48,97 @@ products' worth of multiplications instead of 9, i.e. 4x fewer (36 instead of
 144 per 4x4 output tile and channel pair), the speed-up that lets this beat a
 GEMM-bound library (the transforms cost memory passes the count leaves out).
 
-Accuracy: the transforms multiply by up to 8 and 5, so the float32 rounding
-error is larger than the direct convolution's. Measured against the float64
-im2col reference (``rel_error``, ReLU-like inputs, He weights): 2.7e-6 for a
-64 -> 64 layer, 4.8e-6 for 256 -> 256, 5.0e-6 for 512 -> 512, where float32
-im2col gives 1.5-2.1e-7: about 25x more rounding, still ~50 float32 ulps of
-the largest output. tests/test_fastconv.py bounds it by 1e-5 per layer and by
-1e-4 at the taps of the whole network (measured there: 0.5-1.5e-6). The points
-0, +-1, +-2 are the paper's; +-1/2 instead of +-2 is said to be more accurate
-and was not tried here.
+Which points (accuracy). Any 5 distinct points are exact; in float32 they differ.
+Nearly all the error is the rounding of the 36 channel sums M[p, q]: with one stage
+at a time in float32 and the rest in float64, a 256 -> 256 layer at the points
+0, +-1, +-2 has a relative rms error of 2.6e-6 from the sums and 0.3-0.4e-6 from
+each transform. In 1-D terms, product p, (G g)_p (B^T d)_p, is about |G[p]| |B^T[p]|
+|g| |d| in size (row norms), and output i sums the products with weights A^T[i, p],
+so it carries about k_i = sum_p |A^T[i, p]| |G[p]| |B^T[p]| times the rounding of
+one; in 2-D, output (i, j) k_i k_j (Barabasz et al. 2018, "Error analysis and
+improving the accuracy of Winograd convolution for deep neural networks", bound the
+error by such norms). (sum_i k_i)^2 ranked the measured rms error of 7315 point sets
+(0 and four of +-1, +-2, +-3, +-4, their reciprocals, +-3/2, +-2/3, +-4/3, +-3/4)
+with correlation 0.99 (log-log):
+  0, +-1, +-2    (Lavin & Gray)               1575
+  0, +-1, +-1/2                               1575, the same measured error too: 1/a for
+                 every a mirrors the algorithm (t -> 1/t reverses each polynomial, 0
+                 and infinity trade places): the same arithmetic on a reversed tile
+  0, +-1, 1/2, -2                             1186
+  0, +-3/2, +-2/3                              832   (its own mirror; used here)
+  best with 0 and 4 of p/q (p, q <= 8, <= 4)   778   (0, +-5/3, +-3/5: not worth it)
+Measured (``rel_error`` against the float64 im2col reference, 12x12, ReLU-like inputs,
+He weights): 0.41e-6 for a 64 -> 64 layer, 1.3e-6 for 256 -> 256, 0.84e-6 for 512 -> 512,
+3-5x less than with 0, +-1, +-2 (1.9e-6, 4.2e-6, 3.8e-6); float32 im2col: 1.3-1.5e-7.
+Bounded in tests/test_fastconv.py (the old points miss the bound) and, for the whole
+network, in tests/test_engine_vs_reference.py (0.4-0.6e-6 at the taps, was 0.7-1.8e-6).
+1 is not a point, so no column of A^T is all ones: the bias goes on the output tiles.
 
-Backward to the input: dx = conv(dout, kernel flipped in space with C_in and
-C_out swapped) (see layers.conv_backward), so the backward pass is the same
-fast forward with a second pre-transformed kernel.
+Backward to the input: dx = conv(dout, kernel flipped in space, C_in and C_out swapped)
+(layers.conv_backward): the same fast forward with a second transformed kernel.
 
-The four transform stages (rows and columns, in and out): three of them combine whole
-rows of a matrix (R = B^T times 6 input rows; Z = A^T times 6 rows of M; Y = A^T times
-6 rows of Z) and run as small matrix products, one BLAS call each instead of 13 to 17
-numpy passes (fewer passes over the band, and fewer calls that each take and give back
-the GIL). The output tiles then go to the image in one strided pass, with the ReLU. The
-input columns combine every 4th column of R, a stride BLAS cannot take, and run as the
-factored passes of input_transform.
+The four transform stages are matrix products, one matmul call each, on strided
+views: R = B^T times 6 input rows; V = B^T times the 6 columns of each tile of R (one
+(6, C_in) block of memory per tile: a batch of small products, 4-5x faster than the 17
+numpy passes they replace); Z = A^T times 6 rows of M; Y = A^T times 6 rows of Z. The
+output tiles go into the image in one strided pass, with the ReLU.
 
 Work split: the image is cut into bands of tile rows. Each band is transformed,
-multiplied and transformed back while it is still in cache, so no large
-temporary exists (the 36 matrices of one band are a few MB). Bands are shared
-between worker threads; NumPy releases the GIL in matmul and in the ufuncs, and
-each thread calls a single-threaded BLAS (see threads.py), which beats letting
-OpenBLAS split each small product. Every band goes through the same operations
-whichever thread runs it; only the band height follows the thread count, and
-BLAS may round a product of a different height differently, so results depend
-on the thread count by float rounding at most (tests/test_fastconv.py).
+multiplied and transformed back while it is still in cache, so no large temporary
+exists (the 36 matrices of one band are a few MB). Bands are shared between worker
+threads; NumPy releases the GIL in matmul and in the ufuncs, and each thread calls a
+single-threaded BLAS (see threads.py), which beats letting OpenBLAS split each small
+product. Every band goes through the same operations whichever thread runs it; only
+the band height follows the thread count, and BLAS may round a product of a different
+height differently, so results depend on the thread count by float rounding at most.
 """
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
+from math import prod
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from . import threads as T
 
-# Lavin & Gray 2015, F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2, inf.
-BT = np.array([[4, 0, -5, 0, 1, 0],
-               [0, -4, -4, 1, 1, 0],
-               [0, 4, -4, -1, 1, 0],
-               [0, -2, -1, 2, 1, 0],
-               [0, 2, -1, -2, 1, 0],
-               [0, 4, 0, -5, 0, 1]], dtype=np.float64)
-G = np.array([[1 / 4, 0, 0],
-              [-1 / 6, -1 / 6, -1 / 6],
-              [-1 / 6, 1 / 6, -1 / 6],
-              [1 / 24, 1 / 12, 1 / 6],
-              [1 / 24, -1 / 12, 1 / 6],
-              [0, 0, 1]], dtype=np.float64)
-AT = np.array([[1, 1, 1, 1, 1, 0],
-               [0, 1, -1, 2, -2, 0],
-               [0, 1, 1, 4, 4, 0],
-               [0, 1, -1, 8, -8, 1]], dtype=np.float64)
+
+def toom_cook(points):
+    """(B^T (6, 6), G (6, 3), A^T (4, 6)), float64, of F(4, 3) for 5 distinct finite points and infinity.
+
+    points: ints or Fractions p/q. Exact (in fractions) until the return; see the module docstring.
+    """
+    pts = [Fraction(a) for a in points]
+    assert len(pts) == 5 and len(set(pts)) == 5, points
+
+    def vanishing_at(roots):   # coefficients t^0..t^5 of prod (q t - p) over the roots p/q
+        c = [Fraction(1)]
+        for r in roots:        # times (q t - p): coefficient k becomes q c[k-1] - p c[k]
+            c = [r.denominator * c_up - r.numerator * c_k for c_up, c_k in zip([0] + c, c + [0])]
+        return c + [0] * (6 - len(c))
+
+    bt, g, at = [], [], []
+    for i, a in enumerate(pts):
+        others = pts[:i] + pts[i + 1:]
+        q3 = a.denominator ** 3
+        bt.append(vanishing_at(others))                                      # 0 at the other points
+        g.append([a ** k / (q3 * prod(o.denominator * a - o.numerator for o in others)) for k in range(3)])
+        at.append([q3 * a ** k for k in range(4)])                           # h at a, times q^3
+    bt.append(vanishing_at(pts))                                             # infinity: the leading
+    g.append([0, 0, Fraction(1, prod(o.denominator for o in pts))])          # coefficients g_2, h_3
+    at.append([0, 0, 0, 1])
+    return np.array(bt, float), np.array(g, float), np.array(at, float).T
+
+
+# F(4x4, 3x3) at the points 0, 3/2, -3/2, 2/3, -2/3, infinity (see "Which points" above):
+# BT = [[36,   0, -97,   0, 36,  0],   G = [[1/36, 0, 0],          AT = [[1,  8,   8, 27,  27, 0],
+#       [ 0, -12,  -8,  27, 18,  0],         [ 4,  6,  9] / 4680,         [0, 12, -12, 18, -18, 0],
+#       [ 0,  12,  -8, -27, 18,  0],         [ 4, -6,  9] / 4680,         [0, 18,  18, 12,  12, 0],
+#       [ 0, -18, -27,   8, 12,  0],         [-9, -6, -4] / 4680,         [0, 27, -27,  8,  -8, 1]]
+#       [ 0,  18, -27,  -8, 12,  0],         [-9,  6, -4] / 4680,
+#       [ 0,  36,   0, -97,  0, 36]]         [0, 0, 1/36]]
+POINTS = (0, Fraction(3, 2), Fraction(-3, 2), Fraction(2, 3), Fraction(-2, 3))
+BT, G, AT = toom_cook(POINTS)
 
 TILE = 4  # output tile side (m); the input tile is TILE + 2 = 6
 MIN_TILES = 256  # rows of each band's matrix products, when the image has that many
@@ -111,8 +157,8 @@ def transform_kernel(w, dtype=None):
 
     Computed in dtype (two small matrix products, no float64 detour: this runs once per
     layer and network, and for VGG19's 20 M weights the float64 temporaries alone would
-    cost more time than the products); float32 rounding of G's 1/6 and 1/24 is far below
-    the bounds of tests/test_fastconv.py.
+    cost more time than the products); the float32 rounding of G's fractions is far below
+    the rounding of the channel sums (module docstring).
     """
     dtype = np.dtype(dtype or w.dtype)
     c_in, c_out = w.shape[2], w.shape[3]
@@ -129,31 +175,24 @@ def flip_kernel(w):
     return w[::-1, ::-1].transpose(0, 1, 3, 2)
 
 
-def input_transform(d, out, tmp):
-    """out[p] = sum_k BT[p, k] d[k], for six equally shaped arrays d[0..5] (views allowed).
+def input_transform(band, nb, bt, v):
+    """V[6 p + q] = (B^T d B)[p, q] for the 6x6 tiles d of the first nb tile rows of band.
 
-    The 22 non-zeros of BT are shared between rows to need 17 passes and one temporary
-    ``tmp`` (shaped like d[k]). out: six arrays shaped like d[k] (may be strided views).
+    band: padded input rows, (>= 4 nb + 2, 4 TW + 2, C_in), tile row i at rows 4 i..4 i + 5,
+    each row contiguous; bt: B^T in band's dtype; v: _Scratch.views(nb) of a matching scratch.
+    Returns v["V"]: (36, nb TW, C_in), tiles in row-major order.
     """
-    d0, d1, d2, d3, d4, d5 = d
-    o0, o1, o2, o3, o4, o5 = out
-    np.subtract(d4, d2, out=o3)            # t0 = d4 - d2
-    np.subtract(d0, d2, out=o0)
-    np.multiply(o0, 4, out=o0)
-    np.add(o0, o3, out=o0)                 # p0 = 4 d0 - 5 d2 + d4 = 4 (d0 - d2) + t0
-    np.subtract(d3, d1, out=o5)            # t1 = d3 - d1
-    np.multiply(o5, 2, out=tmp)
-    np.subtract(o3, tmp, out=o4)           # p4 = 2 d1 - d2 - 2 d3 + d4 = t0 - 2 t1
-    np.add(o3, tmp, out=o3)                # p3 = -2 d1 - d2 + 2 d3 + d4 = t0 + 2 t1
-    np.multiply(tmp, -2, out=tmp)          # -4 t1
-    np.subtract(d5, d3, out=o5)
-    np.add(o5, tmp, out=o5)                # p5 = 4 d1 - 5 d3 + d5 = (d5 - d3) - 4 t1
-    np.multiply(d2, 4, out=tmp)
-    np.subtract(d4, tmp, out=o2)           # t2 = d4 - 4 d2
-    np.multiply(d1, 4, out=tmp)
-    np.subtract(d3, tmp, out=tmp)          # t3 = d3 - 4 d1
-    np.add(o2, tmp, out=o1)                # p1 = -4 d1 - 4 d2 + d3 + d4 = t2 + t3
-    np.subtract(o2, tmp, out=o2)           # p2 = 4 d1 - 4 d2 - d3 + d4 = t2 - t3
+    # Rows first: R[p] = sum_k BT[p, k] * (input rows 4 i + k of tile row i), for each tile row
+    # one product BT @ (its 6 input rows, each a vector of Wp C_in). One strided view holds them
+    # all: i steps 4 rows, k one row (tile rows overlap by 2 rows, so it overlaps; only read).
+    assert band.strides[2] == band.itemsize and band.strides[1] == band.shape[2] * band.itemsize, band.strides
+    rows = as_strided(band, shape=(nb, 6, band.shape[1] * band.shape[2]),
+                      strides=(TILE * band.strides[0], band.strides[0], band.itemsize), writeable=False)
+    np.matmul(bt, rows, out=v["Rrows"])                                      # (nb, p, Wp C_in)
+    # Then columns: V[p, q] = sum_k BT[q, k] R[p][:, 4 j + k]. The 6 columns of tile (i, j) in
+    # R[p] are one (6, C_in) block (cols, a view), so this is a batch of (6, 6) @ (6, C_in).
+    np.matmul(bt, v["cols"], out=v["Vcols"])                                 # (p, i, j, q, C_in)
+    return v["V"]
 
 
 class _Scratch:
@@ -163,7 +202,6 @@ class _Scratch:
         t = nb * tw
         shapes = dict(R=(6, nb, wp, c_in),        # rows transformed: (p, tile row, x, c)
                       V=(36, t, c_in),            # (p*6 + q, tile, c): the GEMM operands
-                      vtmp=(6, nb, tw, c_in),
                       M=(36, t, c_out),           # the products, Winograd domain
                       Z=(4, 6, t, c_out),         # columns transformed back: (j, p, tile, o)
                       Y=(4, 4, t, c_out))         # the output tiles: (j, i, tile, o)
@@ -192,8 +230,10 @@ class _Scratch:
             v = self._views[nb] = dict(
                 # R seen as (tile row, p, Wp C_in): the out= of the rows product
                 Rrows=view(R.transpose(1, 0, 2, 3), (nb, 6, -1)),
-                cols=[R[:, :, k: k + TILE * tw: TILE] for k in range(6)],         # (6, nb, TW, C_in) each
-                Vq=[V6[:, q] for q in range(6)], vtmp=self.vtmp[:, :nb],           # (6, nb, TW, C_in) each
+                # (p, i, j, k, C_in): column 4 j + k of tile row i of R[p] (overlapping, only read)
+                cols=as_strided(R, shape=(6, nb, tw, 6, c_in), writeable=False,
+                                strides=R.strides[:2] + (TILE * R.strides[2], R.strides[2], R.strides[3])),
+                Vcols=V6.transpose(0, 2, 3, 1, 4),                                 # (p, i, j, q, C_in)
                 V=self.V[:, :t], M=self.M[:, :t],                                 # (36, t, C_in), (36, t, C_out)
                 M66=view(self.M[:, :t], (6, 6, t * c_out)),                       # (p, q, t C_out)
                 Zv=view(Z, (TILE, 6, t * c_out)).transpose(1, 0, 2),               # (p, j, t C_out)
@@ -388,26 +428,17 @@ class WinogradConv:
         c_out = U.shape[2]
         v = s.views(nb)
         bt, at = _bt_at(xp.dtype)
-        # 1) B^T d B. Rows first: R[p] = sum_k BT[p, k] * (input rows 4 i + k of every tile row i),
-        #    for each tile row i one product BT @ (its 6 input rows, each a vector of Wp C_in).
-        #    Those 6 rows, for every i, are one strided view: i steps 4 rows, k one row (tile rows
-        #    overlap by 2 rows, so the view overlaps; it is only read). Needs contiguous rows.
-        assert xp.strides[2] == xp.itemsize and xp.strides[1] == xp.shape[2] * xp.itemsize, xp.strides
-        band = xp[TILE * r0:]
-        rows = as_strided(band, shape=(nb, 6, band.shape[1] * band.shape[2]),
-                          strides=(TILE * band.strides[0], band.strides[0], band.itemsize), writeable=False)
-        np.matmul(bt, rows, out=v["Rrows"])                                      # (nb, p, Wp C_in)
-        #    then columns, for all six p at once: V[p, q] = sum_k BT[q, k] R[p][:, 4 j + k].
-        input_transform(v["cols"], v["Vq"], v["vtmp"])
+        # 1) V = B^T d B for every tile of the band.
+        input_transform(xp[TILE * r0:], nb, bt, v)
         # 2) The 36 channel sums, one matrix product each: (t, C_in) @ (C_in, C_out).
-        M = np.matmul(v["V"], U, out=v["M"])                                     # (36, t, C_out)
-        if bias is not None:
-            M[1 * 6 + 1] += bias   # AT[:, 1] is all ones, so M[1, 1] reaches every output once
+        np.matmul(v["V"], U, out=v["M"])                                         # (36, t, C_out)
         # 3) A^T M A. Columns first: Z[j, p] = sum_q AT[j, q] M[p, q], for each p one product
         #    AT @ (M[p, 0..5] as six vectors of t C_out).
         np.matmul(at, v["M66"], out=v["Zv"])                                     # (p, j, t C_out)
         #    then rows: Y[j, i] = sum_p AT[i, p] Z[j, p], for each j one product AT @ Z[j].
         np.matmul(at, v["Zj"], out=v["Yj"])                                      # (j, i, t C_out)
+        if bias is not None:   # on the tiles while in cache: no column of A^T is all ones (1 is not a point),
+            np.add(v["Y"], bias, out=v["Y"])   # so no single M[p, q] reaches every output once
         # 4) Scatter the 4x4 tiles into the image (pixel (4 ii + i, 4 jj + j) is Y[j, i, ii, jj]),
         #    applying the ReLU on the way: one pass.
         # copy=False: a view or an error, never a silent copy that would drop the result

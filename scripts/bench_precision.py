@@ -1,0 +1,217 @@
+#!/usr/bin/env python
+"""Float32 precision of the engine, next to PyTorch's float32, both against float64 (issue 13).
+
+    python scripts/bench_precision.py                       # 160x224, seeds 0..4, one thread
+    python scripts/bench_precision.py --size 160 224 --seeds 0 1 2 3 4 5 6 7 8 9 --objective
+
+One network, three ways, all with the He weights of FastVGG19.random(seed=0) (rounded to
+float32 once, so the three share them exactly):
+
+- truth: the reference network vgg.VGG19 (im2col, layers.py) in float64;
+- ours:  the engine fast.FastVGG19 in float32 (Winograd F(4x4, 3x3), fast/winograd.py);
+- torch: the same network in PyTorch float32 (conv2d with padding 1, relu, avg_pool2d 2x2;
+  channels-last arrays -> NCHW), autograd for the backward.
+
+For each seed: the built-in landscape (samples.py) plus noise as the image, and standard
+normal upstream gradients at the style and content taps relu1_1, relu2_1, relu3_1,
+relu4_1, relu4_2, relu5_1, as an objective's backward gets them. The error of a result a
+against the truth b is max|a - b| / max|b| (the worst entry on the scale of the largest).
+Columns, each for ours and torch and their ratio, one row per seed and the median:
+
+- dx: the input gradient. Mostly decided by ReLU flips (see measure()): a run with no flip
+  has ~1e-7..1e-6, one flip near the input 1e-4..1e-2 whatever the rounding, so per-seed
+  ratios swing by orders of magnitude; compare medians over many seeds, and the next columns.
+- dx, same masks: against the float64 backward through the run's own ReLU masks: the
+  rounding error alone.
+- acts: the worst tap's activation (every tap below, median over seeds).
+- ReLU flips: units, over all 16 ReLUs, on in one precision and off in the other.
+
+--objective also evaluates a real objective (make_objective, Config(), landscape content,
+swirls style) at the content image plus noise with the float32 engine and with the float64
+reference network, and prints the relative error of the loss and of its gradient.
+
+torch is imported in main() only; without it the script says so and returns.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from nst_numpy import VGG19, FastVGG19, samples  # noqa: E402
+from nst_numpy.fast.threads import blas_threads  # noqa: E402
+from nst_numpy.vgg_spec import LAYER_NAMES, random_params  # noqa: E402
+
+TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1")
+LAST = max(LAYER_NAMES.index(t) for t in TAPS)
+RELUS = [n for n in LAYER_NAMES[:LAST + 1] if n.startswith("relu")]
+
+
+def rel_err(a, b):
+    """max|a - b| / max|b|, b the float64 truth (the measure of issue 13)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def shared_params(seed=0):
+    """FastVGG19.random(seed)'s weights, rounded to float32 and held as float64: every network gets these."""
+    return {n: (k.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64))
+            for n, (k, b) in random_params(seed).items()}
+
+
+def torch_network(torch, params, dtype):
+    """run(x (H, W, 3), grads {tap: (H_l, W_l, C_l)}) -> ({relu: output}, dx (H, W, 3)), in PyTorch.
+
+    Returns every ReLU's output up to the deepest tap (their signs are the backward's masks)."""
+    tf = torch.nn.functional
+    tdt = {np.float32: torch.float32, np.float64: torch.float64}[dtype]
+    convs = {n: (torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1))).to(tdt),   # HWIO -> OIHW
+                 torch.from_numpy(b).to(tdt)) for n, (k, b) in params.items()}
+
+    def nchw(a):
+        return torch.from_numpy(np.ascontiguousarray(np.asarray(a).transpose(2, 0, 1))[None]).to(tdt)
+
+    def run(x, grads):
+        xt = nchw(x).requires_grad_(True)
+        h, acts = xt, {}
+        for name in LAYER_NAMES[:LAST + 1]:
+            if name.startswith("conv"):
+                h = tf.conv2d(h, *convs[name], padding=1)
+            elif name.startswith("relu"):
+                h = acts[name] = tf.relu(h)
+            else:
+                h = tf.avg_pool2d(h, 2)
+        torch.autograd.backward([acts[t] for t in TAPS], [nchw(grads[t]) for t in TAPS])
+        out = {t: a.detach()[0].numpy().transpose(1, 2, 0) for t, a in acts.items()}
+        return out, xt.grad[0].numpy().transpose(1, 2, 0)
+
+    return run
+
+
+def numpy_network(net):
+    """The same run for a VGG19 or FastVGG19 (every ReLU requested: the same arithmetic, all kept)."""
+    def run(x, grads):
+        acts = net.forward(np.asarray(x, net.dtype), RELUS)   # copies: backward overwrites its buffers
+        return acts, net.backward({t: np.asarray(g, net.dtype) for t, g in grads.items()})
+    return run
+
+
+def backward_with_masks(net64, masks, grads):
+    """dx of the float64 reference network's last forward, with the ReLU masks given (bool, by name)
+    instead of its own: the exact gradient of the network a float32 run decided on."""
+    saved = list(net64._caches)
+    # relu_backward passes the gradient where its cache > 0; a mask in its place does the same.
+    net64._caches = [(n, masks[n].astype(np.float64) if n in masks else c) for n, c in saved]
+    try:
+        return net64.backward(grads)
+    finally:
+        net64._caches = saved
+
+
+def case(seed, H, W, preprocess):
+    """(image (H, W, 3) float64 network input, {tap: standard normal gradient})."""
+    rng = np.random.default_rng(seed)
+    x = preprocess(np.clip(samples.landscape(H, W) + rng.normal(0, 8, (H, W, 3)), 0, 255)).astype(np.float64)
+    sizes = {t: (H >> (int(t[4]) - 1), W >> (int(t[4]) - 1), 64 << min(int(t[4]) - 1, 3)) for t in TAPS}
+    return x, {t: rng.standard_normal(sizes[t]) for t in TAPS}
+
+
+def measure(seeds, H, W, runs, net64):
+    """{seed: {run name: {"dx", "dx_masks", "flips", "acts": {tap: error}}}} against the float64 net64.
+
+    dx: the input gradient against the float64 truth. A ReLU whose input is within rounding
+    of 0 can be on in float32 and off in float64 (a flip); the whole gradient through that
+    unit then differs, an error that does not shrink with the rounding, only gets rarer,
+    so one flip near the input can decide dx's error. dx_masks: against the float64
+    backward through the float32 run's own masks (backward_with_masks), which leaves only
+    the rounding error. flips: ReLU units of a different sign than in float64, all layers.
+    """
+    table = {}
+    truth = numpy_network(net64)
+    for seed in seeds:
+        x, grads = case(seed, H, W, net64.preprocess)
+        acts64, dx64 = truth(x, grads)
+        table[seed] = {}
+        for name, run in runs.items():
+            acts, dx = run(x, grads)
+            masks = {n: a > 0 for n, a in acts.items()}
+            table[seed][name] = dict(
+                dx=rel_err(dx, dx64), dx_masks=rel_err(dx, backward_with_masks(net64, masks, grads)),
+                flips=sum(int(np.sum(masks[n] != (acts64[n] > 0))) for n in RELUS),
+                acts={t: rel_err(acts[t], acts64[t]) for t in TAPS})
+    return table
+
+
+def print_table(table, names=("ours", "torch")):
+    """One row per seed and the median; each measure for each run, then their ratio."""
+    cols = [("dx", lambda r: r["dx"]), ("dx, same masks", lambda r: r["dx_masks"]),
+            ("acts (worst tap)", lambda r: max(r["acts"].values())), ("ReLU flips", lambda r: r["flips"])]
+    print(f"{'':>6s}" + "".join(f"  {c:^28s}" for c, _ in cols))
+    print(f"{'seed':>6s}" + f"  {names[0]:>9s} {names[1]:>9s} {'ratio':>8s}" * len(cols))
+    rows = np.array([[get(table[s][n]) for _, get in cols for n in names] for s in table], np.float64)
+    for label, row in [(str(s), rows[i]) for i, s in enumerate(table)] + [("median", np.median(rows, 0))]:
+        line = f"{label:>6s}"
+        for k in range(len(cols)):
+            a, b = row[2 * k], row[2 * k + 1]
+            fmt = "{:9.0f}" if cols[k][0] == "ReLU flips" else "{:9.2e}"
+            ratio = f"{a / b:8.1f}" if b > 0 else f"{'-':>8s}"
+            line += "  " + fmt.format(a) + " " + fmt.format(b) + " " + ratio
+        print(line)
+    print("\nactivation error per tap (median over seeds):")
+    print(f"{'':>8s}" + "".join(f"{t:>10s}" for t in TAPS))
+    for n in names:
+        print(f"{n:>8s}" + "".join(f"{np.median([table[s][n]['acts'][t] for s in table]):10.2e}" for t in TAPS))
+
+
+def objective_errors(params, H, W, threads):
+    """Loss and gradient of make_objective, float32 engine vs float64 reference network."""
+    from nst_numpy.config import Config
+    from nst_numpy.objective import make_objective
+    nets = {"ours": FastVGG19(params, dtype=np.float32), "truth": VGG19(params, dtype=np.float64)}
+    nets["ours"].set_threads(threads)
+    pre = nets["truth"].preprocess
+    content, style = pre(samples.landscape(H, W)), pre(samples.swirls(H, W))
+    x = content.reshape(-1) + np.random.default_rng(1).normal(0, 10, content.size)
+    out = {}
+    for name, net in nets.items():
+        f = make_objective(net, content, [(style, 1.0)], Config())
+        out[name] = f(x)
+    (l32, g32), (l64, g64) = out["ours"], out["truth"]
+    print(f"\nobjective at {H}x{W} (content landscape + noise, style swirls, Config()): loss {l64:.6g}; "
+          f"float32 engine vs float64 reference: loss rel. error {abs(l32 - l64) / abs(l64):.1e}, "
+          f"gradient max|a-b|/max|b| {rel_err(g32, g64):.2e}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--size", type=int, nargs=2, default=(160, 224), metavar=("H", "W"))
+    p.add_argument("--seeds", type=int, nargs="+", default=(0, 1, 2, 3, 4))
+    p.add_argument("--threads", type=int, default=1, help="for every network and BLAS (1)")
+    p.add_argument("--objective", action="store_true", help="also the error of a real objective's loss and gradient")
+    args = p.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print("bench_precision: torch is not importable here (pip install torch); it is the comparison, so "
+              "nothing is measured")
+        return 0
+    torch.set_num_threads(args.threads)
+    H, W = args.size
+    params = shared_params(0)
+    truth_net = VGG19(params, dtype=np.float64)
+    ours = FastVGG19(params, dtype=np.float32)
+    ours.set_threads(args.threads)
+    runs = {"ours": numpy_network(ours), "torch": torch_network(torch, params, np.float32)}
+    print(f"{H}x{W}, He weights FastVGG19.random(0), taps {', '.join(TAPS)}; torch {torch.__version__}; "
+          f"error = max|a - b| / max|b| against the float64 reference network")
+    with blas_threads(args.threads):   # the reference network's products too
+        print_table(measure(args.seeds, H, W, runs, truth_net))
+        if args.objective:
+            objective_errors(params, H, W, args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
