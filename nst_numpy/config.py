@@ -36,8 +36,8 @@ class Config:
     style_weight: float = 100.0            # beta; with normalize=True this is the style/content balance
     tv_weight: float = 1.0                 # gamma; on the mean squared neighbour difference in 0..1 RGB units
     normalize: bool = True                 # divide each layer's term by its target's size (module docstring)
-    iterations: int = 130                  # optimiser iterations at the output size (the last scale), at most
-    coarse_iterations: int = 80            # iterations at each coarser scale (scales > 1), at most
+    iterations: int = 150                  # optimiser iterations at the output size (the last scale), at most
+    coarse_iterations: int = 60            # iterations at each coarser scale (scales > 1), at most
     min_improvement: float = 5e-4          # end a scale once the loss fell < this fraction per iteration (0 = never)
     optimizer: str = "lbfgs"               # "lbfgs" (scipy L-BFGS-B with pixel bounds) or "adam"
     lbfgs_memory: int = 10                 # L-BFGS correction pairs (scipy's maxcor); 16 bytes per value each
