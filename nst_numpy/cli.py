@@ -1,7 +1,7 @@
 """Command line: `python scripts/stylize.py` or `nst-numpy`.
 
-With no arguments it stylizes the built-in sample images (drawn by code, see
-samples.py) and writes output.png. Every user error prints one line
+With no arguments it stylizes the built-in samples (a photo of a cat in the style of
+The Starry Night, see samples.py) and writes output.png. Every user error prints one line
 `error: ...` on stderr and exits with status 2, leaving no output file; Ctrl-C
 writes the best image so far and exits with 130.
 """
@@ -16,7 +16,7 @@ from . import __version__
 from .config import OPTIMIZERS, PRESERVE, Config
 from .image import ImageError, check_output_path, fit_size, load_image, save_image
 from .optimize import Interrupted, Progress, stylize
-from .samples import landscape, swirls
+from .samples import painting, photo
 from .weights import ENGINES, WeightsError, get_vgg19, network_class
 
 EXIT_USAGE = 2
@@ -64,12 +64,12 @@ def _weights_list(text):
 def build_parser():
     d = Config()
     p = _Parser(prog=os.path.basename(sys.argv[0]) or "nst-numpy", description="Neural style transfer (Gatys et al.) in pure NumPy. "
-                "With no arguments: stylizes built-in sample images into output.png.")
+                "With no arguments: paints a built-in photo of a cat in the style of The Starry Night into output.png.")
     io = p.add_argument_group("inputs and output")
     io.add_argument("--content", metavar="PATH",
-                    help="content image (default: a built-in landscape); 'none' for texture synthesis")
+                    help="content image (default: a built-in photo of a cat); 'none' for texture synthesis")
     io.add_argument("--style", metavar="PATH", action="append",
-                    help="style image; repeat to blend several (default: built-in swirls)")
+                    help="style image; repeat to blend several (default: built-in The Starry Night, van Gogh)")
     io.add_argument("--style-weights", metavar="W,W,...", type=_weights_list,
                     help="blend weight of each --style image (default: equal)")
     io.add_argument("--output", "-o", metavar="PATH", default="output.png",
@@ -198,11 +198,11 @@ def run(args, stderr):
     if texture:
         content = None
     elif args.content is None:
-        content = landscape(*fit_size((384, 512), 512))
+        content = photo()
     else:
         content = load_image(args.content, max_side=args.size)
     style_side = max(16, round(args.size * args.style_scale))
-    style_imgs = [load_image(s, max_side=style_side) for s in styles] or [swirls(*fit_size((384, 384), 512))]
+    style_imgs = [load_image(s, max_side=style_side) for s in styles] or [painting()]
     init_img = None
     if init not in ("content", "noise"):
         init_img = load_image(init, max_side=args.size)
@@ -215,7 +215,8 @@ def run(args, stderr):
     net = _load_network(args)
     if hasattr(net, "set_threads"):   # the reference network has no threads of its own
         net.set_threads(args.threads)
-    config.extra = {"content": args.content or "built-in landscape", "style": ",".join(styles) or "built-in swirls",
+    config.extra = {"content": args.content or "built-in chelsea_cat.jpg",
+                    "style": ",".join(styles) or "built-in starry_night.jpg",
                     "weights": args.weights or "default", "pooling": args.pooling, "engine": args.engine}
     text = {"Software": f"nst_numpy {__version__}", "Parameters": config.as_text()}
 

@@ -1,10 +1,33 @@
-"""Built-in sample images, drawn by code (no image files, nothing copied).
+"""Built-in sample images: a real photo and painting for the default run, and two drawn by code.
 
-landscape(): a content image with clear structure (sky, sun, mountains, a lake
-with reflections, a row of trees). swirls(): a style image of flowing,
-brush-stroke-like swirls in blues and yellows. Both are deterministic.
+photo() and painting() are the default run's content and style, shipped in sample_images/:
+
+    chelsea_cat.jpg    "Chelsea", a cat (451x300), from scikit-image's sample data: CC0 1.0 (public domain dedication)
+    starry_night.jpg   Vincent van Gogh, The Starry Night (1889), downscaled to 512x320: public domain
+
+landscape(): a content image with clear structure (sky, sun, mountains, a lake with
+reflections, a row of trees). swirls(): a style image of flowing, brush-stroke-like swirls
+in blues and yellows. Both are drawn by code, deterministic, and used by the tests.
 """
+import pathlib
+
 import numpy as np
+
+SAMPLE_DIR = pathlib.Path(__file__).with_name("sample_images")
+PHOTO = SAMPLE_DIR / "chelsea_cat.jpg"          # CC0 1.0
+PAINTING = SAMPLE_DIR / "starry_night.jpg"      # public domain
+
+
+def photo():
+    """The default content image: a cat, RGB float32 (300, 451, 3) in 0..255."""
+    from .image import load_image   # here: image.py needs Pillow, which the drawn samples do not
+    return load_image(PHOTO)
+
+
+def painting():
+    """The default style image: The Starry Night, RGB float32 (320, 512, 3) in 0..255."""
+    from .image import load_image
+    return load_image(PAINTING)
 
 
 def _grid(h, w):

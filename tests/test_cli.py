@@ -51,8 +51,8 @@ def test_defaults_stylize_the_built_in_samples(tmp_path):
     status, err = _run(FAST + ["-o", out])
     assert status == 0, err
     im = Image.open(out)
-    assert im.size == (32, 24)  # the landscape sample is 4:3; --size is the longest side
-    assert "style_weight=" in im.text["Parameters"] and "built-in swirls" in im.text["Parameters"]
+    assert im.size == (32, 21)  # the cat photo is 451x300; --size is the longest side
+    assert "style_weight=" in im.text["Parameters"] and "built-in starry_night.jpg" in im.text["Parameters"]
     assert "it 2/2" in err and "it/s" in err and "ETA" in err and "\r" not in err  # plain lines off a TTY
 
 
@@ -147,15 +147,15 @@ def test_ctrl_c_writes_best_image_and_exits_130(tmp_path, monkeypatch):
     assert status == 130
     assert "interrupted" in err and "Traceback" not in err
     im = Image.open(out)
-    assert im.size == (32, 24) and "Interrupted" in im.text
+    assert im.size == (32, 21) and "Interrupted" in im.text
     assert os.listdir(tmp_path) == ["o.png"]
 
 
 def test_ctrl_c_in_a_later_scale_writes_the_output_size(tmp_path, monkeypatch):
     _interrupt_when(monkeypatch, lambda state: state.scale == 2)
     out = tmp_path / "o.png"
-    status, err = _run(FAST + ["--size", "64", "--scales", "2", "-o", out])  # 32x24, then 64x48
-    assert status == 130 and Image.open(out).size == (64, 48)
+    status, err = _run(FAST + ["--size", "64", "--scales", "2", "-o", out])  # 32x21, then 64x43
+    assert status == 130 and Image.open(out).size == (64, 43)
 
 
 def _bad_inputs(tmp_path):

@@ -235,3 +235,15 @@ def test_saved_image_gets_the_umask_mode_not_mkstemps(tmp_path):
     I.save_image(out, np.zeros((4, 4, 3)))
     assert out.stat().st_mode & 0o777 == default_file_mode()
     assert [p.name for p in tmp_path.iterdir()] == ["o.png"]  # no temporary left behind
+
+
+def test_shipped_samples_load_and_stay_small():
+    """The default run's photo and painting ship in the package, each under 200 KB, with a licence line."""
+    from nst_numpy import samples
+    for path, load, shape in ((samples.PHOTO, samples.photo, (300, 451, 3)),
+                              (samples.PAINTING, samples.painting, (320, 512, 3))):
+        assert path.stat().st_size < 200_000, path
+        img = load()
+        assert img.shape == shape and img.dtype == np.float32 and 0 <= img.min() and img.max() <= 255
+        assert path.name in samples.__doc__
+    assert "CC0" in samples.__doc__ and "public domain" in samples.__doc__
