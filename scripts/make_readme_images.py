@@ -47,7 +47,8 @@ def main(argv=None):
         start = time.perf_counter()
         content = landscape(*fit_size((384, 512), args.size))
         style = swirls(*fit_size((384, 384), args.size))
-        result = stylize(net, content, [style], Config(size=args.size, iterations=args.iterations))
+        result = stylize(net, content, [style], Config(size=args.size, iterations=args.iterations, scales=1,
+                                                       min_improvement=0.0))   # one scale: --iterations is the whole run
         note = STYLIZE_NOTE if tag == "random" else title
         panel = grid([[to_uint8(content), to_uint8(style), to_uint8(result)]], [["content", "style", "result"]], note)
         save_image(outputs[0], np.asarray(panel, np.float32), text={"title": note})
