@@ -47,7 +47,7 @@ def style_loss_from_gram(G, A, M):
 
     G: (N, N) the Gram matrix of the image being optimised (gram_matrix), A: (N, N) the
     target's, M: the number of positions H*W at this layer. Returns (E, K), E a float and
-    K: (N, N). The objective hands K to the network's backward pass (vgg.ActivationTimes),
+    K: (N, N). The objective hands K to the engine's backward pass (fast.ActivationTimes),
     which forms F @ K a band of rows at a time instead of as one (H, W, N) array.
     """
     N = G.shape[0]
