@@ -34,11 +34,7 @@ class Interrupted(Exception):
 
 
 class Converged(Exception):
-    """Raised from an iteration callback to end the current scale early; .reason says why."""
-
-    def __init__(self, reason):
-        super().__init__(reason)
-        self.reason = reason
+    """Raised from an iteration callback to end the current scale early (the message says why)."""
 
 
 class StoppingRule:
@@ -77,10 +73,8 @@ class _Tracker:
         self.best_loss = np.inf
         self.best_x = None
         self.last = (np.inf, {})
-        self.evaluations = 0   # objective calls so far (an L-BFGS iteration may need several: line search)
 
     def __call__(self, x):
-        self.evaluations += 1
         loss, grad = self.f(x)
         if not np.isfinite(loss):
             raise FloatingPointError("the loss became NaN or infinite")

@@ -15,6 +15,7 @@ from nst_numpy import layers as L
 from nst_numpy.fast import ActivationTimes, winograd
 from nst_numpy.gradcheck import numerical_gradient, rel_error
 from nst_numpy.losses import gram_matrix, style_layer_loss, style_loss_from_gram
+from test_engine_vs_reference import AT_CASES
 
 F64 = 1e-12
 
@@ -34,16 +35,8 @@ def _image(H, W, seed=0):
 # ActivationTimes
 # ---------------------------------------------------------------------------
 
-# (image size, {tap: "K" | "K+plus"}): relu1_1 sits right under a conv (its gradient is
-# formed inside conv1_2's backward bands), relu1_2 / relu2_2 right under a pool (inside the
-# pool's backward bands; 13 rows: the odd last row has its own path), conv3_1 is requested
-# before its ReLU, and the deepest tap of each case starts the backward pass.
-AT_CASES = [
-    ((20, 28), {"relu1_1": "K", "relu2_2": "K", "conv3_1": "K+plus", "relu3_2": "K"}),
-    ((13, 17), {"relu1_2": "K+plus", "relu2_1": "K", "pool2": "K"}),
-    ((13, 17), {"relu1_1": "K", "relu1_2": "K+plus"}),          # deepest: a relu under a pool, with plus
-    ((13, 17), {"conv2_1": "K", "relu2_2": "K+plus", "conv3_1": "K"}),   # deepest: a conv output
-]
+# AT_CASES: the taps of the ActivationTimes test in test_engine_vs_reference.py, which binds the
+# same cases to the reference network; here the engine is checked against itself.
 
 
 @pytest.mark.parametrize("pooling", ["avg", "max"])
