@@ -42,6 +42,21 @@ def gram_matrix(F):
     return F2d.T @ F2d                # Gatys et al. 2016, eq. 3: G = F F^T in the paper's layout
 
 
+def gram_matrix_banded(F, dtype=np.float64, band_values=1 << 22):
+    """gram_matrix(F) summed in float64 a band of rows at a time, each band's product in `dtype`.
+
+    F: (H, W, N), any strides (a tile's owned part is a strided view) -> G: (N, N) float64.
+    Why bands: a float64 copy, or a contiguous copy of a strided view, of a large layer would
+    be large itself (relu1_1 at 1024 px: 0.5 GB in float64).
+    """
+    N = F.shape[-1]
+    rows = max(1, band_values // max(1, F.shape[1] * N))
+    G = np.zeros((N, N), np.float64)
+    for r0 in range(0, F.shape[0], rows):
+        G += gram_matrix(np.ascontiguousarray(F[r0:r0 + rows], dtype))   # eq. 3 over these rows
+    return G
+
+
 def style_loss_from_gram(G, A, M):
     """One layer's style loss E_l, and its gradient factored as dE/dF = F @ K.
 

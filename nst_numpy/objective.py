@@ -17,7 +17,7 @@ channel order, scale and std.
 import numpy as np
 
 from .fast import ActivationTimes
-from .losses import content_loss, gram_matrix, style_layer_loss, style_loss_from_gram, tv_loss
+from .losses import content_loss, gram_matrix_banded, style_layer_loss, style_loss_from_gram, tv_loss
 from .vgg_spec import CONV_SPECS
 
 
@@ -71,9 +71,9 @@ class Objective:
         if content is None:
             return P, weights
         cfg = self.config
-        acts = self.net.forward(np.asarray(content, self.net.dtype), self.content_layers, copy=False)
+        acts = self._features(np.asarray(content, self.net.dtype), self.content_layers)
         for name in self.content_layers:
-            P[name] = acts[name].copy()
+            P[name] = acts[name]
             z = 0.5 * float(np.sum(P[name].astype(np.float64) ** 2)) if cfg.normalize else 1.0
             weights[name] = cfg.content_weight / len(self.content_layers) / max(z, 1e-30)
         return P, weights
@@ -96,12 +96,13 @@ class Objective:
         for (img, _), b in zip(styles, blend):
             if b == 0:
                 continue
-            acts = self.net.forward(np.asarray(img, self.net.dtype), self.style_layers, copy=False)
-            for name in self.style_layers:
-                M_s = acts[name].shape[0] * acts[name].shape[1]
-                if M_s == 0:
-                    raise ValueError(f"a style image of {np.shape(img)[1]}x{np.shape(img)[0]} px is too small for {name}")
-                A[name] += b * (sizes[name][0] / M_s) * _gram64(acts[name])   # eq. 3, in float64
+            img = np.asarray(img, self.net.dtype)
+            empty = [n for n, (M_s, _) in _layer_sizes(img.shape, self.style_layers).items() if M_s == 0]
+            if empty:
+                raise ValueError(f"a style image of {img.shape[1]}x{img.shape[0]} px is too small for {empty[0]}")
+            for name, G in self._grams(img, self.style_layers).items():
+                M_s = _layer_sizes(img.shape, [name])[name][0]
+                A[name] += b * (sizes[name][0] / M_s) * G   # eq. 3, in float64
         cfg, weights = self.config, {}
         for name, w in zip(self.style_layers, cfg.layer_weights()):
             M, N = sizes[name]
@@ -110,12 +111,32 @@ class Objective:
             weights[name] = cfg.style_weight * w / max(z, 1e-30)
         return A, weights
 
+    def _features(self, img, layers):
+        """{name: activation (H_l, W_l, C_l)} of image img (H, W, 3), fresh arrays (tiled_objective: by tiles)."""
+        return self.net.forward(img, layers, copy=True)
+
+    def _grams(self, img, layers):
+        """{name: Gram matrix (C_l, C_l) in float64} of image img (H, W, 3) (tiled_objective: by tiles)."""
+        acts = self.net.forward(img, layers, copy=False)
+        return {name: gram_matrix_banded(acts[name]) for name in layers}
+
     def __call__(self, x_flat):
+        x = np.asarray(x_flat).reshape(self.shape).astype(self.net.dtype)  # float32 for real runs
+        parts = {"content": 0.0, "style": 0.0, "tv": 0.0}
+        dx = self._network_terms(x, parts)
+        scale = self.tv_scale.astype(x.dtype)
+        tv, dtv = tv_loss(x * scale)
+        parts["tv"] = self.tv_w * tv
+        dx += dtv * (scale * x.dtype.type(self.tv_w))  # chain rule through x * scale
+        self.parts = parts
+        loss = parts["content"] + parts["style"] + parts["tv"]  # Gatys et al. 2016, eq. 7 (+ TV)
+        return loss, dx.astype(np.float64).reshape(-1)
+
+    def _network_terms(self, x, parts):
+        """Adds the content and style terms at image x (H, W, 3) to parts; returns their gradient dx (H, W, 3)."""
         dt = self.net.dtype
-        x = np.asarray(x_flat).reshape(self.shape).astype(dt)  # float32 for real runs
         acts = self.net.forward(x, self.layers, copy=False)  # views, read before backward() below
         grads = {}
-        parts = {"content": 0.0, "style": 0.0, "tv": 0.0}
         for name in self.content_layers:
             loss, g = content_loss(acts[name], self.P[name])   # eq. 1 and 2
             w = self.content_w[name]
@@ -125,14 +146,7 @@ class Objective:
         for name in self.style_layers:
             self.style_parts[name] = self._style_term(name, acts[name], grads)
             parts["style"] += self.style_parts[name]
-        dx = self.net.backward(grads)
-        scale = self.tv_scale.astype(dt)
-        tv, dtv = tv_loss(x * scale)
-        parts["tv"] = self.tv_w * tv
-        dx += dtv * (scale * dt.type(self.tv_w))  # chain rule through x * scale
-        self.parts = parts
-        loss = parts["content"] + parts["style"] + parts["tv"]  # Gatys et al. 2016, eq. 7 (+ TV)
-        return loss, dx.astype(np.float64).reshape(-1)
+        return self.net.backward(grads)
 
     def _style_term(self, name, F, grads):
         """Layer name's weighted style loss w_l E_l (eq. 4, 5); adds its gradient to grads[name].
@@ -154,17 +168,6 @@ class Objective:
         return w * loss
 
 
-def _gram64(F, band_values=1 << 22):
-    """gram_matrix(F) accumulated in float64, for the targets: a band of rows at a time, because a
-    whole float64 copy of relu1_1 would be large (0.5 GB at 1024 px). F: (H, W, N) -> (N, N)."""
-    N = F.shape[-1]
-    rows = max(1, band_values // max(1, F.shape[1] * N))
-    G = np.zeros((N, N), np.float64)
-    for r0 in range(0, F.shape[0], rows):
-        G += gram_matrix(F[r0:r0 + rows].astype(np.float64))
-    return G
-
-
 def _layer_sizes(shape, layers):
     """{name: (M, N)}: positions and channels of each layer for an input of shape (H, W, ...).
 
@@ -179,7 +182,7 @@ def _layer_sizes(shape, layers):
     return sizes
 
 
-def make_objective(net, content, styles, config, shape=None):
+def make_objective(net, content, styles, config, shape=None, tile_size=None):
     """The objective over the network-space image, ready for scipy L-BFGS-B with jac=True.
 
     net: a VGG19 or FastVGG19 (its dtype is the compute dtype). content: preprocessed (H, W, 3)
@@ -193,5 +196,12 @@ def make_objective(net, content, styles, config, shape=None):
 
     with a_c = f.content_w[c], b_l = f.style_w[l], g = f.tv_w, tv_scale = f.tv_scale
     (per channel) and A_l = f.A[l]: see config.py for how they follow from alpha, beta, gamma.
+
+    tile_size: the side of a tile's core in px (a multiple of 16) to evaluate f tile by tile
+    (tiled_objective.TiledObjective: the same loss and gradient in less memory), or None
+    for one pass over the whole image.
     """
+    if tile_size:
+        from .tiled_objective import TiledObjective   # imports this module
+        return TiledObjective(net, content, styles, config, shape=shape, tile_size=tile_size)
     return Objective(net, content, styles, config, shape=shape)

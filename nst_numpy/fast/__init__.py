@@ -17,7 +17,7 @@ faster route. Each trick, the reference step it replaces, and the test that prov
 | 2x2 pooling, and its backward fused with the ReLU   | layers.avgpool_/maxpool_forward/backward, | test_engine_vs_reference: both poolings, odd sizes  |
 |   below, in row bands (pooling_bands)               |   relu_backward                           |                                                     |
 | style gradient as ActivationTimes(K): F @ K formed  | eq. 6 as an array, losses.style_layer_loss| test_engine_vs_reference: test_activation_times_... |
-|   band by band inside backward (fast_vgg)           |                                           |                                                     |
+|   band by band inside backward (activation_times)   |                                           |                                                     |
 | Gram of the zero-padded buffer, one partial Gram    | losses.gram_matrix of the activation      | test_memory_paths: test_gram_split_over_threads_... |
 |   per thread (FastVGG19.gram)                       |                                           |                                                     |
 | planned buffer arena, reused every evaluation       | fresh arrays for every activation         | test_memory_paths: test_repeated_evaluations_...;   |
@@ -29,6 +29,7 @@ faster route. Each trick, the reference step it replaces, and the test that prov
 objective.Objective uses whichever network it is given: with FastVGG19 it asks for
 gram() and hands backward() ActivationTimes; with VGG19 it computes eq. 6 as an array.
 """
-from .fast_vgg import ActivationTimes, FastVGG19
+from .activation_times import ActivationTimes
+from .fast_vgg import FastVGG19
 
 __all__ = ["ActivationTimes", "FastVGG19"]

@@ -7,8 +7,6 @@ which reference step each trick replaces and which test proves they agree.
 """
 import os
 import time
-from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -17,22 +15,9 @@ from ..vgg import VGG19
 from ..vgg_spec import CAFFE, check_backward, check_forward
 from . import threads as T
 from . import winograd
+from .activation_times import ActivationTimes
 from .buffers import BufferArena
 from .pooling_bands import pool_forward, pool_relu_backward, relu_mask
-
-
-@dataclass(frozen=True)
-class ActivationTimes:
-    """A gradient to inject at a layer, given as F @ K: that layer's own activation F (H, W, C)
-    times K (C, C), plus an optional ordinary gradient (H, W, C).
-
-    A style loss's gradient has this form (losses.style_loss_from_gram, Gatys et al. 2016,
-    eq. 6). Handing backward() K instead of the (H, W, C) product lets it form the product
-    band by band while the activation is in cache, just before overwriting it: no
-    activation-sized array for it ever exists.
-    """
-    K: np.ndarray
-    plus: Optional[np.ndarray] = None
 
 
 class FastVGG19(VGG19):
@@ -177,10 +162,7 @@ class FastVGG19(VGG19):
         F @ K (+ plus), computed from that layer's activation F (read before it is overwritten)."""
         if not isinstance(g, ActivationTimes):
             return g[r0:r1]
-        part = np.matmul(self._taps[name][0][r0:r1], g.K)   # (rows, W, C) @ (C, C)
-        if g.plus is not None:
-            part += g.plus[r0:r1]
-        return part
+        return g.rows(self._taps[name][0], r0, r1)
 
     def _relu_target(self, relu):
         """(padded buffer, mask source) for the gradient at a ReLU's input: the ReLU's own buffer

@@ -1,0 +1,268 @@
+"""The plan of a run before it starts: sizes per scale, tiles, peak memory, seconds per iteration.
+
+    plans = plan_run(net, content_hw, style_hws, config)    # one ScalePlan per scale
+    print(describe(plans))                                  # what --dry-run prints
+
+Peak memory is modelled as the sum of
+- what the process holds before the run (interpreter, weights), measured now, plus the
+  engine's transformed kernels if it has not made them yet;
+- one window's network memory: measured, not guessed, by running forward and backward on
+  two small windows under tracemalloc (numpy reports its arrays to it) and fitting
+  bytes = a * pixels + b; buffers scale with pixels, so the line extrapolates;
+- image-sized arrays, per value of the image (n = 3 H W): the optimiser's state (scipy's
+  L-BFGS-B keeps (2m + 5) n float64 in its work array alone), the objective's copies and
+  the content targets; counted from the code below and in optimize.py, objective.py.
+
+Tiling (tiling.py) trades time for memory: the plan takes the whole image in one window
+when that fits the cap, else the largest tile that fits. If none fits, it lowers L-BFGS's
+memory m (down to MIN_LBFGS_MEMORY), and if even that does not fit, it says so and what
+would (Adam, or a larger cap).
+"""
+import math
+import os
+import re
+import time
+import tracemalloc
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .tiling import ALIGN, halo_for, plan_tiles
+
+MIN_LBFGS_MEMORY = 3
+TILE_SIDES = (2048, 1536, 1024, 768, 640, 512, 384, 256, 192, 128)   # tried largest first
+MARGIN = 1.1          # on the modelled sum: allocator slack and BLAS/thread buffers
+SAFE_SHARE = 0.8      # the default cap: this share of the memory available when the run starts
+
+# Bytes per image value (n = 3 H W) besides the optimiser, counted from the code:
+# objective call: x float32 4, dx float32 4, dx float64 8, TV temporaries 4 x 4 (objective.py);
+# stylize: x0 8, best x 8, lo and hi 16 (optimize.py); images: content RGB at the output size,
+# its preprocessed copy, the colour mode's copy and a resize temporary, 4 x 4.
+OBJECTIVE_BYTES = 4 + 4 + 8 + 16 + 8 + 8 + 16 + 16
+# scipy's fmin_l_bfgs_b besides its work array: x, g and its upcast copy, the function
+# wrapper's copies of x and g, bounds l and u, nbd int32, iwa 3 int32, our bounds list 8.
+LBFGS_EXTRA_BYTES = 8 * 3 + 8 * 2 + 16 + 4 + 12 + 8
+ADAM_BYTES = 8 * 6    # x, m, v, the gradient, the per-value step, one temporary (optimize.run_adam)
+
+
+def parse_size(text):
+    """'8G', '512M', '2.5g', '1000000' -> bytes (powers of 1024). ValueError on anything else."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)[iI]?[bB]?\s*", str(text))
+    if not m:
+        raise ValueError(f"memory size {text!r} not understood; use e.g. 8G, 512M")
+    value = float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " ")
+    if value < 1:
+        raise ValueError(f"memory size {text!r} must be positive")
+    return int(value)
+
+
+def available_memory():
+    """Bytes the kernel could give this process now without swapping (MemAvailable), else physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def default_cap():
+    """The --max-memory default: SAFE_SHARE of the memory available, plus what this process already holds."""
+    return int(SAFE_SHARE * available_memory()) + current_rss()
+
+
+def current_rss():
+    """This process's resident memory now, in bytes (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def gib(n):
+    return f"{n / 2 ** 30:.2f} GiB"
+
+
+class WindowCost:
+    """Network memory and time of one tile's work (tiling.tile_gradient), by measurement.
+
+    bytes(h, w) = a h w + b from traced peaks at two probe sides; the probes also make the
+    engine's kernels, so those are in the process's RSS from then on.
+    """
+
+    PROBE_SIDES = (96, 160)
+
+    def __init__(self, net, content_layers, style_layers):
+        self.net = net
+        self.content_layers, self.style_layers = tuple(content_layers), tuple(style_layers)
+        self.layers = list(dict.fromkeys(self.content_layers + self.style_layers))
+        rng = np.random.default_rng(0)
+        peaks = []
+        for side in (32,) + self.PROBE_SIDES:   # 32: a warm-up that makes the kernels
+            x = net.preprocess(rng.uniform(0, 255, (side, side, 3)))
+            tracemalloc.start()
+            try:
+                for _ in range(2):   # the first plans the engine's arena, the second uses it
+                    self._work(x, backward=True)
+                peaks.append(tracemalloc.get_traced_memory()[1])
+            finally:
+                tracemalloc.stop()
+        (p1, p2), (s1, s2) = peaks[1:], self.PROBE_SIDES
+        self.a = max(0.0, (p2 - p1) / (s2 * s2 - s1 * s1))
+        self.b = max(0.0, p1 - self.a * s1 * s1)
+
+    def _work(self, x, backward):
+        """Pass 1 (backward False) or pass 2 of tiling.py on the window x, with zero targets."""
+        from .objective import _layer_sizes
+        from .tiling import Tile, stride_of, tile_grams, tile_gradient
+        h, w = x.shape[:2]
+        tile = Tile((0, h, 0, w), (0, h, 0, w))
+        if not backward:
+            return tile_grams(self.net, x, tile, self.style_layers, self.layers)
+        sizes = _layer_sizes(x.shape, self.layers)
+        content = {n: (np.zeros((h // stride_of(n), w // stride_of(n), sizes[n][1]), self.net.dtype), 1.0)
+                   for n in self.content_layers}
+        K = {n: np.zeros((sizes[n][1],) * 2, self.net.dtype) for n in self.style_layers}
+        return tile_gradient(self.net, x, tile, self.layers, K, content)
+
+    def bytes(self, h, w):
+        """Peak bytes of one window's work, h x w px."""
+        return self.a * h * w + self.b
+
+    def seconds(self, h, w, tiled):
+        """Seconds of one evaluation's network work on an h x w window (tiled: both passes), timed
+        on a window of at most 512 x 512 px and scaled by pixels (the work is linear in them)."""
+        hh, ww = min(h, 512), min(w, 512)
+        x = self.net.preprocess(np.random.default_rng(1).uniform(0, 255, (hh, ww, 3)))
+        best = math.inf
+        for _ in range(2):   # the first plans the arena
+            t0 = time.perf_counter()
+            if tiled:
+                self._work(x, backward=False)
+            self._work(x, backward=True)
+            best = min(best, time.perf_counter() - t0)
+        return best * (h * w) / (hh * ww)
+
+
+@dataclass
+class ScalePlan:
+    """How one scale of a run will go."""
+    hw: tuple               # (H, W) of this scale
+    tile: int               # side of a tile's core in px, or 0 for one window (untiled)
+    tiles: int              # windows per pass (1 untiled)
+    window: tuple           # (h, w) of each window
+    optimizer: str          # "lbfgs" or "adam"
+    lbfgs_memory: int       # m (L-BFGS only)
+    parts: dict             # {what: bytes} of the peak estimate
+    seconds_per_iteration: float = None   # when timed
+
+    @property
+    def peak(self):
+        return int(MARGIN * sum(self.parts.values()))
+
+
+def optimizer_bytes(n, optimizer, m):
+    """Bytes of the optimiser's state and copies for n image values."""
+    if optimizer == "adam":
+        return ADAM_BYTES * n
+    return (8 * (2 * m + 5) + LBFGS_EXTRA_BYTES) * n + 8 * (11 * m * m + 8 * m)
+
+
+def estimate(cost, hw, style_hws, config, tile, m, base):
+    """ScalePlan for an (H, W) scale with tile core `tile` (0: untiled) and L-BFGS memory m."""
+    from .objective import _layer_sizes
+    from .tiling import stride_of
+    H, W = hw
+    n = 3 * H * W
+    if tile:
+        tiles = plan_tiles(hw, tile, cost.layers)
+        a0, a1, b0, b1 = tiles[0].window
+        window, count = (a1 - a0, b1 - b0), len(tiles)
+    else:
+        window, count = hw, 1
+    targets = sum(_layer_sizes(hw, [c])[c][1] * (H // stride_of(c)) * (W // stride_of(c)) * 4
+                  for c in cost.content_layers)
+    styles = sum(3 * 4 * 3 * h * w for h, w in style_hws)   # RGB, resized and preprocessed copies, float32
+    parts = {"process before the run": base, "network on one window": cost.bytes(*window),
+             "optimiser": optimizer_bytes(n, config.optimizer, m), "image-sized arrays": OBJECTIVE_BYTES * n,
+             "content targets": targets, "style images": styles}
+    if count > 1:
+        parts["gradient accumulator"] = 4 * n   # tiled_objective's dx, float32
+    return ScalePlan(tuple(hw), tile, count, tuple(window), config.optimizer, m, parts)
+
+
+def plan_scale(cost, hw, style_hws, config, cap, base):
+    """The ScalePlan that fits `cap` bytes: untiled if it fits, else the largest tile that does,
+    lowering L-BFGS's m if no tile fits. Raises MemoryError with a one-line message if nothing fits."""
+    halo = halo_for(cost.layers)
+    if config.tile_size:
+        sides = [config.tile_size]
+    else:
+        sides = [0] + [t for t in TILE_SIDES if t < max(hw)]
+    ms = [config.lbfgs_memory] if config.optimizer == "adam" else range(config.lbfgs_memory, MIN_LBFGS_MEMORY - 1, -1)
+    for m in ms:
+        for t in sides:
+            p = estimate(cost, hw, style_hws, config, t, m, base)
+            if p.peak <= cap or config.tile_size:
+                if p.peak > cap:
+                    raise MemoryError(f"at {hw[1]}x{hw[0]} with --tile-size {t} the run needs about {gib(p.peak)}, "
+                                      f"over --max-memory {gib(cap)}; use a smaller --tile-size or none (automatic)")
+                return p
+    smallest = estimate(cost, hw, style_hws, config, sides[-1], ms[-1] if config.optimizer == "lbfgs" else 0, base)
+    adam = estimate(cost, hw, style_hws, replace(config, optimizer="adam"), sides[-1], 0, base)
+    hint = (f"; --optimizer adam needs about {gib(adam.peak)}" if config.optimizer == "lbfgs" else "")
+    raise MemoryError(f"a {hw[1]}x{hw[0]} run needs at least {gib(smallest.peak)} "
+                      f"({'L-BFGS with --lbfgs-memory ' + str(MIN_LBFGS_MEMORY) + ', ' if config.optimizer == 'lbfgs' else ''}"
+                      f"tiles of {sides[-1]} px, halo {halo} px), over --max-memory {gib(cap)}{hint}")
+
+
+def plan_run(net, scale_hws, style_hws_per_scale, config, cap=None, timed=False):
+    """[ScalePlan] for each scale (coarse to fine). cap: bytes (None: default_cap()).
+    timed: also measure seconds per iteration (a short timing on this machine)."""
+    cost = WindowCost(net, config.content_layers, config.style_layers)
+    base = current_rss()
+    cap = default_cap() if cap is None else cap
+    plans = [plan_scale(cost, hw, shws, config, cap, base) for hw, shws in zip(scale_hws, style_hws_per_scale)]
+    if timed:
+        per_value = _optimizer_seconds_per_value(config.optimizer)
+        for p in plans:
+            net_s = cost.seconds(*p.window, tiled=p.tiles > 1) * p.tiles
+            p.seconds_per_iteration = EVALUATIONS_PER_ITERATION * net_s + per_value * 3 * p.hw[0] * p.hw[1]
+    return plans
+
+
+EVALUATIONS_PER_ITERATION = 1.04   # scipy L-BFGS-B's line search, measured (optimize.run_lbfgs)
+
+
+def _optimizer_seconds_per_value(optimizer):
+    """The optimiser's own time per image value and iteration (besides evaluations): L-BFGS-B's
+    two-loop update, about 0.15 us per value on this project's 2-core test machine (29 ms per
+    iteration at 320x240, 87 ms at 512x384); Adam's few vector operations, about 0.02 us."""
+    return 0.15e-6 if optimizer == "lbfgs" else 0.02e-6
+
+
+def describe(plans, budgets, cap):
+    """The --dry-run text: one line per scale, then the peak and the time."""
+    lines = [f"memory cap {gib(cap)} (--max-memory)"]
+    total = 0.0
+    for k, (p, its) in enumerate(zip(plans, budgets)):
+        how = (f"{p.tiles} tiles of {p.window[1]}x{p.window[0]} px (core {p.tile} px)" if p.tiles > 1
+               else "untiled")
+        opt = f"L-BFGS m={p.lbfgs_memory}" if p.optimizer == "lbfgs" else "Adam"
+        sec = "" if p.seconds_per_iteration is None else f", ~{p.seconds_per_iteration:.1f} s/iteration"
+        lines.append(f"scale {k + 1}/{len(plans)}: {p.hw[1]}x{p.hw[0]}, {how}, {opt}, peak ~{gib(p.peak)}"
+                     f"{sec}, up to {its} iterations")
+        if p.seconds_per_iteration is not None:
+            total += p.seconds_per_iteration * its
+    top = max(plans, key=lambda p: p.peak)
+    lines.append("peak estimate " + gib(top.peak) + " at " + f"{top.hw[1]}x{top.hw[0]}: " +
+                 ", ".join(f"{k} {gib(v)}" for k, v in top.parts.items()) + f", +{round(100 * (MARGIN - 1))}% margin")
+    if total:
+        lines.append(f"estimated time at most {total / 60:.1f} min (every scale's full budget)")
+    return "\n".join(lines)
