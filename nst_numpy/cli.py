@@ -15,7 +15,8 @@ import numpy as np
 from . import __version__
 from .config import OPTIMIZERS, PRESERVE, Config
 from .image import ImageError, check_output_path, fit_size, load_image, save_image
-from .optimize import Interrupted, Progress, stylize
+from .optimize import Interrupted, stylize
+from .progress import Progress
 from .samples import painting, photo
 from .weights import ENGINES, WeightsError, get_vgg19, network_class
 

@@ -48,6 +48,9 @@ class Config:
     style_scale: float = 1.0               # longest side of each style image relative to the output's
     style_blend: tuple = None              # blend weight per style image; None = equal; normalised to sum 1
     scales: int = 3                        # coarse-to-fine: optimise at size / 2^(scales-1), ..., size
+    tile_size: int = None                  # side of a tile's core in px (multiple of 16): evaluate tile by tile
+                                           # (tiling.py, exact); None = automatic: untiled if the run fits the
+                                           # memory cap, else tiles sized to it (memory_plan.py)
     preserve_colors: str = "none"          # "none", "luminance" (transfer on Y only), "histogram" (recolour style)
     seed: int = 0                          # seeds the noise init (and --weights random): same seed, same bytes
     extra: dict = field(default_factory=dict, repr=False)  # free-form notes recorded with the output
@@ -70,6 +73,9 @@ class Config:
             raise ValueError(f"lbfgs-memory must be a whole number >= 1, got {self.lbfgs_memory}")
         if int(self.scales) != self.scales or self.scales < 1:
             raise ValueError(f"scales must be a whole number >= 1, got {self.scales}")
+        if self.tile_size is not None and (int(self.tile_size) != self.tile_size or self.tile_size < 16
+                                           or self.tile_size % 16):
+            raise ValueError(f"tile-size must be a multiple of 16 px, at least 16, got {self.tile_size}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.preserve_colors not in PRESERVE:

@@ -7,7 +7,6 @@ net.preprocess) inside the box where every pixel stays in 0..255. stylize adds t
 modes, the coarse-to-fine scales, progress callbacks and Ctrl-C.
 """
 import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -194,14 +193,18 @@ def scale_sizes(shape, size, scales):
     return out
 
 
-def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, shape=None):
+def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, shape=None, plans=None,
+            checkpoint=None):
     """Style transfer (or texture synthesis when content_rgb is None); returns RGB float32 (H, W, 3) in 0..255.
 
     net: a VGG19 or FastVGG19. content_rgb: (H, W, 3) RGB 0..255, any size (resized so its
     longest side is config.size). style_rgbs: list of RGB images, blended with
     config.style_blend. init_rgb: the starting image when config.init is a path (already
     loaded). shape: (H, W) of a texture when content_rgb is None (default: the first style
-    image's aspect). callback(State) after every iteration.
+    image's aspect). callback(State) after every iteration; if it has a method tile(done, total),
+    that is called after each tile of a tiled evaluation. plans: memory_plan.ScalePlan per scale
+    (tiles and L-BFGS memory; None: config.tile_size, else automatic, see _auto_plans).
+    checkpoint: a checkpoint.Checkpointer, to save resume points and to resume from one.
     Ctrl-C raises Interrupted carrying the best image so far.
     """
     config.validate()
@@ -229,12 +232,23 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
     work = [h * w * n for (h, w), n in zip(sizes, budgets)]   # the schedule's work, in pixel-iterations
     step = 0
     x, x_hw, f = None, None, None   # the last finished scale's result; this scale's tracker
+    plans = plans or _auto_plans(net, sizes, style_rgbs, config)
+    point = _resume_point(checkpoint, sizes)   # {} for a fresh run
+    if point:
+        step, work = point["step"], point["work"]
+        if point["iteration"] == 0:   # saved between scales: x is the previous scale's result
+            x, x_hw = checkpoint.resume[1]["x"], sizes[point["scale"] - 1]
     try:
         for k, hw in enumerate(sizes):
+            if k < point.get("scale", 0):
+                continue
             f = None  # until this scale's objective exists, Ctrl-C falls back to the previous result
             content_k = None if content_rgb is None else net.preprocess(resize(content_rgb, hw))
             styles_k = _styles_at(net, style_rgbs, blend, config.style_scale * max(hw))
-            f = _Tracker(make_objective(net, content_k, styles_k, config, shape=hw + (3,)))
+            tile = plans[k].tile if plans else config.tile_size
+            f = _Tracker(make_objective(net, content_k, styles_k, config, shape=hw + (3,), tile_size=tile))
+            if hasattr(f.f, "on_tile") and hasattr(callback, "tile"):
+                f.f.on_tile = callback.tile
             lo = np.broadcast_to(lo3, hw + (3,)).reshape(-1)
             hi = np.broadcast_to(hi3, hw + (3,)).reshape(-1)
             if x is not None:      # coarse-to-fine: upsample the previous scale's result (Gatys et al. 2017)
@@ -244,6 +258,10 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                 x0 = _first_point(net, config.init, content_k, init_rgb, hw, rng)
             x0 = np.clip(np.asarray(x0, np.float64).reshape(-1), lo, hi)
             rule = StoppingRule(config.min_improvement)
+            done = 0   # iterations of this scale so far
+            if point.get("scale") == k and point["iteration"] > 0:   # resume inside this scale
+                x0, done, rule.history = checkpoint.resume[1]["x"], point["iteration"], list(point["rule"])
+                f.best_x, f.best_loss = x0.copy(), point["best_loss"]
 
             def on_iteration(i, k=k, hw=hw, f=f, rule=rule):
                 nonlocal step
@@ -262,15 +280,34 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                 if reason is not None:
                     raise Converged(reason)
 
+            m = plans[k].lbfgs_memory if plans else config.lbfgs_memory
+            every = checkpoint.every if checkpoint is not None else budgets[k]
+
+            def save(k, done, x, rule, best_loss):
+                checkpoint.save(dict(scale=k, iteration=done, step=step, work=[float(v) for v in work],
+                                     rule=[float(v) for v in rule.history], best_loss=float(best_loss),
+                                     sizes=[list(s) for s in sizes]), x)
+
             try:
-                if config.optimizer == "lbfgs":
-                    run_lbfgs(f, x0, lo, hi, budgets[k], on_iteration, config.lbfgs_memory)
-                else:
-                    lr = np.broadcast_to(config.learning_rate * net.preprocessing.pixel_step(), hw + (3,)).reshape(-1)
-                    run_adam(f, x0, lo, hi, budgets[k], lr, on_iteration)
+                # With checkpoints, the optimiser restarts from the best point every `every`
+                # iterations, interrupted or not, so that a resumed run is the same run (checkpoint.py).
+                while done < budgets[k]:
+                    n = min(every, budgets[k] - done)
+                    seg = (lambda i, done=done: on_iteration(done + i))
+                    if config.optimizer == "lbfgs":
+                        run_lbfgs(f, x0, lo, hi, n, seg, m)
+                    else:
+                        lr = np.broadcast_to(config.learning_rate * net.preprocessing.pixel_step(), hw + (3,))
+                        run_adam(f, x0, lo, hi, n, lr.reshape(-1), seg)
+                    done += n
+                    x0 = f.best_x.copy()
+                    if checkpoint is not None and done < budgets[k]:
+                        save(k, done, f.best_x, rule, f.best_loss)
             except Converged:
                 pass   # f.best_x is this scale's result, as after a full budget
             x, x_hw = f.best_x, hw
+            if checkpoint is not None and k + 1 < len(sizes):
+                save(k + 1, 0, x, StoppingRule(0), np.inf)
     except KeyboardInterrupt:
         # Ctrl-C: hand back the best point of this scale, else the previous scale's result,
         # at the output size; with nothing computed yet there is nothing to save.
@@ -281,6 +318,31 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
         rgb = finish(x, x_hw)
         raise Interrupted(rgb if x_hw == sizes[-1] else upsample(rgb, sizes[-1]), step) from None
     return finish(x, sizes[-1])
+
+
+def _auto_plans(net, sizes, style_rgbs, config):
+    """Config.tile_size None means automatic: a run of over AUTO_PLAN_PIXELS at its output size is
+    planned against the default memory cap (memory_plan.plan_run: untiled if that fits, else
+    tiles); smaller runs fit any machine this runs on untiled, and skip the plan's probes."""
+    if config.tile_size is not None or sizes[-1][0] * sizes[-1][1] <= AUTO_PLAN_PIXELS:
+        return None
+    from .memory_plan import plan_run
+    return plan_run(net, sizes, [[fit_size(s.shape, config.style_scale * max(hw)) for s in style_rgbs]
+                                 for hw in sizes], config)
+
+
+AUTO_PLAN_PIXELS = 1024 * 1024
+
+
+def _resume_point(checkpoint, sizes):
+    """The saved counters to resume from ({} for a fresh run), checked against this run's scales."""
+    if checkpoint is None or checkpoint.resume is None:
+        return {}
+    point = checkpoint.resume[0].get("point", {})
+    if [tuple(s) for s in point.get("sizes", [])] != [tuple(s) for s in sizes]:
+        from .checkpoint import CheckpointError
+        raise CheckpointError("the checkpoint was made for other image sizes (was --size or an input changed?)")
+    return point
 
 
 class _Colours:
@@ -332,67 +394,3 @@ def _first_point(net, init, content_k, init_rgb, hw, rng):
     if init_rgb is None:
         raise ValueError(f"init {init!r}: no image given")
     return net.preprocess(resize(init_rgb, hw))
-
-
-class Progress:
-    """A stylize callback printing iteration, loss by part, it/s and ETA.
-
-    On a terminal the line is refreshed in place (carriage return); otherwise
-    (a log file, a pipe) plain lines are printed every `every` iterations and at
-    the end of each scale. A scale that ends early (--min-improvement) gets a line
-    of its own saying why. The ETA is the schedule's remaining work (pixel-iterations,
-    which shrink when a scale ends early) at the run's average rate so far.
-    """
-
-    def __init__(self, stream, every=None, clock=time.perf_counter):
-        self.stream = stream
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.every = every or (1 if self.tty else 10)
-        self.clock = clock
-        self.t_start = clock()
-        self.scale_start = (1, self.t_start)  # (scale, time it began)
-        self.width = 0
-        self.last_time = self.t_start
-
-    def __call__(self, st):
-        now = self.clock()
-        if st.stopped:
-            self.close()
-            self.stream.write(f"scale {st.scale}/{st.n_scales} {st.size[1]}x{st.size[0]}: stopped after "
-                              f"{st.iteration} of {st.iterations} iterations at loss {st.loss:.4g}; {st.stopped}\n")
-            self.stream.flush()
-            return
-        if st.scale != self.scale_start[0]:
-            self.scale_start = (st.scale, self.last_time)
-        self.last_time = now
-        if st.iteration % self.every and st.iteration != st.iterations:
-            return
-        its = st.iteration / max(now - self.scale_start[1], 1e-9)
-        rate = st.work_done / max(now - self.t_start, 1e-9)  # pixel-iterations per second over the run
-        eta = (st.work_total - st.work_done) / max(rate, 1e-9)
-        p = st.parts
-        line = (f"scale {st.scale}/{st.n_scales} {st.size[1]}x{st.size[0]}  it {st.iteration}/{st.iterations}  "
-                f"loss {st.loss:.4g} (content {p.get('content', 0):.3g}, style {p.get('style', 0):.3g}, "
-                f"tv {p.get('tv', 0):.3g})  {its:.2f} it/s  ETA {_clock_time(eta)}")
-        if self.tty:
-            self.stream.write("\r" + line.ljust(self.width))
-            self.width = len(line)
-            if st.iteration == st.iterations and st.scale == st.n_scales:
-                self.stream.write("\n")
-                self.width = 0
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self):
-        """End an in-place line (e.g. after Ctrl-C) so the next message starts on its own line."""
-        if self.tty and self.width:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.width = 0
-
-
-def _clock_time(seconds):
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"

@@ -6,7 +6,8 @@ import pytest
 
 from nst_numpy import FastVGG19
 from nst_numpy.config import Config
-from nst_numpy.optimize import Progress, StoppingRule, iteration_budgets, stylize
+from nst_numpy.optimize import StoppingRule, iteration_budgets, stylize
+from nst_numpy.progress import Progress
 from nst_numpy.samples import landscape, swirls
 
 SMALL = dict(size=32, style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_2",))

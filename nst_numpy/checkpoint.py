@@ -1,0 +1,84 @@
+"""Checkpoints of a stylize run: written atomically, read without pickle, resumed exactly.
+
+A checkpoint is a .npz file (numpy's zip of .npy arrays) holding the arrays of the resume
+point and one JSON text of everything else; np.load(allow_pickle=False) reads it, so a
+checkpoint from elsewhere can carry no code. It is written to a temporary file in the same
+folder, flushed to disk, then renamed over the old one: a run killed at any moment (kill -9
+included) leaves either the previous checkpoint or the new one, never half of one.
+
+Why resuming is exact: with checkpoints on, the optimiser restarts every `every`
+iterations from the best point so far (optimize.stylize), whether or not the run is ever
+interrupted. L-BFGS-B's memory lives inside scipy and cannot be saved, so the run is cut
+where nothing but the image, the stopping rule's history and counters carries over,
+and those are exactly what a checkpoint holds.
+"""
+import json
+import os
+import tempfile
+
+import numpy as np
+
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used (one-line message)."""
+
+
+def save_checkpoint(path, meta, **arrays):
+    """Write meta (JSON-able dict) and arrays to path atomically (temporary file, fsync, rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            text = json.dumps(dict(meta, format=FORMAT)).encode()
+            np.savez(f, meta=np.frombuffer(text, np.uint8), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path):
+    """(meta dict, {name: array}) from a file save_checkpoint wrote. CheckpointError otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except (OSError, ValueError, KeyError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not a checkpoint of this program ({' '.join(str(e).split())})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {meta.get('format') if isinstance(meta, dict) else '?'}, "
+                              f"this version reads format {FORMAT}")
+    return meta, arrays
+
+
+class Checkpointer:
+    """Where and how often stylize saves its resume point, and the point to resume from.
+
+    every: iterations between checkpoints (also where the optimiser restarts, see the module
+    docstring). meta: extra JSON-able facts saved with each checkpoint (the CLI puts its
+    command line and its inputs' hashes there). resume: (meta, arrays) of load_checkpoint.
+    """
+
+    def __init__(self, path, every, meta=None, resume=None):
+        if int(every) != every or every < 1:
+            raise ValueError(f"checkpoint-every must be a whole number >= 1, got {every}")
+        self.path, self.every, self.meta = path, int(every), dict(meta or {})
+        self.resume = resume
+        self.saved = 0   # checkpoints written by this run
+
+    def save(self, point, x):
+        """point: the resume point's counters (JSON-able dict); x: the image there (flat float64)."""
+        save_checkpoint(self.path, dict(self.meta, point=point), x=np.asarray(x, np.float64))
+        self.saved += 1
+
+    def remove(self):
+        """Delete the checkpoint once the run has finished and written its output."""
+        if os.path.exists(self.path):
+            os.unlink(self.path)

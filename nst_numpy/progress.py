@@ -1,0 +1,66 @@
+"""Progress of a stylize run on a terminal or in a log: iteration, loss by part, it/s, ETA, tiles."""
+import time
+
+
+class Progress:
+    """A stylize callback printing iteration, loss by part, it/s and ETA.
+
+    On a terminal the line is refreshed in place (carriage return); otherwise
+    (a log file, a pipe) plain lines are printed every `every` iterations and at
+    the end of each scale. A scale that ends early (--min-improvement) gets a line
+    of its own saying why. The ETA is the schedule's remaining work (pixel-iterations,
+    which shrink when a scale ends early) at the run's average rate so far.
+    """
+
+    def __init__(self, stream, every=None, clock=time.perf_counter):
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.every = every or (1 if self.tty else 10)
+        self.clock = clock
+        self.t_start = clock()
+        self.scale_start = (1, self.t_start)  # (scale, time it began)
+        self.width = 0
+        self.last_time = self.t_start
+
+    def __call__(self, st):
+        now = self.clock()
+        if st.stopped:
+            self.close()
+            self.stream.write(f"scale {st.scale}/{st.n_scales} {st.size[1]}x{st.size[0]}: stopped after "
+                              f"{st.iteration} of {st.iterations} iterations at loss {st.loss:.4g}; {st.stopped}\n")
+            self.stream.flush()
+            return
+        if st.scale != self.scale_start[0]:
+            self.scale_start = (st.scale, self.last_time)
+        self.last_time = now
+        if st.iteration % self.every and st.iteration != st.iterations:
+            return
+        its = st.iteration / max(now - self.scale_start[1], 1e-9)
+        rate = st.work_done / max(now - self.t_start, 1e-9)  # pixel-iterations per second over the run
+        eta = (st.work_total - st.work_done) / max(rate, 1e-9)
+        p = st.parts
+        line = (f"scale {st.scale}/{st.n_scales} {st.size[1]}x{st.size[0]}  it {st.iteration}/{st.iterations}  "
+                f"loss {st.loss:.4g} (content {p.get('content', 0):.3g}, style {p.get('style', 0):.3g}, "
+                f"tv {p.get('tv', 0):.3g})  {its:.2f} it/s  ETA {_clock_time(eta)}")
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+            if st.iteration == st.iterations and st.scale == st.n_scales:
+                self.stream.write("\n")
+                self.width = 0
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        """End an in-place line (e.g. after Ctrl-C) so the next message starts on its own line."""
+        if self.tty and self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.width = 0
+
+
+def _clock_time(seconds):
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"

@@ -1,0 +1,101 @@
+"""Tiled evaluation (tiling.py, tiled_objective.py) against the untiled objective, in float64."""
+import numpy as np
+import pytest
+
+from nst_numpy.config import Config
+from nst_numpy.fast import FastVGG19
+from nst_numpy.objective import make_objective
+from nst_numpy.tiled_objective import TiledObjective
+from nst_numpy.tiling import ALIGN, halo_for, plan_tiles, reach
+from nst_numpy.vgg import VGG19
+
+EXACT = 1e-9   # the issue's bound: float64 relative error of tiled against untiled
+
+
+def rel_error(a, b):
+    return float(np.max(np.abs(a - b)) / max(1e-8, float(np.max(np.abs(a) + np.abs(b)))))
+
+
+def test_receptive_field_of_conv5_1_is_156_px():
+    """conv5_1: 156 px, 70 above a position's 16 px cell and 70 below it; so a halo of 80 (5 x 16)."""
+    L, R, s = reach("conv5_1")
+    assert (L, R, s) == (70, 85, 16)
+    assert L + R + 1 == 156
+    assert halo_for(["relu5_1"]) == 80
+    assert halo_for(["relu3_1"]) == 16   # reach 10
+    assert halo_for(["relu1_1"]) == 16   # reach 1, rounded up to the alignment
+
+
+@pytest.mark.parametrize("hw, core, layers", [((77, 61), 16, ["relu3_1"]), ((400, 213), 96, ["relu5_1"]),
+                                              ((50, 300), 32, ["relu2_1"]), ((35, 29), 64, ["relu1_1"])])
+def test_tiles_partition_the_image_with_windows_of_one_shape(hw, core, layers):
+    tiles = plan_tiles(hw, core, layers)
+    owner = np.zeros(hw, int)
+    halo = halo_for(layers)
+    shapes = set()
+    for t in tiles:
+        (y0, y1, x0, x1), (a0, a1, b0, b1) = t.core, t.window
+        owner[y0:y1, x0:x1] += 1
+        assert a0 % ALIGN == 0 and b0 % ALIGN == 0 and y0 % ALIGN == 0 and x0 % ALIGN == 0
+        assert 0 <= a0 <= y0 and y1 <= a1 <= hw[0] and 0 <= b0 <= x0 and x1 <= b1 <= hw[1]
+        assert (a0 == 0 or y0 - a0 >= halo) and (a1 == hw[0] or a1 - y1 >= halo)      # the halo, or the edge
+        assert (b0 == 0 or x0 - b0 >= halo) and (b1 == hw[1] or b1 - x1 >= halo)
+        shapes.add((a1 - a0, b1 - b0))
+    assert np.all(owner == 1)
+    assert len(shapes) == 1
+
+
+def test_bad_tile_size_is_refused():
+    with pytest.raises(ValueError, match="multiple of 16"):
+        plan_tiles((100, 100), 24, ["relu1_1"])
+    with pytest.raises(ValueError, match="tile-size"):
+        Config(tile_size=20).validate()
+
+
+def _case(net, hw, layers_cfg, core, halo=None, seed=0):
+    """(untiled (loss, grad), tiled (loss, grad), tiles) for one random image and two style images."""
+    rng = np.random.default_rng(seed)
+    c = rng.uniform(-60, 60, hw + (3,))
+    styles = [(rng.uniform(-60, 60, (hw[0] - 7, hw[1] + 5, 3)), 1.0), (rng.uniform(-60, 60, (41, 53, 3)), 0.5)]
+    cfg = Config(**layers_cfg)
+    x = rng.uniform(-60, 60, c.size)
+    f = make_objective(net, c, styles, cfg)
+    t = TiledObjective(net, c, styles, cfg, tile_size=core, halo=halo)
+    return f(x), t(x), t
+
+
+SHALLOW = dict(content_layers=("relu3_1", "relu2_1"), style_layers=("relu1_1", "relu2_1", "relu3_1"))
+
+
+@pytest.mark.parametrize("engine", [FastVGG19, VGG19])
+@pytest.mark.parametrize("pooling", ["avg", "max"])
+def test_tiled_equals_untiled(engine, pooling):
+    """Several content and style layers, relu2_1 both; two style images; an odd size; many tiles."""
+    net = engine.random(seed=1, dtype=np.float64, pooling=pooling)
+    (l0, g0), (l1, g1), t = _case(net, (77, 61), SHALLOW, core=16)
+    assert len(t.tiles) >= 4
+    assert abs(l1 - l0) / abs(l0) < EXACT
+    assert rel_error(g1, g0) < EXACT
+
+
+def test_tiled_equals_untiled_to_relu5_1_and_a_halo_one_pooling_step_short_fails():
+    """The default layers (to relu5_1, halo 80). With a halo of 64 (one 16 px step of pool4 less)
+    the positions near a core's edge see zero padding instead of pixels: the check must fail."""
+    net = FastVGG19.random(seed=2, dtype=np.float64)
+    (l0, g0), (l1, g1), t = _case(net, (384, 64), {}, core=128)
+    assert len(t.tiles) == 3
+    assert abs(l1 - l0) / abs(l0) < EXACT and rel_error(g1, g0) < EXACT
+    _, (l2, g2), _ = _case(net, (384, 64), {}, core=128, halo=64)
+    assert rel_error(g2, g0) > 1e-4
+
+
+def test_tile_progress_is_reported():
+    net = FastVGG19.random(seed=3, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    c = rng.uniform(-60, 60, (70, 50, 3))
+    t = TiledObjective(net, c, [(c, 1.0)], Config(**SHALLOW), tile_size=16)
+    seen = []
+    t.on_tile = lambda done, total: seen.append((done, total))
+    t(c.ravel())
+    n = len(t.tiles)
+    assert n >= 2 and seen == [(k, 2 * n) for k in range(1, 2 * n + 1)]
