@@ -6,6 +6,7 @@ The Starry Night, see samples.py) and writes output.png. Every user error prints
 writes the best image so far and exits with 130.
 """
 import argparse
+import hashlib
 import math
 import os
 import sys
@@ -14,8 +15,10 @@ import numpy as np
 
 from . import __version__
 from .config import OPTIMIZERS, PRESERVE, Config
+from .checkpoint import Checkpointer, CheckpointError, load_checkpoint
 from .image import ImageError, check_output_path, fit_size, load_image, save_image
-from .optimize import Interrupted, stylize
+from .memory_plan import default_cap, describe, parse_size, plan_run
+from .optimize import Interrupted, iteration_budgets, scale_sizes, stylize
 from .progress import Progress
 from .samples import painting, photo
 from .weights import ENGINES, WeightsError, get_vgg19, network_class
@@ -60,6 +63,13 @@ def _weights_list(text):
     """'1,2' or '1 2' -> [1.0, 2.0], each finite and >= 0."""
     parse = _number(float, 0.0)
     return [parse(t) for t in text.replace(",", " ").split()]
+
+
+def _memory_size(text):
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
 
 
 def build_parser():
@@ -130,6 +140,21 @@ def build_parser():
     run.add_argument("--threads", type=_number(int, 1), default=os.cpu_count() or 1,
                      help="threads for the convolutions of the fast engine (default: all cores)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    mem = p.add_argument_group("memory and long runs")
+    mem.add_argument("--max-memory", metavar="SIZE", type=_memory_size,
+                     help="memory the whole run may use, e.g. 8G or 512M; larger pictures are then computed in "
+                          "tiles, exactly (default: 80%% of the memory available at the start)")
+    mem.add_argument("--tile-size", type=_number(int, 16), metavar="PX",
+                     help="evaluate in tiles with cores of PX x PX pixels, a multiple of 16 (default: automatic, "
+                          "untiled when the run fits --max-memory)")
+    mem.add_argument("--dry-run", action="store_true",
+                     help="print the plan (sizes, tiles, peak memory, seconds per iteration) and exit; writes nothing")
+    mem.add_argument("--checkpoint-every", type=_number(int, 1), metavar="N",
+                     help="every N iterations, save the run to OUTPUT.checkpoint.npz (the optimiser restarts "
+                          "there, so a resumed run is the same run); deleted when the run ends")
+    mem.add_argument("--resume", metavar="CHECKPOINT",
+                     help="continue the run saved in CHECKPOINT (after a crash or kill); takes no other options "
+                          "but --quiet")
     run.add_argument("--version", action="version", version=f"nst_numpy {__version__}")
     return p
 
@@ -147,28 +172,43 @@ def _load_network(args):
         raise UsageError(f"cannot load weights: {' '.join(str(e).split())}")
 
 
-BYTES_PER_PIXEL = 2500  # measured peak RSS: 2.9 GB at 1024², 9.0 GB at 2048² (about 2 kB per pixel + 0.8 GB)
-
-
-def _check_memory(what, hw):
-    """Refuse sizes whose activations and buffers would not fit in this machine's memory."""
-    try:
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        memory = 8 << 30
-    limit = int(0.7 * memory / BYTES_PER_PIXEL)
-    if hw[0] * hw[1] > limit:
-        raise UsageError(f"{what} would be {hw[1]}x{hw[0]} px; at about {BYTES_PER_PIXEL / 1000:.1f} kB per pixel, "
-                         f"this machine's {memory / 2 ** 30:.0f} GiB allow about {limit / 1e6:.1f} megapixels; "
-                         f"use a smaller --size")
-
-
 def _snapshot_path(output, step):
     root, ext = os.path.splitext(output)
     return f"{root}_{step:04d}{ext}"
 
 
-def run(args, stderr):
+def _checkpoint_path(output):
+    return os.path.splitext(output)[0] + ".checkpoint.npz"
+
+
+def _file_hash(path):
+    """sha256 of a file, to refuse resuming with inputs that changed."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _resumed(argv):
+    """For `--resume CHECKPOINT [--quiet]`: (the saved run's argv, (meta, arrays, path)); else (argv, None)."""
+    if "--resume" not in argv and not any(a.startswith("--resume=") for a in argv):
+        return argv, None
+    p = _Parser(prog="nst-numpy --resume")
+    p.add_argument("--resume", required=True)
+    p.add_argument("--quiet", "-q", action="store_true")
+    try:
+        args = p.parse_args(argv)
+    except UsageError as e:
+        raise UsageError(f"{e}; --resume takes no options but --quiet (the run's options are in the checkpoint)")
+    meta, arrays = load_checkpoint(args.resume)
+    saved = list(meta.get("argv", []))
+    if args.quiet and "--quiet" not in saved:
+        saved.append("--quiet")
+    return saved, (meta, arrays, args.resume)
+
+
+def run(args, stderr, argv=(), resume=None):
     """Everything after parsing; raises UsageError / ImageError for bad input."""
     check_output_path(args.output)
     texture = args.content is not None and args.content.lower() == "none"
@@ -188,7 +228,7 @@ def run(args, stderr):
                     min_improvement=args.min_improvement, optimizer=args.optimizer, learning_rate=args.learning_rate,
                     lbfgs_memory=args.lbfgs_memory, init=init, size=args.size, style_scale=args.style_scale,
                     style_blend=tuple(args.style_weights) if args.style_weights else None, scales=args.scales,
-                    preserve_colors=args.preserve_colors, seed=args.seed)
+                    preserve_colors=args.preserve_colors, seed=args.seed, tile_size=args.tile_size)
     try:
         config.validate()
     except ValueError as e:
@@ -208,14 +248,24 @@ def run(args, stderr):
     if init not in ("content", "noise"):
         init_img = load_image(init, max_side=args.size)
 
-    out_hw = fit_size(content.shape if content is not None else style_imgs[0].shape, args.size)
-    _check_memory("the output", out_hw)
-    for img in style_imgs:
-        _check_memory("a style image at --style-scale", fit_size(img.shape, args.size * args.style_scale))
+    sizes = scale_sizes(content.shape if content is not None else style_imgs[0].shape, args.size, config.scales)
 
     net = _load_network(args)
     if hasattr(net, "set_threads"):   # the reference network has no threads of its own
         net.set_threads(args.threads)
+    cap = args.max_memory or default_cap()
+    try:
+        plans = plan_run(net, sizes, [[fit_size(s.shape, config.style_scale * max(hw)) for s in style_imgs]
+                                      for hw in sizes], config, cap, timed=args.dry_run)
+    except MemoryError as e:
+        raise UsageError(str(e))
+    if args.dry_run:
+        print(describe(plans, iteration_budgets(config, len(sizes)), cap))
+        return 0
+    m = min(p.lbfgs_memory for p in plans)
+    if config.optimizer == "lbfgs" and m < config.lbfgs_memory and not args.quiet:
+        stderr.write(f"note: --lbfgs-memory lowered from {config.lbfgs_memory} to {m} to fit --max-memory "
+                     f"{cap / 2 ** 30:.1f} GiB\n")
     config.extra = {"content": args.content or "built-in chelsea_cat.jpg",
                     "style": ",".join(styles) or "built-in starry_night.jpg",
                     "weights": args.weights or "default", "pooling": args.pooling, "engine": args.engine}
@@ -229,8 +279,19 @@ def run(args, stderr):
         if args.save_every and state.step % args.save_every == 0:
             save_image(_snapshot_path(args.output, state.step), state.image(), text)
 
+    checkpoint = None
+    if args.checkpoint_every or resume is not None:
+        inputs = [q for q in [args.content, init_img is not None and init] + styles if q and q != "none"]
+        meta = {"argv": argv, "inputs": {q: _file_hash(q) for q in inputs}}
+        if resume is not None:
+            changed = [q for q, h in resume[0].get("inputs", {}).items() if meta["inputs"].get(q) != h]
+            if changed:
+                raise UsageError(f"{changed[0]} has changed since the checkpoint was written; cannot resume")
+        checkpoint = Checkpointer(args.resume or _checkpoint_path(args.output), args.checkpoint_every or 1 << 30,
+                                  meta, resume)
     try:
-        out = stylize(net, content, style_imgs, config, callback=callback, init_rgb=init_img)
+        out = stylize(net, content, style_imgs, config, callback=callback, init_rgb=init_img, plans=plans,
+                      checkpoint=checkpoint)
     except Interrupted as e:
         if progress is not None:
             progress.close()
@@ -238,6 +299,8 @@ def run(args, stderr):
         stderr.write(f"interrupted after {e.iteration} iterations: wrote the best image so far to {args.output}\n")
         return EXIT_INTERRUPTED
     save_image(args.output, out, text)
+    if checkpoint is not None:
+        checkpoint.remove()   # the run is done: its output is the record now
     if not args.quiet:
         stderr.write(f"wrote {args.output} ({out.shape[1]}x{out.shape[0]})\n")
     return 0
@@ -247,8 +310,12 @@ def main(argv=None, stderr=None):
     """Entry point. Returns (and, as a console script, exits with) 0, 2 (bad input) or 130 (Ctrl-C)."""
     stderr = stderr or sys.stderr
     try:
-        args = build_parser().parse_args(argv)
-        return run(args, stderr)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        run_argv, resume = _resumed(argv)
+        args = build_parser().parse_args(run_argv)
+        if resume is not None:
+            args.resume = resume[2]
+        return run(args, stderr, run_argv, resume and resume[:2])
     except (UsageError, ImageError, ValueError, FloatingPointError) as e:
         stderr.write(f"error: {' '.join(str(e).split())}\n")
         return EXIT_USAGE

@@ -107,3 +107,29 @@ def tv_loss(x):
     grad[:, 1:, :] += 2 * dh
     grad[:, :-1, :] -= 2 * dh
     return loss, grad
+
+
+def tv_loss_banded(x, scale, out, weight, rows=128):
+    """tv_loss(x * scale), with weight * its gradient w.r.t. x added into out, a band of rows at a time.
+
+    x, out: (H, W, C); scale: (C,) per channel. Returns the loss (not weighted). The same sums
+    as tv_loss; why bands: tv_loss's temporaries are about six image-sized arrays, which at 8K
+    (100 M values) would be 2.4 GB. Band [r0, r1) owns the vertical differences of its rows to
+    the row below and the horizontal differences within its rows, so each difference is counted once.
+    """
+    H = x.shape[0]
+    loss = 0.0
+    for r0 in range(0, H, rows):
+        r1 = min(H, r0 + rows)
+        xb = x[r0:min(H, r1 + 1)] * scale      # the band and the row below it, (<= rows + 1, W, C)
+        dv = xb[1:] - xb[:-1]                   # differences to the row below, rows r0 .. r0 + len(dv) - 1
+        dh = xb[:r1 - r0, 1:] - xb[:r1 - r0, :-1]
+        loss += _total(dv * dv) + _total(dh * dh)
+        k = len(dv)
+        dv *= 2 * weight * scale                # chain rule through x * scale
+        dh *= 2 * weight * scale
+        out[r0 + 1:r0 + 1 + k] += dv            # each difference d = b - a: +2d at b, -2d at a
+        out[r0:r0 + k] -= dv
+        out[r0:r1, 1:] += dh
+        out[r0:r1, :-1] -= dh
+    return loss

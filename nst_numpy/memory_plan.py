@@ -193,7 +193,7 @@ def estimate(cost, hw, style_hws, config, tile, m, base):
              "optimiser": optimizer_bytes(n, config.optimizer, m), "image-sized arrays": OBJECTIVE_BYTES * n,
              "content targets": targets, "style images": styles}
     if count > 1:
-        parts["gradient accumulator"] = 4 * n   # tiled_objective's dx, float32
+        parts["image-sized arrays"] -= 4 * n    # tiled_objective sums dx in float64: no float32 copy
     return ScalePlan(tuple(hw), tile, count, tuple(window), config.optimizer, m, parts)
 
 

@@ -17,7 +17,7 @@ channel order, scale and std.
 import numpy as np
 
 from .fast import ActivationTimes
-from .losses import content_loss, gram_matrix_banded, style_layer_loss, style_loss_from_gram, tv_loss
+from .losses import content_loss, gram_matrix_banded, style_layer_loss, style_loss_from_gram, tv_loss_banded
 from .vgg_spec import CONV_SPECS
 
 
@@ -124,13 +124,11 @@ class Objective:
         x = np.asarray(x_flat).reshape(self.shape).astype(self.net.dtype)  # float32 for real runs
         parts = {"content": 0.0, "style": 0.0, "tv": 0.0}
         dx = self._network_terms(x, parts)
-        scale = self.tv_scale.astype(x.dtype)
-        tv, dtv = tv_loss(x * scale)
+        tv = tv_loss_banded(x, self.tv_scale.astype(x.dtype), dx, x.dtype.type(self.tv_w))   # losses.tv_loss, banded
         parts["tv"] = self.tv_w * tv
-        dx += dtv * (scale * x.dtype.type(self.tv_w))  # chain rule through x * scale
         self.parts = parts
         loss = parts["content"] + parts["style"] + parts["tv"]  # Gatys et al. 2016, eq. 7 (+ TV)
-        return loss, dx.astype(np.float64).reshape(-1)
+        return loss, np.asarray(dx, np.float64).reshape(-1)   # a copy unless dx is float64 already (tiled)
 
     def _network_terms(self, x, parts):
         """Adds the content and style terms at image x (H, W, 3) to parts; returns their gradient dx (H, W, 3)."""

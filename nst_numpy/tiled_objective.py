@@ -67,7 +67,7 @@ class TiledObjective(Objective):
             self.style_parts[name] = w * loss
             parts["style"] += w * loss
             K[name] = (k * w).astype(dt)
-        dx = np.zeros(self.shape, dt)
+        dx = np.zeros(self.shape, np.float64)   # float64: what the optimiser takes, so no copy at the end
         for i, t in enumerate(self.tiles):            # pass 2: each tile's share of the gradient
             content = {}
             for name in self.content_layers:

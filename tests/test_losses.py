@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from nst_numpy.gradcheck import numerical_gradient, rel_error
-from nst_numpy.losses import content_loss, gram_matrix, style_layer_loss, tv_loss
+from nst_numpy.losses import content_loss, gram_matrix, style_layer_loss, tv_loss, tv_loss_banded
 
 BOUND = 1e-7  # float64, h = 1e-5: observed errors are ~1e-10
 
@@ -92,3 +92,19 @@ def test_losses_keep_float32(rng):
     assert content_loss(F, F * 0.5)[1].dtype == np.float32
     assert style_layer_loss(F, gram_matrix(F * 0.5))[1].dtype == np.float32
     assert tv_loss(F)[1].dtype == np.float32
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 7, 100])
+def test_tv_loss_banded_equals_tv_loss(rng, rows):
+    """The banded form (objective.py's) against tv_loss: value, and the weighted gradient added into out."""
+    x = rng.standard_normal((7, 5, 3))
+    scale = np.array([0.5, 2.0, 1.5])
+    loss, grad = tv_loss(x * scale)
+    start = rng.standard_normal(x.shape)
+    out = start.copy()
+    banded = tv_loss_banded(x, scale, out, 0.3, rows=rows)
+    assert abs(banded - loss) <= 1e-12 * loss
+    expected = start + 0.3 * grad * scale
+    assert np.max(np.abs(out - expected)) / np.max(np.abs(expected)) < 1e-12
+    wrong = start + 0.3 * grad   # negative control: the chain rule's scale left out
+    assert np.max(np.abs(out - wrong)) / np.max(np.abs(wrong)) > 1e-3

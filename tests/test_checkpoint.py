@@ -1,0 +1,91 @@
+"""Checkpoints (checkpoint.py) and resuming a run (optimize.stylize, cli --checkpoint-every / --resume)."""
+import os
+
+import numpy as np
+import pytest
+
+from nst_numpy import cli, optimize
+from nst_numpy.checkpoint import Checkpointer, CheckpointError, load_checkpoint, save_checkpoint
+from nst_numpy.config import Config
+from nst_numpy.fast import FastVGG19
+from nst_numpy.image import load_image
+from nst_numpy.optimize import Interrupted, stylize
+from nst_numpy.samples import landscape, swirls
+
+
+def test_save_and_load_round_trip_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / "run.checkpoint.npz"
+    x = np.arange(12.0)
+    save_checkpoint(str(path), {"point": {"scale": 1}}, x=x)
+    save_checkpoint(str(path), {"point": {"scale": 2}}, x=2 * x)   # replaces the first
+    meta, arrays = load_checkpoint(str(path))
+    assert meta["point"] == {"scale": 2} and np.array_equal(arrays["x"], 2 * x)
+    assert os.listdir(tmp_path) == ["run.checkpoint.npz"]
+
+
+def test_bad_checkpoints_are_refused_with_one_line(tmp_path):
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip file")
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        load_checkpoint(str(junk))
+    pickled = tmp_path / "pickled.npz"
+    np.savez(str(pickled), meta=np.array([{"a": 1}], dtype=object))   # would need unpickling
+    with pytest.raises(CheckpointError):
+        load_checkpoint(str(pickled))
+    with pytest.raises(CheckpointError, match="no such"):
+        load_checkpoint(str(tmp_path / "missing.npz"))
+
+
+@pytest.fixture(scope="module")
+def net():
+    return FastVGG19.random(seed=0)
+
+
+def _run(net, checkpoint, callback=None):
+    cfg = Config(size=48, scales=2, coarse_iterations=4, iterations=6, min_improvement=0.0)
+    return stylize(net, landscape(40, 48), [swirls(40, 40)], cfg, callback=callback, checkpoint=checkpoint)
+
+
+@pytest.mark.parametrize("stop_at", [3, 4, 7])   # between scales, inside scale 1, inside scale 2
+def test_resumed_run_equals_the_uninterrupted_run(tmp_path, net, stop_at):
+    whole = _run(net, Checkpointer(str(tmp_path / "a.npz"), every=2))
+    path = str(tmp_path / "b.npz")
+
+    def ctrl_c(state):
+        if state.step == stop_at:
+            raise KeyboardInterrupt
+    with pytest.raises(Interrupted):
+        _run(net, Checkpointer(path, every=2), callback=ctrl_c)
+    resumed = _run(net, Checkpointer(path, every=2, resume=load_checkpoint(path)))
+    assert np.max(np.abs(resumed - whole)) < 1e-3   # 0..255 pixel units: the same run
+    # Negative control: starting again from scratch at the checkpoint's image, without the
+    # rest of the saved state, is not the same run.
+    meta, arrays = load_checkpoint(path)
+    meta["point"] = dict(meta["point"], scale=0, iteration=0)
+    restarted = _run(net, Checkpointer(path, every=2, resume=(meta, arrays)))
+    assert np.max(np.abs(restarted - whole)) > 1e-3
+
+
+def test_cli_resume_after_an_interrupt_writes_the_same_picture(tmp_path, monkeypatch):
+    out = str(tmp_path / "out.png")
+    args = ["--weights", "random", "--size", "40", "--scales", "2", "--coarse-iterations", "3", "--iterations", "6",
+            "--min-improvement", "0", "--checkpoint-every", "2", "-q", "-o", out]
+    assert cli.main(args) == 0
+    whole = load_image(out)
+    assert not os.path.exists(str(tmp_path / "out.checkpoint.npz"))   # removed once the run is done
+    os.unlink(out)
+    real, calls = optimize.run_lbfgs, []
+
+    def killed(*a, **k):   # the run dies during its third optimiser segment
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(optimize, "run_lbfgs", killed)
+    assert cli.main(args) == cli.EXIT_INTERRUPTED
+    monkeypatch.setattr(optimize, "run_lbfgs", real)
+    ckpt = str(tmp_path / "out.checkpoint.npz")
+    assert os.path.exists(ckpt)
+    assert cli.main(["--resume", ckpt, "-q"]) == 0
+    assert np.max(np.abs(load_image(out) - whole)) <= 1.0   # PNG: 8-bit rounding at most
+    assert cli.main(["--resume", ckpt, "--size", "64"]) == cli.EXIT_USAGE   # no other options

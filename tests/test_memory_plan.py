@@ -1,0 +1,80 @@
+"""The run's plan (memory_plan.py): sizes, tiles, L-BFGS memory, and a peak estimate that holds."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+
+import pytest
+
+from nst_numpy.config import Config
+from nst_numpy.fast import FastVGG19
+from nst_numpy.memory_plan import WindowCost, estimate, parse_size, plan_scale
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_parse_size():
+    assert parse_size("8G") == 8 << 30
+    assert parse_size("512M") == 512 << 20
+    assert parse_size("1.5g") == 3 << 29
+    assert parse_size("2GiB") == 2 << 30
+    for bad in ("eight", "8X", "-1G", "0"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+
+
+@pytest.fixture(scope="module")
+def cost():
+    return WindowCost(FastVGG19.random(seed=0), ("relu4_2",), ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"))
+
+
+def test_plan_is_untiled_when_it_fits_else_tiled_else_lower_m_else_a_clear_refusal(cost):
+    hw, cfg = (1200, 900), Config()
+    whole = estimate(cost, hw, [], cfg, 0, 10, 0)
+    assert plan_scale(cost, hw, [], cfg, whole.peak, 0).tiles == 1
+    tiled = plan_scale(cost, hw, [], cfg, whole.peak - 1, 0)
+    assert tiled.tiles > 1 and tiled.peak <= whole.peak - 1 and tiled.lbfgs_memory == 10
+    smallest_m10 = estimate(cost, hw, [], cfg, 128, 10, 0)
+    lowered = plan_scale(cost, hw, [], cfg, smallest_m10.peak - 1, 0)
+    assert lowered.lbfgs_memory < 10 and lowered.peak < smallest_m10.peak
+    with pytest.raises(MemoryError, match="--optimizer adam needs about"):
+        plan_scale(cost, hw, [], cfg, 1 << 20, 0)
+    adam = replace(cfg, optimizer="adam")
+    assert plan_scale(cost, hw, [], adam, estimate(cost, hw, [], adam, 0, 0, 0).peak, 0).tiles == 1
+    with pytest.raises(MemoryError, match="tile-size"):   # a forced tile that cannot fit
+        plan_scale(cost, hw, [], replace(cfg, tile_size=512), 1 << 20, 0)
+
+
+SMALL_RUN = textwrap.dedent("""
+    import json, resource, sys
+    import numpy as np
+    from nst_numpy.config import Config
+    from nst_numpy.fast import FastVGG19
+    from nst_numpy.memory_plan import plan_run
+    from nst_numpy.optimize import stylize
+    from nst_numpy.samples import landscape, swirls
+    tile = int(sys.argv[1]) or None
+    net = FastVGG19.random(seed=0)
+    cfg = Config(size=400, scales=1, iterations=2, min_improvement=0.0, tile_size=tile)
+    content, style = landscape(300, 400), swirls(300, 300)
+    plans = plan_run(net, [(300, 400)], [[(300, 300)]], cfg, cap=64 << 30)
+    stylize(net, content, [style], cfg, plans=plans)
+    print(json.dumps({"estimate": plans[0].peak, "tiles": plans[0].tiles,
+                      "measured": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+""")
+
+
+@pytest.mark.parametrize("tile", [0, 192])
+def test_the_plans_estimate_bounds_the_measured_peak_of_a_small_run(tile):
+    """In a fresh process (its peak RSS is this run's alone): untiled and with tiles forced."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", SMALL_RUN, str(tile)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (r["tiles"] > 1) == bool(tile)
+    print(r)
+    assert r["measured"] <= r["estimate"], r
+    assert r["estimate"] < 2 * r["measured"], r   # and not so loose that it says nothing
