@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .tiling import ALIGN, halo_for, plan_tiles
+from .tiling import halo_for, plan_tiles
 
 MIN_LBFGS_MEMORY = 3
 TILE_SIDES = (2048, 1536, 1024, 768, 640, 512, 384, 256, 192, 128)   # tried largest first
@@ -83,6 +83,19 @@ def current_rss():
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def peak_rss():
+    """This process's peak resident memory in bytes (VmHWM; unlike getrusage's ru_maxrss, not
+    inherited from the parent across fork and exec), or 0 where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def gib(n):
