@@ -35,14 +35,15 @@ MARGIN = 1.1          # on the modelled sum: allocator slack and BLAS/thread buf
 SAFE_SHARE = 0.8      # the default cap: this share of the memory available when the run starts
 
 # Bytes per image value (n = 3 H W) besides the optimiser, counted from the code:
-# objective call: x float32 4, dx float32 4, dx float64 8, TV temporaries 4 x 4 (objective.py);
-# stylize: x0 8, best x 8, lo and hi 16 (optimize.py); images: content RGB at the output size,
-# its preprocessed copy, the colour mode's copy and a resize temporary, 4 x 4.
-OBJECTIVE_BYTES = 4 + 4 + 8 + 16 + 8 + 8 + 16 + 16
+# objective call: x float32 4, dx float32 4 and its float64 copy 8 (objective.py; TV is banded);
+# stylize: x0 8, best x 8 (optimize.py); images: content RGB at the output size, its
+# preprocessed copy, the colour mode's copy and a resize temporary, 4 x 4.
+OBJECTIVE_BYTES = 4 + 4 + 8 + 8 + 8 + 16
 # scipy's fmin_l_bfgs_b besides its work array: x, g and its upcast copy, the function
-# wrapper's copies of x and g, bounds l and u, nbd int32, iwa 3 int32, our bounds list 8.
-LBFGS_EXTRA_BYTES = 8 * 3 + 8 * 2 + 16 + 4 + 12 + 8
-ADAM_BYTES = 8 * 6    # x, m, v, the gradient, the per-value step, one temporary (optimize.run_adam)
+# wrapper's copies of x and g, bounds l and u, nbd int32, iwa 3 int32, our bounds list 8,
+# and stylize's flat bounds lo and hi 16.
+LBFGS_EXTRA_BYTES = 8 * 3 + 8 * 2 + 16 + 4 + 12 + 8 + 16
+ADAM_BYTES = 8 * 5    # x, m, v, the gradient (reused for the step), one temporary (optimize.run_adam)
 
 
 def parse_size(text):

@@ -139,17 +139,29 @@ def _bound_pairs(lo, hi):
 
 
 def run_adam(f, x0, lo, hi, iterations, lr, on_iteration, beta1=0.9, beta2=0.999, eps=1e-8):
-    """Adam (Kingma & Ba 2015) with projection onto lo <= x <= hi. lr: per-element step sizes (flat)."""
+    """Adam (Kingma & Ba 2015) with projection onto lo <= x <= hi.
+
+    x0: flat float64 image (H*W*3,); lo, hi, lr: per channel, (3,) (bounds and step sizes).
+    Updated in place, one temporary at a time: at 8K an image-sized float64 array is 0.8 GB.
+    """
     x = x0.copy()
     m = np.zeros_like(x)
     v = np.zeros_like(x)
     for t in range(1, iterations + 1):
-        _, g = f(x)
-        m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * g * g
-        m_hat = m / (1 - beta1 ** t)
-        v_hat = v / (1 - beta2 ** t)
-        x = np.clip(x - lr * m_hat / (np.sqrt(v_hat) + eps), lo, hi)
+        _, g = f(x)                      # fresh array: ours to overwrite
+        m *= beta1
+        m += (1 - beta1) * g             # m = b1 m + (1 - b1) g
+        g *= g
+        v *= beta2
+        v += (1 - beta2) * g             # v = b2 v + (1 - b2) g^2
+        step = g                         # reuse g's memory: step = lr m_hat / (sqrt(v_hat) + eps)
+        np.divide(v, 1 - beta2 ** t, out=step)
+        np.sqrt(step, out=step)
+        step += eps
+        np.divide(m, step, out=step)
+        step.reshape(-1, 3)[...] *= lr / (1 - beta1 ** t)
+        x -= step
+        np.clip(x.reshape(-1, 3), lo, hi, out=x.reshape(-1, 3))
         on_iteration(t)
     f(x)  # score the final point too, so the tracker can return it
 
@@ -249,14 +261,15 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
             f = _Tracker(make_objective(net, content_k, styles_k, config, shape=hw + (3,), tile_size=tile))
             if hasattr(f.f, "on_tile") and hasattr(callback, "tile"):
                 f.f.on_tile = callback.tile
-            lo = np.broadcast_to(lo3, hw + (3,)).reshape(-1)
-            hi = np.broadcast_to(hi3, hw + (3,)).reshape(-1)
+            # Flat bounds for L-BFGS-B (16 bytes per value); Adam takes them per channel.
+            lo, hi = (np.broadcast_to(b, hw + (3,)).reshape(-1) if config.optimizer == "lbfgs" else b
+                      for b in (lo3, hi3))
             if x is not None:      # coarse-to-fine: upsample the previous scale's result (Gatys et al. 2017)
                 prev = np.clip(net.deprocess(x.reshape(sizes[k - 1] + (3,)).astype(net.dtype)), 0, 255)
                 x0 = net.preprocess(upsample(prev, hw))
             else:
                 x0 = _first_point(net, config.init, content_k, init_rgb, hw, rng)
-            x0 = np.clip(np.asarray(x0, np.float64).reshape(-1), lo, hi)
+            x0 = np.clip(np.asarray(x0, np.float64).reshape(-1, 3), lo3, hi3).reshape(-1)
             rule = StoppingRule(config.min_improvement)
             done = 0   # iterations of this scale so far
             if point.get("scale") == k and point["iteration"] > 0:   # resume inside this scale
@@ -297,8 +310,7 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                     if config.optimizer == "lbfgs":
                         run_lbfgs(f, x0, lo, hi, n, seg, m)
                     else:
-                        lr = np.broadcast_to(config.learning_rate * net.preprocessing.pixel_step(), hw + (3,))
-                        run_adam(f, x0, lo, hi, n, lr.reshape(-1), seg)
+                        run_adam(f, x0, lo3, hi3, n, config.learning_rate * net.preprocessing.pixel_step(), seg)
                     done += n
                     x0 = f.best_x.copy()
                     if checkpoint is not None and done < budgets[k]:
