@@ -21,6 +21,7 @@ class Progress:
         self.scale_start = (1, self.t_start)  # (scale, time it began)
         self.width = 0
         self.last_time = self.t_start
+        self.tile_time = self.t_start   # when the last tile line was written (tile)
 
     def __call__(self, st):
         now = self.clock()
@@ -50,6 +51,23 @@ class Progress:
                 self.width = 0
         else:
             self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def tile(self, done, total):
+        """Progress inside one tiled evaluation (stylize calls it after each tile of each pass).
+
+        Slow evaluations (minutes at 8K) would otherwise show nothing between iterations. On a
+        terminal the line is refreshed in place; in a log, a line at most every 30 s."""
+        now = self.clock()
+        text = f"  evaluating: tile {done}/{total}"
+        if self.tty:
+            self.stream.write("\r" + text.ljust(self.width))
+            self.width = len(text)
+        elif now - self.tile_time >= 30 or done == total:
+            self.stream.write(text + "\n")
+        else:
+            return
+        self.tile_time = now
         self.stream.flush()
 
     def close(self):

@@ -5,6 +5,7 @@
     python scripts/benchmark.py --compare-torch      # one objective evaluation, side by side with PyTorch
     python scripts/benchmark.py --table              # time per iteration and peak RSS, 256..2048 px
     python scripts/benchmark.py --schedule --weights W --pairs C:S ...   # time to result (bench_schedule.py)
+    python scripts/benchmark.py --tiling-overhead / --tiling-run ...    # any size in bounded memory (bench_tiling.py)
     python scripts/bench_precision.py                # float32 gradient error, ours and PyTorch's
 
 Default mode (issue 2): for each size, the median time of a forward pass to conv5_1
@@ -315,6 +316,12 @@ def main(argv=None):
     p.add_argument("--pairs", nargs="+", metavar="CONTENT:STYLE", help="with --schedule / --curve: image pairs")
     p.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="with --schedule / --curve: Config overrides "
                    "of the new run, e.g. scales=3 min_improvement=0.001")
+    p.add_argument("--tiling-overhead", action="store_true", help="one evaluation untiled against tiles forced "
+                   "(--tile-size), at --sizes (default 2048), with --weights and the first --pairs entry")
+    p.add_argument("--tiling-run", action="store_true", help="the command line at --sizes on a 16:9 crop: the "
+                   "--dry-run plan beside the measured peak RSS and time (see bench_tiling.py)")
+    p.add_argument("--tile-size", type=int, default=1024, help="with --tiling-overhead (default 1024)")
+    p.add_argument("--max-memory", help="with --tiling-run: passed to the command line, e.g. 8G")
     p.add_argument("--table-worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--framework", default="numpy", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -324,6 +331,16 @@ def main(argv=None):
         return compare_torch(a.sizes or [512, 1024], a.repeat, a.threads)
     if a.table:
         return table(a.sizes or [256, 512, 1024, 2048], a.iterations, a.threads, a.torch_column)
+    if a.tiling_overhead or a.tiling_run:
+        import bench_tiling
+        if not (a.weights and a.pairs):
+            p.error("--tiling-overhead and --tiling-run need --weights PATH and --pairs CONTENT:STYLE")
+        if a.tiling_run:
+            return bench_tiling.run(a.weights, a.pairs[0], (a.sizes or [3840])[0], a.max_memory, a.set)
+        from nst_numpy.weights import load_vgg19
+        net = load_vgg19(a.weights)
+        net.set_threads(a.threads)
+        return bench_tiling.overhead(net, a.pairs[0], (a.sizes or [2048])[0], a.tile_size, min(a.repeat, 3))
     if a.schedule or a.curve:
         import bench_schedule as B
         if not (a.weights and a.pairs):

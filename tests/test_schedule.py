@@ -87,3 +87,23 @@ def test_min_improvement_zero_runs_every_iteration(net):
 def test_bad_schedule_values_are_rejected(field, value):
     with pytest.raises(ValueError, match=field.replace("_", "-")):
         Config(**{field: value}).validate()
+
+
+def test_progress_reports_tiles_within_an_evaluation():
+    """On a terminal every tile refreshes the line; in a log, a line at most every 30 s and at the end."""
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    clock = iter([0.0, 1.0, 2.0, 40.0, 41.0]).__next__
+    log = io.StringIO()
+    p = Progress(log, clock=clock)
+    for done in (1, 2, 3, 4):
+        p.tile(done, 4)
+    assert log.getvalue().splitlines() == ["  evaluating: tile 3/4", "  evaluating: tile 4/4"]
+    tty = Tty()
+    p = Progress(tty, clock=iter([0.0, 1.0, 2.0]).__next__)
+    p.tile(1, 2)
+    p.tile(2, 2)
+    assert tty.getvalue().count("\r") == 2 and tty.getvalue().endswith("tile 2/2")
