@@ -31,6 +31,7 @@ from .tiling import halo_for, plan_tiles
 
 MIN_LBFGS_MEMORY = 3
 TILE_SIDES = (2048, 1536, 1024, 768, 640, 512, 384, 256, 192, 128)   # tried largest first
+EFFICIENT_TILE = 512  # see plan_scale
 MARGIN = 1.1          # on the modelled sum: allocator slack and BLAS/thread buffers
 SAFE_SHARE = 0.8      # the default cap: this share of the memory available when the run starts
 
@@ -175,6 +176,7 @@ class ScalePlan:
     lbfgs_memory: int       # m (L-BFGS only)
     parts: dict             # {what: bytes} of the peak estimate
     seconds_per_iteration: float = None   # when timed
+    setup_seconds: float = 0.0            # the optimiser's start, once per scale (when timed)
 
     @property
     def peak(self):
@@ -212,22 +214,26 @@ def estimate(cost, hw, style_hws, config, tile, m, base):
 
 
 def plan_scale(cost, hw, style_hws, config, cap, base):
-    """The ScalePlan that fits `cap` bytes: untiled if it fits, else the largest tile that does,
-    lowering L-BFGS's m if no tile fits. Raises MemoryError with a one-line message if nothing fits."""
+    """The ScalePlan that fits `cap` bytes: untiled if it fits, else the largest tile that does, lowering
+    L-BFGS's m before tiles go under EFFICIENT_TILE px. Raises MemoryError (one line) if nothing fits."""
     halo = halo_for(cost.layers)
     if config.tile_size:
         sides = [config.tile_size]
     else:
         sides = [0] + [t for t in TILE_SIDES if t < max(hw)]
     ms = [config.lbfgs_memory] if config.optimizer == "adam" else range(config.lbfgs_memory, MIN_LBFGS_MEMORY - 1, -1)
-    for m in ms:
-        for t in sides:
-            p = estimate(cost, hw, style_hws, config, t, m, base)
-            if p.peak <= cap or config.tile_size:
-                if p.peak > cap:
-                    raise MemoryError(f"at {hw[1]}x{hw[0]} with --tile-size {t} the run needs about {gib(p.peak)}, "
-                                      f"over --max-memory {gib(cap)}; use a smaller --tile-size or none (automatic)")
-                return p
+    # Windows of cores under EFFICIENT_TILE px spend most of their time on the halo, so a smaller
+    # L-BFGS memory is tried with large tiles before small tiles are tried at all.
+    order = ([(m, t) for m in ms for t in sides if t == 0 or t >= EFFICIENT_TILE] +
+             [(m, t) for m in ms for t in sides if 0 < t < EFFICIENT_TILE])
+    for m, t in order:
+        p = estimate(cost, hw, style_hws, config, t, m, base)
+        if p.peak <= cap:
+            return p
+    if config.tile_size:
+        least = estimate(cost, hw, style_hws, config, config.tile_size, ms[-1], base)
+        raise MemoryError(f"at {hw[1]}x{hw[0]} with --tile-size {config.tile_size} the run needs about "
+                          f"{gib(least.peak)}, over --max-memory {gib(cap)}; use a smaller --tile-size or none (automatic)")
     smallest = estimate(cost, hw, style_hws, config, sides[-1], ms[-1] if config.optimizer == "lbfgs" else 0, base)
     adam = estimate(cost, hw, style_hws, replace(config, optimizer="adam"), sides[-1], 0, base)
     hint = (f"; --optimizer adam needs about {gib(adam.peak)}" if config.optimizer == "lbfgs" else "")
@@ -248,6 +254,9 @@ def plan_run(net, scale_hws, style_hws_per_scale, config, cap=None, timed=False)
         for p in plans:
             net_s = cost.seconds(*p.window, tiled=p.tiles > 1) * p.tiles
             p.seconds_per_iteration = EVALUATIONS_PER_ITERATION * net_s + per_value * 3 * p.hw[0] * p.hw[1]
+            # scipy's fmin_l_bfgs_b turns the bounds into arrays with Python loops over every value
+            # (about 1 us each, measured at n = 3 million), and every start evaluates once more.
+            p.setup_seconds = net_s + (1e-6 * 3 * p.hw[0] * p.hw[1] if config.optimizer == "lbfgs" else 0.0)
     return plans
 
 
@@ -273,7 +282,7 @@ def describe(plans, budgets, cap):
         lines.append(f"scale {k + 1}/{len(plans)}: {p.hw[1]}x{p.hw[0]}, {how}, {opt}, peak ~{gib(p.peak)}"
                      f"{sec}, up to {its} iterations")
         if p.seconds_per_iteration is not None:
-            total += p.seconds_per_iteration * its
+            total += p.seconds_per_iteration * its + p.setup_seconds
     top = max(plans, key=lambda p: p.peak)
     lines.append("peak estimate " + gib(top.peak) + " at " + f"{top.hw[1]}x{top.hw[0]}: " +
                  ", ".join(f"{k} {gib(v)}" for k, v in top.parts.items()) + f", +{round(100 * (MARGIN - 1))}% margin")
