@@ -17,7 +17,7 @@ from . import __version__
 from .config import OPTIMIZERS, PRESERVE, Config
 from .checkpoint import Checkpointer, CheckpointError, load_checkpoint
 from .image import ImageError, check_output_path, fit_size, load_image, save_image
-from .memory_plan import default_cap, describe, parse_size, plan_run
+from .memory_plan import default_cap, describe, needs_plan, parse_size, plan_run
 from .optimize import Interrupted, iteration_budgets, scale_sizes, stylize
 from .progress import Progress
 from .samples import painting, photo
@@ -254,15 +254,17 @@ def run(args, stderr, argv=(), resume=None):
     if hasattr(net, "set_threads"):   # the reference network has no threads of its own
         net.set_threads(args.threads)
     cap = args.max_memory or default_cap()
-    try:
-        plans = plan_run(net, sizes, [[fit_size(s.shape, config.style_scale * max(hw)) for s in style_imgs]
-                                      for hw in sizes], config, cap, timed=args.dry_run)
-    except MemoryError as e:
-        raise UsageError(str(e))
+    plans = None   # small runs without --max-memory: untiled, or --tile-size as given (memory_plan.needs_plan)
+    if args.max_memory or args.dry_run or needs_plan(sizes, config):
+        try:
+            plans = plan_run(net, sizes, [[fit_size(s.shape, config.style_scale * max(hw)) for s in style_imgs]
+                                          for hw in sizes], config, cap, timed=args.dry_run)
+        except MemoryError as e:
+            raise UsageError(str(e))
     if args.dry_run:
         print(describe(plans, iteration_budgets(config, len(sizes)), cap))
         return 0
-    m = min(p.lbfgs_memory for p in plans)
+    m = min(p.lbfgs_memory for p in plans) if plans else config.lbfgs_memory
     if config.optimizer == "lbfgs" and m < config.lbfgs_memory and not args.quiet:
         stderr.write(f"note: --lbfgs-memory lowered from {config.lbfgs_memory} to {m} to fit --max-memory "
                      f"{cap / 2 ** 30:.1f} GiB\n")

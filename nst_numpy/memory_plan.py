@@ -242,6 +242,18 @@ def plan_scale(cost, hw, style_hws, config, cap, base):
                       f"tiles of {sides[-1]} px, halo {halo} px), over --max-memory {gib(cap)}{hint}")
 
 
+AUTO_PLAN_PIXELS = 1024 * 1024   # untiled runs up to this output size fit in a few GB (measured: 2.9 GB at 1024²)
+
+
+def needs_plan(sizes, config):
+    """Whether a run with tile_size None must be planned: its output is over AUTO_PLAN_PIXELS, or
+    this machine has under 8 GB available. Smaller runs go untiled and skip the plan's probes."""
+    if config.tile_size is not None:
+        return False
+    H, W = sizes[-1]
+    return H * W > AUTO_PLAN_PIXELS or available_memory() < 8 << 30
+
+
 def plan_run(net, scale_hws, style_hws_per_scale, config, cap=None, timed=False):
     """[ScalePlan] for each scale (coarse to fine). cap: bytes (None: default_cap()).
     timed: also measure seconds per iteration (a short timing on this machine)."""

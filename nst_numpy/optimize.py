@@ -333,17 +333,13 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
 
 
 def _auto_plans(net, sizes, style_rgbs, config):
-    """Config.tile_size None means automatic: a run of over AUTO_PLAN_PIXELS at its output size is
-    planned against the default memory cap (memory_plan.plan_run: untiled if that fits, else
-    tiles); smaller runs fit any machine this runs on untiled, and skip the plan's probes."""
-    if config.tile_size is not None or sizes[-1][0] * sizes[-1][1] <= AUTO_PLAN_PIXELS:
+    """Config.tile_size None means automatic: memory_plan.needs_plan says whether this run is large
+    enough to plan against the default memory cap (untiled if that fits, else tiles)."""
+    from .memory_plan import needs_plan, plan_run
+    if not needs_plan(sizes, config):
         return None
-    from .memory_plan import plan_run
     return plan_run(net, sizes, [[fit_size(s.shape, config.style_scale * max(hw)) for s in style_rgbs]
                                  for hw in sizes], config)
-
-
-AUTO_PLAN_PIXELS = 1024 * 1024
 
 
 def _resume_point(checkpoint, sizes):

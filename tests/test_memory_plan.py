@@ -76,3 +76,26 @@ def test_the_plans_estimate_bounds_the_measured_peak_of_a_small_run(tile):
     assert (r["tiles"] > 1) == bool(tile)
     assert r["measured"] <= r["estimate"], r
     assert r["estimate"] < 2 * r["measured"], r   # and not so loose that it says nothing
+
+
+def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    from nst_numpy import cli
+    out = tmp_path / "out.png"
+    assert cli.main(["--weights", "random", "--size", "64", "--dry-run", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "scale 2/2: 64x" in text and "untiled" in text and "peak estimate" in text and "s/iteration" in text
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-memory", "1M"], "over --max-memory 0.00 GiB; --optimizer adam needs about"),
+    (["--max-memory", "lots"], "not understood"),
+    (["--tile-size", "40"], "multiple of 16"),
+])
+def test_cli_memory_errors_are_one_line(tmp_path, capsys, args, message):
+    from nst_numpy import cli
+    out = tmp_path / "out.png"
+    assert cli.main(["--weights", "random", "--size", "64", "-o", str(out)] + args) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("error: ")
+    assert not out.exists()
