@@ -89,4 +89,7 @@ def run(weights, pair, side, max_memory, overrides):
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024   # the largest child: this run
         print(done.stderr.strip().splitlines()[-3:] if done.stderr else "", flush=True)
         print(f"measured: exit {done.returncode}, wall {wall:.0f} s, peak RSS {peak / 2 ** 30:.2f} GiB")
+        keep = os.environ.get("NST_BENCH_KEEP")   # a folder to keep the picture in, to look at it
+        if keep and done.returncode == 0:
+            os.replace(os.path.join(tmp, "out.png"), os.path.join(keep, f"tiled_{side}_{int(time.time())}.png"))
         return done.returncode
