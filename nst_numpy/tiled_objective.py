@@ -56,8 +56,11 @@ class TiledObjective(Objective):
         dt, n = self.net.dtype, len(self.tiles)
         sizes = _layer_sizes(self.shape, self.style_layers)
         G = {name: np.zeros((sizes[name][1],) * 2, np.float64) for name in self.style_layers}
+        acts = None
         for i, t in enumerate(self.tiles):            # pass 1: the whole image's Gram matrices
-            for name, g in tile_grams(self.net, t.pixels(x), t, self.style_layers, self.layers).items():
+            if i == n - 1:   # keep the last tile's forward pass: pass 2 starts with that tile
+                acts = self.net.forward(t.pixels(x), self.layers, copy=False)
+            for name, g in tile_grams(self.net, t.pixels(x), t, self.style_layers, self.layers, acts).items():
                 G[name] += g
             self._report(i + 1, 2 * n)
         K = {}
@@ -68,12 +71,14 @@ class TiledObjective(Objective):
             parts["style"] += w * loss
             K[name] = (k * w).astype(dt)
         dx = np.zeros(self.shape, np.float64)   # float64: what the optimiser takes, so no copy at the end
-        for i, t in enumerate(self.tiles):            # pass 2: each tile's share of the gradient
+        # Pass 2, each tile's share of the gradient, in reverse: its first tile is pass 1's last,
+        # whose forward pass is still in the network (acts), so it runs one forward pass fewer.
+        for i, t in enumerate(reversed(self.tiles)):
             content = {}
             for name in self.content_layers:
                 r0, r1, c0, c1 = t.owned_in_image(stride_of(name))
                 content[name] = (self.P[name][r0:r1, c0:c1], self.content_w[name])
-            g, share = tile_gradient(self.net, t.pixels(x), t, self.layers, K, content)
+            g, share = tile_gradient(self.net, t.pixels(x), t, self.layers, K, content, acts if i == 0 else None)
             parts["content"] += share
             t.pixels(dx)[...] += g   # the halo's part is the neighbours' pixels' gradient: summed
             self._report(n + i + 1, 2 * n)

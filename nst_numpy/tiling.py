@@ -132,24 +132,29 @@ def tile_features(net, window, tile, layers):
     return {name: _own(acts[name], tile, name).copy() for name in layers}
 
 
-def tile_grams(net, window, tile, layers, run_layers=None):
+def tile_grams(net, window, tile, layers, run_layers=None, acts=None):
     """Pass 1 on one window: {name: the Gram matrix (C, C) float64 of its owned positions (eq. 3)}.
 
     run_layers: what the forward pass computes (a superset of layers); pass 2's list, so that
     this forward pass is the start of pass 2's (the arena then keeps one plan).
+    acts: this window's activations, if the caller has just run net.forward on it itself.
     """
-    acts = net.forward(window, list(run_layers or layers), copy=False)
+    if acts is None:
+        acts = net.forward(window, list(run_layers or layers), copy=False)
     return {name: gram_matrix_banded(_own(acts[name], tile, name), acts[name].dtype) for name in layers}
 
 
-def tile_gradient(net, window, tile, layers, K, content):
+def tile_gradient(net, window, tile, layers, K, content, acts=None):
     """Pass 2 on one window: (dx window (h, w, 3), its share of the weighted content loss).
 
     K: {style layer: w_l dE_l/dG_l (C, C)} from the whole image's Gram matrices (eq. 6);
     content: {content layer: (owned target P (h_l, w_l, C), weight a_c)} (eq. 1, 2).
     Gradients go in at owned positions only; dx also covers the halo, for the caller to add.
+    acts: the activations of the forward pass the network has just run on this window with
+    these layers (pass 1's last tile), so that it need not run again; None runs it.
     """
-    acts = net.forward(window, layers, copy=False)
+    if acts is None:
+        acts = net.forward(window, layers, copy=False)
     grads, loss = {}, 0.0
     for name, (P, w) in content.items():
         l, g_own = content_loss(_own(acts[name], tile, name), P)   # eq. 1 and 2 on owned positions
