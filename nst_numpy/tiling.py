@@ -89,11 +89,13 @@ def _axis(n, core, halo):
 
     Cores are balanced (a thin last core would waste a whole window). The window length T is
     core + 2 halo + (n mod ALIGN), so that a window clamped to end at n still starts at a
-    multiple of ALIGN: n - T = ALIGN * (n // ALIGN) - core - 2 halo.
+    multiple of ALIGN: n - T = ALIGN * (n // ALIGN) - core - 2 halo. With two cores, each
+    touches an edge of the image and needs a halo on one side only, so T drops one halo:
+    the second window, clamped to end at n, starts at n - T <= core - halo because n <= 2 core.
     """
     k = -(-n // core)
     core = ALIGN * -(-n // (k * ALIGN))    # balanced, a multiple of ALIGN
-    T = core + 2 * halo + n % ALIGN
+    T = core + (1 if k == 2 else 2) * halo + n % ALIGN
     if T >= n:
         return [(0, n, 0, n)]
     out = []

@@ -27,7 +27,8 @@ def test_receptive_field_of_conv5_1_is_156_px():
 
 
 @pytest.mark.parametrize("hw, core, layers", [((77, 61), 16, ["relu3_1"]), ((400, 213), 96, ["relu5_1"]),
-                                              ((50, 300), 32, ["relu2_1"]), ((35, 29), 64, ["relu1_1"])])
+                                              ((50, 300), 32, ["relu2_1"]), ((35, 29), 64, ["relu1_1"]),
+                                              ((100, 90), 64, ["relu3_1"])])   # two cores per axis: one halo each
 def test_tiles_partition_the_image_with_windows_of_one_shape(hw, core, layers):
     tiles = plan_tiles(hw, core, layers)
     owner = np.zeros(hw, int)
@@ -76,6 +77,14 @@ def test_tiled_equals_untiled(engine, pooling):
     assert len(t.tiles) >= 4
     assert abs(l1 - l0) / abs(l0) < EXACT
     assert rel_error(g1, g0) < EXACT
+
+
+def test_two_tiles_per_axis_with_one_sided_halos_are_exact():
+    """With two cores along an axis each window carries one halo, not two (tiling._axis)."""
+    net = FastVGG19.random(seed=1, dtype=np.float64)
+    (l0, g0), (l1, g1), t = _case(net, (100, 90), SHALLOW, core=64)
+    assert len(t.tiles) == 4 and t.tiles[0].window == (0, 84, 0, 74)
+    assert abs(l1 - l0) / abs(l0) < EXACT and rel_error(g1, g0) < EXACT
 
 
 def test_tiled_equals_untiled_to_relu5_1_and_a_halo_one_pooling_step_short_fails():
