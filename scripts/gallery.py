@@ -37,7 +37,14 @@ def sample(name):
 def weights_label(path):
     """The label every picture carries: the q8 file gets its plain description, others their file name."""
     base = os.path.basename(path)
+    if path == "random":
+        return "random weights: shows the pipeline, not real style transfer"
     return WEIGHTS_NOTE if "q8" in base else f"VGG19 weights: {base}"
+
+
+def weights_tag(path):
+    """File-name tag of a picture: vgg19_q8 (the 8-bit quantized weights), random, or vgg19."""
+    return "random" if path == "random" else "vgg19_q8" if "q8" in os.path.basename(path) else "vgg19"
 
 
 class Runner:
@@ -95,4 +102,4 @@ def save_grid(path, rows, labels, title, side):
     print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path) // 1024} KB)", file=sys.stderr, flush=True)
 
 
-__all__ = ["Runner", "sample", "save_grid", "thumb", "to_uint8", "weights_label", "ROOT", "Config"]
+__all__ = ["Runner", "sample", "save_grid", "thumb", "to_uint8", "weights_label", "weights_tag", "ROOT", "Config"]
