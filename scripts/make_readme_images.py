@@ -1,7 +1,7 @@
 """Make the README's pictures from the shipped samples (nst_numpy/sample_images/) with real VGG19 weights.
 
     python scripts/make_readme_images.py --weights PATH               # all of them (about 45 min on 2 cores)
-    python scripts/make_readme_images.py --weights PATH --only grid   # one of: grid figure1 colors texture blend scale
+    python scripts/make_readme_images.py --weights PATH --only grid   # or default figure1 colors texture blend scale
 
 Writes JPEGs into docs/images/, each titled with the weights that made it. Every run uses
 Config() defaults except what the picture is about. Runs are cached (scripts/gallery.py), so
@@ -29,7 +29,7 @@ CELL = 256            # grid cells are shown smaller; the runs are at SIZE
 FIGURE_SIZE = 128     # Figure 1: longest side of each cell, and its iterations
 FIGURE_ITERATIONS = 100
 TEXTURE_SIZE = 384
-PARTS = ("grid", "figure1", "colors", "texture", "blend", "scale")
+PARTS = ("default", "grid", "figure1", "colors", "texture", "blend", "scale")
 _BLANK = np.full((8, 8, 3), 255, np.uint8)   # the grid's empty top-left cell
 TAG = ["vgg19_q8"]   # file-name tag, from --weights
 RUN = {}   # --size / --iterations overrides (tests use them to stay fast); empty = the README's pictures
@@ -49,6 +49,13 @@ def part_grid(runner, outdir, label):
         labels.append([c] + [f"{c} x {s}" for s in STYLES])
     save_grid(os.path.join(outdir, f"grid_{TAG[0]}.jpg"), rows, labels,
               f"3 photos x 4 paintings, {SIZE} px, default flags; {label}", side=CELL)
+
+
+def part_default(runner, outdir, label):
+    """What `python scripts/stylize.py` makes: the built-in cat in the style of the built-in The Starry Night."""
+    img = runner.run("chelsea_cat", ["starry_night"], cfg(), label="default run")
+    save_grid(os.path.join(outdir, f"default_run_{TAG[0]}.jpg"), [[img]], [[""]],
+              f"the default run (no flags), {max(img.shape)} px; {label}", side=max(img.shape))
 
 
 def part_figure1(runner, outdir, label):
