@@ -86,7 +86,7 @@ def test_objective_formula_by_hand(net64):
         A = sum(b * gram_matrix(s[name]) * M / (s[name].shape[0] * s[name].shape[1])
                 for b, s in ((0.25, s1), (0.75, s2)))
         Z = np.sum(A ** 2) / (4 * N ** 2 * M ** 2)
-        expected += cfg.style_weight / 5 * style_layer_loss(a[name], A)[0] / Z
+        expected += cfg.style_weight / len(cfg.style_layers) * style_layer_loss(a[name], A)[0] / Z
     rgb_units = img / (net64.preprocessing.pixel_step() * 255.0)
     expected += cfg.tv_weight * tv_loss(rgb_units)[0] / 256
     assert loss == pytest.approx(expected, rel=1e-10)
