@@ -62,7 +62,8 @@ def part_figure1(runner, outdir, label):
     """Content reconstructions from relu1_2..relu5_2 and style reconstructions from growing layer sets."""
     content = sample("astronaut")
     content = resize(content, fit_size(content.shape, FIGURE_SIZE))
-    style = resize(sample("starry_night"), content.shape[:2])   # each style reconstruction has the content's size
+    style = sample("starry_night")
+    style = resize(style, fit_size(style.shape, FIGURE_SIZE))   # shown unsquashed; reconstructions take the content's size
     start = time.perf_counter()
     iterations = RUN.get("iterations", FIGURE_ITERATIONS)
     fig = figure1(runner.net("avg"), content, style, iterations, seed=0,
