@@ -235,7 +235,7 @@ def test_make_readme_images_random_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(script, "figure1", lambda net, c, s, it, seed, title, progress: grid([[to_uint8(c)]], [["c"]], title))
     out, cache = tmp_path / "out", tmp_path / "cache"
     out.mkdir()
-    args = ["--weights", "random", "--size", "192", "--iterations", "1", "--outdir", str(out), "--cache", str(cache)]
+    args = ["--weights", "random", "--size", "384", "--iterations", "1", "--outdir", str(out), "--cache", str(cache)]
     parts = ("figure1", "texture", "blend")   # the other pictures' runs differ only in their Config
     assert script.main(args + [a for part in parts for a in ("--only", part)]) == 0
     names = sorted(p.name for p in out.iterdir())
