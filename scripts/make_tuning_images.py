@@ -67,11 +67,11 @@ def make(runner, name, size, outdir, label, defaults):
     save_grid(os.path.join(outdir, f"{name}.jpg"), rows, labels, title, side=size)
 
 
-def make_sizes(runner, outdir, label, defaults, big_iterations):
-    """The same flags at 256, 512 and 1024 px, shown at one display size so the balance can be compared."""
+def make_sizes(runner, outdir, label, defaults, big_iterations, sizes=SIZES):
+    """The same flags at several sizes (256, 512, 1024 px), shown at one display size to compare the balance."""
     content, style = SIZE_PAIR
     row, names = [to_uint8(sample(content)), to_uint8(sample(style))], [content, style]
-    for size in SIZES:
+    for size in sizes:
         changes = dict(size=size)
         if size > 512:
             changes["iterations"] = big_iterations
@@ -79,7 +79,7 @@ def make_sizes(runner, outdir, label, defaults, big_iterations):
         row.append(runner.run(content, [style], cfg, "avg", label=f"sizes/{size}"))
         names.append(f"{size} px" + (f", {big_iterations} it" if size > 512 else ""))
     save_grid(os.path.join(outdir, "sizes.jpg"), [row], [names],
-              f"the same flags at 256, 512, 1024 px (each shown at 400 px); {label}", side=400)
+              f"the same flags at {', '.join(map(str, sizes))} px (each shown at 400 px); {label}", side=400)
 
 
 def main(argv=None):
@@ -90,12 +90,14 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=256, help="longest side of every run except 'sizes' (default 256)")
     p.add_argument("--big-iterations", type=int, default=60,
                    help="iterations of the 1024 px run in 'sizes' (default 60, to fit a CPU budget; the default has 150)")
+    p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="the sizes of 'sizes' (default 256,512,1024)")
     p.add_argument("--outdir", default=os.path.join(ROOT, "docs", "images", "tuning"))
     p.add_argument("--cache", default=os.path.join(ROOT, ".cache", "gallery"))
     args = p.parse_args(argv)
     try:
-        if args.size < 64 or args.big_iterations < 1:
-            raise ValueError("--size must be at least 64 and --big-iterations at least 1")
+        sizes = tuple(int(t) for t in args.sizes.split(",") if t.strip().isdigit())
+        if args.size < 64 or args.big_iterations < 1 or not sizes or min(sizes) < 64:
+            raise ValueError("--size and every --sizes entry must be whole numbers >= 64, --big-iterations >= 1")
         if not os.path.isfile(args.weights):
             raise ValueError(f"{args.weights}: no such weight file")
         runner = Runner(args.weights, args.cache)
@@ -103,7 +105,7 @@ def main(argv=None):
         start = time.perf_counter()
         for name in args.only or list(GRIDS) + ["sizes"]:
             if name == "sizes":
-                make_sizes(runner, args.outdir, label, {}, args.big_iterations)
+                make_sizes(runner, args.outdir, label, {}, args.big_iterations, sizes)
             else:
                 make(runner, name, args.size, args.outdir, label, {})
         print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
