@@ -95,8 +95,9 @@ def main(argv=None):
     p.add_argument("--cache", default=os.path.join(ROOT, ".cache", "gallery"))
     args = p.parse_args(argv)
     try:
-        sizes = tuple(int(t) for t in args.sizes.split(",") if t.strip().isdigit())
-        if args.size < 64 or args.big_iterations < 1 or not sizes or min(sizes) < 64:
+        tokens = [t.strip() for t in args.sizes.split(",")]
+        sizes = tuple(int(t) for t in tokens if t.isdigit())
+        if args.size < 64 or args.big_iterations < 1 or len(sizes) != len(tokens) or min(sizes) < 64:
             raise ValueError("--size and every --sizes entry must be whole numbers >= 64, --big-iterations >= 1")
         if not os.path.isfile(args.weights):
             raise ValueError(f"{args.weights}: no such weight file")
