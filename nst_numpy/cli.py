@@ -101,13 +101,14 @@ def build_parser():
                           "relu3_2 keeps more of the photo's detail")
     opt.add_argument("--style-layers", type=_layer_list, default=d.style_layers, metavar="L,L,...",
                      help=f"layers whose Gram matrices carry the style (default: {','.join(d.style_layers)}); "
-                          "dropping relu5_1 keeps the painting's objects out of the picture")
+                          "adding relu5_1 brings in the painting's objects")
     opt.add_argument("--style-layer-weights", type=_weights_list, metavar="W,W,...",
                      help="weight of each --style-layers entry, in order (default: equal)")
     opt.add_argument("--content-weight", type=_number(float, 0.0), default=d.content_weight,
                      help=f"alpha (default: {d.content_weight})")
     opt.add_argument("--style-weight", type=_number(float, 0.0), default=d.style_weight,
-                     help=f"beta (default: {d.style_weight})")
+                     help=f"beta, style against content: 30 to 100 for more style, 3 for more of your photo "
+                          f"(default: {d.style_weight:g}; docs/tuning.md)")
     opt.add_argument("--tv-weight", type=_number(float, 0.0), default=d.tv_weight,
                      help=f"gamma, smoothness (default: {d.tv_weight})")
     opt.add_argument("--init", default=None, metavar="{content,noise,PATH}",

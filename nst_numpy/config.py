@@ -30,10 +30,11 @@ PRESERVE = ("none", "luminance", "histogram")
 @dataclass
 class Config:
     content_layers: tuple = ("relu4_2",)   # layers whose activations carry the content (Gatys et al.: relu4_2)
-    style_layers: tuple = STYLE_LAYERS     # layers whose Gram matrices carry the style
+    style_layers: tuple = STYLE_LAYERS[:4]  # Gram matrices carry the style; relu5_1 paints the painting's objects
+                                            # over the photo (docs/tuning.md), so it is left out
     style_layer_weights: tuple = None      # w_l per style layer; None = equal, 1 / len(style_layers)
     content_weight: float = 1.0            # alpha
-    style_weight: float = 100.0            # beta; with normalize=True this is the style/content balance
+    style_weight: float = 10.0             # beta, the style/content balance; 10 keeps the subject (docs/tuning.md)
     tv_weight: float = 1.0                 # gamma; on the mean squared neighbour difference in 0..1 RGB units
     normalize: bool = True                 # divide each layer's term by its target's size (module docstring)
     iterations: int = 150                  # optimiser iterations at the output size (the last scale), at most

