@@ -6,7 +6,6 @@ The Starry Night, see samples.py) and writes output.png. Every user error prints
 writes the best image so far and exits with 130.
 """
 import argparse
-import hashlib
 import math
 import os
 import sys
@@ -21,7 +20,7 @@ from .memory_plan import default_cap, describe, needs_plan, parse_size, plan_run
 from .optimize import Interrupted, iteration_budgets, scale_sizes, stylize
 from .progress import Progress
 from .samples import painting, photo
-from .weights import ENGINES, WeightsError, get_vgg19, network_class
+from .weights import ENGINES, WeightsError, file_sha256, get_vgg19, network_class
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -182,15 +181,6 @@ def _checkpoint_path(output):
     return os.path.splitext(output)[0] + ".checkpoint.npz"
 
 
-def _file_hash(path):
-    """sha256 of a file, to refuse resuming with inputs that changed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _resumed(argv):
     """For `--resume CHECKPOINT [--quiet]`: (the saved run's argv, (meta, arrays, path)); else (argv, None)."""
     if "--resume" not in argv and not any(a.startswith("--resume=") for a in argv):
@@ -285,7 +275,7 @@ def run(args, stderr, argv=(), resume=None):
     checkpoint = None
     if args.checkpoint_every or resume is not None:
         inputs = [q for q in [args.content, init_img is not None and init] + styles if q and q != "none"]
-        meta = {"argv": argv, "inputs": {q: _file_hash(q) for q in inputs}}
+        meta = {"argv": argv, "inputs": {q: file_sha256(q) for q in inputs}}
         if resume is not None:
             changed = [q for q, h in resume[0].get("inputs", {}).items() if meta["inputs"].get(q) != h]
             if changed:

@@ -58,15 +58,23 @@ def parse_size(text):
     return int(value)
 
 
-def available_memory():
-    """Bytes the kernel could give this process now without swapping (MemAvailable), else physical memory."""
+def _proc_kb(path, key):
+    """The value of `key:` (in kB) in a /proc file such as /proc/meminfo, in bytes; None if absent."""
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def available_memory():
+    """Bytes the kernel could give this process now without swapping (MemAvailable), else physical memory."""
+    avail = _proc_kb("/proc/meminfo", "MemAvailable")
+    if avail is not None:
+        return avail
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -90,14 +98,7 @@ def current_rss():
 def peak_rss():
     """This process's peak resident memory in bytes (VmHWM; unlike getrusage's ru_maxrss, not
     inherited from the parent across fork and exec), or 0 where /proc is missing."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _proc_kb("/proc/self/status", "VmHWM") or 0
 
 
 def gib(n):
