@@ -125,8 +125,9 @@ def build_parser():
     sty.add_argument("--style-scale", type=_number(float, 0.0, strict=True), default=d.style_scale,
                      help="size of the style image relative to the output (default: 1.0)")
     sty.add_argument("--scales", type=_number(int, 1), default=d.scales,
-                     help=f"coarse-to-fine: optimise at size / 2^(scales-1), ..., size, each scale starting from the "
-                          f"last one's result enlarged (default: {d.scales})")
+                     help="coarse-to-fine: optimise at size / 2^(scales-1), ..., size, each scale starting from the "
+                          "last one's result enlarged (default: automatic, 1 below 1024 px and one more per "
+                          "doubling, so the coarsest scale is 512 to 1023 px)")
     run = p.add_argument_group("run")
     run.add_argument("--seed", type=_number(int, 0), default=d.seed, help="random seed (default: 0)")
     run.add_argument("--save-every", type=_number(int, 1), metavar="N",

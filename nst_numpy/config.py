@@ -48,7 +48,8 @@ class Config:
     size: int = 512                        # longest side of the output, in pixels
     style_scale: float = 1.0               # longest side of each style image relative to the output's
     style_blend: tuple = None              # blend weight per style image; None = equal; normalised to sum 1
-    scales: int = 3                        # coarse-to-fine: optimise at size / 2^(scales-1), ..., size
+    scales: int = None                     # coarse-to-fine: optimise at size / 2^(scales-1), ..., size;
+                                           # None = automatic (optimize.auto_scales: 1 below 1024 px)
     tile_size: int = None                  # side of a tile's core in px (multiple of 16): evaluate tile by tile
                                            # (tiling.py, exact); None = automatic: untiled if the run fits the
                                            # memory cap, else tiles sized to it (memory_plan.py)
@@ -72,7 +73,7 @@ class Config:
             raise ValueError(f"min-improvement must be a fraction in [0, 1), got {self.min_improvement}")
         if int(self.lbfgs_memory) != self.lbfgs_memory or self.lbfgs_memory < 1:
             raise ValueError(f"lbfgs-memory must be a whole number >= 1, got {self.lbfgs_memory}")
-        if int(self.scales) != self.scales or self.scales < 1:
+        if self.scales is not None and (int(self.scales) != self.scales or self.scales < 1):
             raise ValueError(f"scales must be a whole number >= 1, got {self.scales}")
         if self.tile_size is not None and (int(self.tile_size) != self.tile_size or self.tile_size < 16
                                            or self.tile_size % 16):

@@ -192,8 +192,31 @@ def iteration_budgets(config, n_scales):
     return [config.coarse_iterations] * (n_scales - 1) + [config.iterations]
 
 
+AUTO_COARSEST = 512   # automatic scales: halve the output size while the coarsest scale stays >= this
+
+
+def auto_scales(size):
+    """Config.scales None: 1 scale below 1024 px, then one more per doubling (the coarsest is 512..1023 px).
+
+    Why not coarse to fine everywhere: with the default loss it does not pay below 1024 px. At 320
+    and 512 px a coarse start ends in a basin whose full-size loss is higher (mostly the content
+    term) and saves no full-size iterations, so one scale reaches every loss sooner (README, "Time
+    to a result"). Above that the coarse scales stay, for what Gatys et al. 2017 use them for: the
+    deepest layer's receptive field (84 px for relu4_2) covers less and less of a large picture,
+    and a coarse scale lays out the large structures (docs/tuning.md, the sizes grid).
+    """
+    n = 1
+    while size / 2 ** n >= AUTO_COARSEST:
+        n += 1
+    return n
+
+
 def scale_sizes(shape, size, scales):
-    """Longest-side-`size` (H, W) of each scale, coarse to fine, halving; scales too small to run are dropped."""
+    """Longest-side-`size` (H, W) of each scale, coarse to fine, halving; scales too small to run are dropped.
+
+    scales: how many, or None for auto_scales(size).
+    """
+    scales = auto_scales(size) if scales is None else scales
     out = []
     for k in range(scales - 1, -1, -1):
         hw = fit_size(shape, max(1, round(size / 2 ** k)))

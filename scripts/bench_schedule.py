@@ -34,7 +34,8 @@ def parse_set(items):
         key, _, value = item.partition("=")
         if not hasattr(d, key):
             raise SystemExit(f"--set: Config has no field {key!r}")
-        out[key] = type(getattr(d, key))(value)
+        default = getattr(d, key)
+        out[key] = (int if default is None else type(default))(value)   # None defaults (scales) take whole numbers
     return out
 
 

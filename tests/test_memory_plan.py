@@ -81,7 +81,7 @@ def test_the_plans_estimate_bounds_the_measured_peak_of_a_small_run(tile):
 def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     from nst_numpy import cli
     out = tmp_path / "out.png"
-    assert cli.main(["--weights", "random", "--size", "64", "--dry-run", "-o", str(out)]) == 0
+    assert cli.main(["--weights", "random", "--size", "64", "--scales", "2", "--dry-run", "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "scale 2/2: 64x" in text and "untiled" in text and "peak estimate" in text and "s/iteration" in text
     assert os.listdir(tmp_path) == []

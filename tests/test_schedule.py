@@ -6,7 +6,7 @@ import pytest
 
 from nst_numpy import FastVGG19
 from nst_numpy.config import Config
-from nst_numpy.optimize import StoppingRule, iteration_budgets, stylize
+from nst_numpy.optimize import StoppingRule, auto_scales, iteration_budgets, scale_sizes, stylize
 from nst_numpy.progress import Progress
 from nst_numpy.samples import landscape, swirls
 
@@ -39,6 +39,15 @@ def test_budgets_and_the_old_behaviour():
     """coarse_iterations at every coarser scale, iterations at the output size; one scale = iterations."""
     assert iteration_budgets(Config(scales=3, coarse_iterations=7, iterations=2), 3) == [7, 7, 2]
     assert iteration_budgets(Config(scales=1, iterations=300), 1) == [300]
+
+
+def test_automatic_scales_start_coarse_only_from_1024_px():
+    """Config.scales None: one scale below 1024 px; from there one more per doubling, the coarsest 512..1023 px."""
+    assert Config().scales is None
+    assert [auto_scales(s) for s in (64, 320, 512, 1023, 1024, 2047, 2048, 4096)] == [1, 1, 1, 1, 2, 2, 3, 4]
+    assert scale_sizes((600, 800), 1024, None) == [(384, 512), (768, 1024)]
+    assert scale_sizes((600, 800), 320, None) == [(240, 320)]
+    assert scale_sizes((600, 800), 320, 3) == [(60, 80), (120, 160), (240, 320)]   # an explicit count wins
 
 
 def test_scales_run_their_own_budgets(net):
@@ -83,7 +92,7 @@ def test_min_improvement_zero_runs_every_iteration(net):
 
 
 @pytest.mark.parametrize("field, value", [("min_improvement", -0.1), ("min_improvement", 1.0),
-                                          ("coarse_iterations", 0), ("iterations", 2.5)])
+                                          ("coarse_iterations", 0), ("iterations", 2.5), ("scales", 0)])
 def test_bad_schedule_values_are_rejected(field, value):
     with pytest.raises(ValueError, match=field.replace("_", "-")):
         Config(**{field: value}).validate()
