@@ -203,7 +203,7 @@ def auto_scales(size):
     term) and saves no full-size iterations, so one scale reaches every loss sooner (README, "Time
     to a result"). Above that the coarse scales stay, for what Gatys et al. 2017 use them for: the
     deepest layer's receptive field (84 px for relu4_2) covers less and less of a large picture,
-    and a coarse scale lays out the large structures (docs/tuning.md, the sizes grid).
+    and a coarse scale lays out the large structures (kept on their word: not measured here).
     """
     n = 1
     while size / 2 ** n >= AUTO_COARSEST:
