@@ -17,7 +17,7 @@ from .config import OPTIMIZERS, PRESERVE, Config
 from .checkpoint import Checkpointer, CheckpointError, load_checkpoint
 from .image import ImageError, check_output_path, fit_size, load_image, save_image
 from .memory_plan import default_cap, describe, needs_plan, parse_size, plan_run
-from .optimize import Interrupted, iteration_budgets, scale_sizes, stylize
+from .optimize import AUTO_COARSEST, Interrupted, iteration_budgets, scale_sizes, stylize
 from .progress import Progress
 from .samples import painting, photo
 from .weights import ENGINES, WeightsError, file_sha256, get_vgg19, network_class
@@ -126,8 +126,8 @@ def build_parser():
                      help="size of the style image relative to the output (default: 1.0)")
     sty.add_argument("--scales", type=_number(int, 1), default=d.scales,
                      help="coarse-to-fine: optimise at size / 2^(scales-1), ..., size, each scale starting from the "
-                          "last one's result enlarged (default: automatic, 1 below 1024 px and one more per "
-                          "doubling, so the coarsest scale is 512 to 1023 px)")
+                          f"last one's result enlarged (default: automatic, 1 below {2 * AUTO_COARSEST} px and one "
+                          f"more per doubling, so the coarsest scale is {AUTO_COARSEST} to {2 * AUTO_COARSEST - 1} px)")
     run = p.add_argument_group("run")
     run.add_argument("--seed", type=_number(int, 0), default=d.seed, help="random seed (default: 0)")
     run.add_argument("--save-every", type=_number(int, 1), metavar="N",
