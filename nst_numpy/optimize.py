@@ -185,6 +185,7 @@ class State:
     work_total: float     # the same for the whole schedule: shrinks when a scale ends early
     image: Callable       # image() -> the current RGB result (H, W, 3), colours as in the final output
     stopped: str = ""     # set on the extra call made when this scale ends early: why it ended
+    may_stop_early: bool = False   # --min-improvement is on, so work_total is an upper bound
 
 
 def iteration_budgets(config, n_scales):
@@ -310,7 +311,7 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                     loss, parts = f.last
                     state = State(k + 1, len(sizes), hw, i, budgets[k], step, loss, parts,
                                   sum(work[:k]) + i * hw[0] * hw[1], float(sum(work)),
-                                  lambda: finish(f.best_x, hw))
+                                  lambda: finish(f.best_x, hw), may_stop_early=rule.min_improvement > 0)
                     callback(state)
                     if reason is not None:
                         callback(dataclasses.replace(state, stopped=reason))

@@ -9,7 +9,9 @@ class Progress:
     (a log file, a pipe) plain lines are printed every `every` iterations and at
     the end of each scale. A scale that ends early (--min-improvement) gets a line
     of its own saying why. The ETA is the schedule's remaining work (pixel-iterations,
-    which shrink when a scale ends early) at the run's average rate so far.
+    which shrink when a scale ends early) at the run's average rate so far. With
+    --min-improvement on, a scale usually ends before its budget, so the ETA is shown as
+    an upper bound ("ETA ≤1:05"): predicting the stop from a noisy loss curve would be a guess.
     """
 
     def __init__(self, stream, every=None, clock=time.perf_counter):
@@ -39,10 +41,11 @@ class Progress:
         its = st.iteration / max(now - self.scale_start[1], 1e-9)
         rate = st.work_done / max(now - self.t_start, 1e-9)  # pixel-iterations per second over the run
         eta = (st.work_total - st.work_done) / max(rate, 1e-9)
+        bound = "≤" if st.may_stop_early else ""
         p = st.parts
         line = (f"scale {st.scale}/{st.n_scales} {st.size[1]}x{st.size[0]}  it {st.iteration}/{st.iterations}  "
                 f"loss {st.loss:.4g} (content {p.get('content', 0):.3g}, style {p.get('style', 0):.3g}, "
-                f"tv {p.get('tv', 0):.3g})  {its:.2f} it/s  ETA {_clock_time(eta)}")
+                f"tv {p.get('tv', 0):.3g})  {its:.2f} it/s  ETA {bound}{_clock_time(eta)}")
         if self.tty:
             self.stream.write("\r" + line.ljust(self.width))
             self.width = len(line)

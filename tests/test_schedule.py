@@ -81,6 +81,7 @@ def test_min_improvement_ends_a_scale_early_and_says_why(net):
     assert states[0].work_total > states[-1].work_total                   # the estimate shrank
     text = stream.getvalue()
     assert f"stopped after {stops[-1].iteration} of 40 iterations" in text and "min-improvement" in text
+    assert all(st.may_stop_early for st in states) and "ETA ≤" in text   # the budget is an upper bound
 
 
 def test_min_improvement_zero_runs_every_iteration(net):
@@ -88,7 +89,10 @@ def test_min_improvement_zero_runs_every_iteration(net):
     seen = []
     stylize(net, landscape(32, 32), [swirls(32, 32)], Config(**SMALL, scales=1, iterations=25, min_improvement=0.0),
             callback=lambda st: seen.append(st))
-    assert len(seen) == 25 and not any(st.stopped for st in seen)
+    assert len(seen) == 25 and not any(st.stopped or st.may_stop_early for st in seen)
+    stream = io.StringIO()
+    Progress(stream)(seen[-1])
+    assert "ETA 0:" in stream.getvalue() and "≤" not in stream.getvalue()   # a fixed count: a plain ETA
 
 
 @pytest.mark.parametrize("field, value", [("min_improvement", -0.1), ("min_improvement", 1.0),
