@@ -35,7 +35,16 @@ def parse_set(items):
         if not hasattr(d, key):
             raise SystemExit(f"--set: Config has no field {key!r}")
         default = getattr(d, key)
-        out[key] = (int if default is None else type(default))(value)   # None defaults (scales) take whole numbers
+        if isinstance(default, bool):   # bool("False") is True: spell booleans out
+            if value.lower() not in ("true", "false"):
+                raise SystemExit(f"--set: {key} takes true or false, got {value!r}")
+            out[key] = value.lower() == "true"
+        elif isinstance(default, tuple):   # layer lists: relu3_1,relu4_1
+            out[key] = tuple(v for v in value.split(",") if v)
+        elif key in ("style_layer_weights", "style_blend"):   # None by default, else a list of weights
+            out[key] = tuple(float(v) for v in value.split(","))
+        else:
+            out[key] = (int if default is None else type(default))(value)   # None defaults (scales) take whole numbers
     return out
 
 

@@ -1,0 +1,392 @@
+"""Smoke tests of the benchmark scripts (scripts/benchmark.py in every mode, with bench_schedule.py and
+bench_tiling.py behind it) and of scripts/make_tuning_images.py, at tiny sizes with random weights.
+
+The speed targets live in scripts/benchmark.py, which prints them: nothing here asserts a time. These
+tests check that each mode runs and that what it prints is well formed and self-consistent (a row per
+size or pair, the expected columns, ratios equal to the figures they divide, finite positive losses),
+so that a broken script fails here.
+"""
+import ast
+import functools
+import importlib
+import importlib.util
+import math
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_numpy import VGG19
+from nst_numpy.config import Config
+from nst_numpy.fast.threads import blas_threads
+from nst_numpy.vgg_spec import LAYER_NAMES
+from nst_numpy.weights import save_converted
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+NUM = r"\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """Tiny images: extra BLAS threads only add overhead (as in test_scripts.py)."""
+    with blas_threads(1):
+        yield
+
+
+def _load_script(name):
+    """Import scripts/<name>.py as a module, so its main() runs in-process."""
+    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    """scripts/benchmark.py as a module. It imports bench_schedule and bench_tiling by their plain names,
+    found because a script's own folder is sys.path[0]: the tests put scripts/ on the path the same way."""
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    return _load_script("benchmark")
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """A converted weight file holding random weights: these modes read a file, not `random`."""
+    net = VGG19.random(seed=0)
+    path = tmp_path_factory.mktemp("weights") / "vgg19.h5"
+    save_converted(net, path, net.preprocessing, "random weights for tests", "0" * 64)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """'content.png:style.png': a 64x48 landscape photo (its 16:9 crop is 64x36) and a square painting."""
+    folder = tmp_path_factory.mktemp("pair")
+    rng = np.random.default_rng(0)
+    for name, shape in (("content", (48, 64, 3)), ("style", (40, 40, 3))):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(folder / f"{name}.png")
+    return f"{folder / 'content.png'}:{folder / 'style.png'}"
+
+
+def _is_ratio(ratio, a, b):
+    """The printed ratio is a / b, within the rounding of the three printed figures (strings)."""
+    half = {s: 0.5 * 10.0 ** -len(s.partition(".")[2]) for s in (ratio, a, b)}
+    x, y = float(a), float(b)
+    low = (x - half[a]) / (y + half[b])
+    high = (x + half[a]) / (y - half[b]) if y > half[b] else math.inf
+    return low - half[ratio] <= float(ratio) <= high + half[ratio]
+
+
+def _positive(text):
+    """A printed figure that is a finite number > 0."""
+    value = float(text)
+    return math.isfinite(value) and value > 0
+
+
+# ---------------------------------------------------------------------------
+# Default mode: the network alone
+# ---------------------------------------------------------------------------
+
+def test_conv_flops_counts_each_conv_once():
+    """2 H W C_in C_out 9 per conv at its own resolution (halved by each pool), up to the layer asked for."""
+    bench = _load_script("benchmark")
+    flops = bench.conv_flops(32, 32, "conv5_1")
+    assert list(flops) == [n for n in LAYER_NAMES[:LAYER_NAMES.index("conv5_1") + 1] if n.startswith("conv")]
+    assert flops["conv1_1"] == 2 * 32 * 32 * 3 * 64 * 9
+    assert flops["conv3_4"] == 2 * 8 * 8 * 256 * 256 * 9
+    assert flops["conv5_1"] == 2 * 2 * 2 * 512 * 512 * 9   # after four pools: 2x2
+    assert list(bench.conv_flops(32, 32, "relu1_2")) == ["conv1_1", "conv1_2"]
+
+
+def test_network_mode_prints_a_layer_table_per_size(bench, capsys, monkeypatch):
+    """A block per size; every conv and pool up to conv5_1 has a row, in network order, and only the
+    convs a GFLOP/s figure."""
+    # The 4096^3 product takes seconds on 2 cores; its rate is only printed, so a small one will do.
+    monkeypatch.setattr(bench, "gemm_gflops", functools.partial(bench.gemm_gflops, n=128, repeat=1))
+    assert bench.main(["--sizes", "16", "32", "--repeat", "1", "--threads", "1"]) in (None, 0)
+    out = capsys.readouterr().out
+    assert re.match(rf"float32 GEMM 4096\^3 with numpy's BLAS: {NUM} GFLOP/s\n", out)
+    blocks = out.split("\n\n")[1:]
+    expected = [n for n in LAYER_NAMES[:LAYER_NAMES.index("conv5_1") + 1] if n.startswith(("conv", "pool"))]
+    assert len(blocks) == 2
+    for size, block in zip((16, 32), blocks):
+        head, columns, *rows = block.strip("\n").splitlines()
+        m = re.fullmatch(rf"{size}x{size}: forward to conv5_1 \+ backward to pixels: median ({NUM}) s over 1, "
+                         rf"(\d+) GFLOP \(direct-conv count\) -> (\d+) GFLOP/s effective, ({NUM})x the GEMM rate", head)
+        assert m and _positive(m[1]), head
+        assert columns.split() == ["layer", "forward", "ms", "backward", "ms", "GFLOP/s"]
+        cells = [row.split() for row in rows]
+        assert [c[0] for c in cells if not c[0].startswith("relu")] == expected   # ReLUs fused into convs are left out
+        for c in cells:
+            assert len(c) == (4 if c[0].startswith("conv") else 3), c
+            assert all(math.isfinite(float(v)) and float(v) >= 0 for v in c[1:])
+
+
+# ---------------------------------------------------------------------------
+# --compare-torch
+# ---------------------------------------------------------------------------
+
+def test_compare_torch_without_torch_says_so(bench, capsys, monkeypatch):
+    """torch is optional: without it the mode explains and exits 2, no traceback."""
+    monkeypatch.setitem(sys.modules, "torch", None)   # import torch raises ImportError
+    assert bench.main(["--compare-torch", "--sizes", "32"]) == 2
+    assert "torch is not importable" in capsys.readouterr().out
+
+
+def test_compare_torch_computes_the_same_objective(bench, capsys, request):
+    """The PyTorch port of the objective agrees with ours (loss and gradient), and the printed ratio
+    is ours / torch of the printed medians, one timing per --repeat."""
+    torch = pytest.importorskip("torch")
+    # compare_torch sets torch's process-wide thread count: put it back for later tests.
+    request.addfinalizer(functools.partial(torch.set_num_threads, torch.get_num_threads()))
+    assert bench.main(["--compare-torch", "--sizes", "32", "--repeat", "2", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    m = re.search(rf"32x32: nst_numpy ({NUM}) s, torch ({NUM}) s, ratio ({NUM})x \(loss rel\. diff ({NUM}), "
+                  rf"grad max diff / max ({NUM})\); runs: ours (.*); torch (.*)", out)
+    assert m, out
+    ours, theirs, ratio, loss_diff, grad_diff = m.group(1, 2, 3, 4, 5)
+    assert _is_ratio(ratio, ours, theirs)
+    assert float(loss_diff) < 1e-4 and float(grad_diff) < 1e-3   # float32 both: measured 1e-7 and 2e-6
+    assert len(m[6].split(", ")) == len(m[7].split(", ")) == 2
+
+
+# ---------------------------------------------------------------------------
+# --table: one subprocess per size and framework
+# ---------------------------------------------------------------------------
+
+def _table(out):
+    """The Markdown table's header cells and rows of cells."""
+    lines = [line for line in out.splitlines() if line.startswith("|")]
+    head, rule, *rows = ([c.strip() for c in line.strip("|").split("|")] for line in lines)
+    assert set("".join(rule)) == {"-"} and len(rule) == len(head)
+    return head, rows
+
+
+def _worker_results(err):
+    """{(size, framework): the worker's JSON}, as the parent echoes it on stderr."""
+    found = re.findall(r"^(\d+)px (\w+): (\{.*\})$", err, re.M)
+    return {(int(size), framework): ast.literal_eval(d) for size, framework, d in found}
+
+
+def test_table_mode_runs_a_real_stylize_per_size(bench, capsys):
+    """A row per size, each from its worker's stylize: seconds per iteration and evaluation, and the
+    peak RSS in GiB (VmHWM is in kB: a unit slip would put the 80 MB of weights far off)."""
+    assert bench.main(["--table", "--sizes", "32", "48", "--iterations", "2", "--threads", "1"]) in (None, 0)
+    out, err = capsys.readouterr()
+    head, rows = _table(out)
+    assert head == ["size", "nst_numpy s/iteration", "nst_numpy s/evaluation", "nst_numpy peak RSS"]
+    results = _worker_results(err)
+    assert sorted(results) == [(32, "numpy"), (48, "numpy")]
+    for size, row in zip((32, 48), rows):
+        r = results[size, "numpy"]
+        assert r["evaluations"] >= 2 and _positive(r["sec_per_iter"]) and _positive(r["sec_per_eval"])
+        assert r["peak_mb"] > 80
+        assert row == [f"{size}²", f"{r['sec_per_iter']:.2f}", f"{r['sec_per_eval']:.2f}",
+                       f"{r['peak_mb'] / 1024:.2f} GiB"]
+    assert len(rows) == 2
+
+
+def test_table_torch_column(bench, capsys):
+    """With --torch-column a second worker evaluates the objective in PyTorch; the ratio cell is
+    ours / torch of the two workers' seconds per evaluation."""
+    pytest.importorskip("torch")
+    args = ["--table", "--torch-column", "--sizes", "32", "--iterations", "2", "--threads", "1"]
+    assert bench.main(args) in (None, 0)
+    out, err = capsys.readouterr()
+    head, rows = _table(out)
+    assert head[4:] == ["PyTorch s/evaluation", "PyTorch peak RSS", "ratio of s/evaluation"] and len(rows) == 1
+    ours, theirs = (_worker_results(err)[32, fw] for fw in ("numpy", "torch"))
+    assert theirs["evaluations"] == min(2, bench.TORCH_EVALUATIONS) and theirs["peak_mb"] > 0
+    assert rows[0][4:] == [f"{theirs['sec_per_eval']:.2f}", f"{theirs['peak_mb'] / 1024:.2f} GiB",
+                           f"{ours['sec_per_eval'] / theirs['sec_per_eval']:.2f}x"]
+
+
+def test_table_marks_a_failed_worker(bench, capsys, monkeypatch):
+    """A worker that crashes (the torch one, where torch is not installed) gives 'failed' cells and its
+    last stderr line, not a traceback in the parent. The workers are stand-ins: only the parent is tested."""
+    calls = []
+
+    def fake_run(cmd, capture_output, text):
+        calls.append(cmd)
+        size, framework = int(cmd[cmd.index("--table-worker") + 1]), cmd[cmd.index("--framework") + 1]
+        if framework == "torch" or size == 48:
+            return subprocess.CompletedProcess(cmd, 1, "", "Traceback (most recent call last):\n"
+                                               "ModuleNotFoundError: No module named 'torch'\n")
+        return subprocess.CompletedProcess(cmd, 0, '{"sec_per_iter": 0.5, "sec_per_eval": 0.25, '
+                                           '"evaluations": 3, "peak_mb": 2048}\n', "")
+
+    monkeypatch.setattr(bench, "subprocess", types.SimpleNamespace(run=fake_run))
+    bench.main(["--table", "--torch-column", "--sizes", "32", "48", "--iterations", "2", "--threads", "1"])
+    out, err = capsys.readouterr()
+    assert _table(out)[1] == [["32²", "0.50", "0.25", "2.00 GiB", "failed", "", ""],
+                              ["48²", "failed", "", "", "failed", "", ""]]
+    assert "32px torch: failed: [\"ModuleNotFoundError: No module named 'torch'\"]" in err
+    workers = [(sys.executable, "numpy"), (sys.executable, "torch")] * 2   # per size: ours, then PyTorch
+    assert [(c[0], c[c.index("--framework") + 1]) for c in calls] == workers
+    assert all(c[c.index("--iterations") + 1] == "2" and c[c.index("--threads") + 1] == "1" for c in calls)
+
+
+# ---------------------------------------------------------------------------
+# --schedule and --curve (bench_schedule.py)
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["--schedule", "--curve", "--tiling-overhead", "--tiling-run"])
+def test_modes_that_read_weights_refuse_to_run_without_them(bench, capsys, mode):
+    """A usage error (exit 2) naming what is missing, before any work."""
+    with pytest.raises(SystemExit) as e:
+        bench.main([mode, "--pairs", "a.png:b.png"])
+    assert e.value.code == 2 and "need --weights PATH" in capsys.readouterr().err
+
+
+def test_parse_set_takes_types_from_config(bench):
+    """Also booleans: bool('false') is True, so parse_set once turned normalize=false into True."""
+    B = importlib.import_module("bench_schedule")
+    assert B.parse_set(["scales=3", "min_improvement=1e-3", "init=noise", "normalize=False", "tile_size=64"]) == \
+        {"scales": 3, "min_improvement": 0.001, "init": "noise", "normalize": False, "tile_size": 64}
+    assert B.parse_set(["normalize=true"]) == {"normalize": True} and B.parse_set(None) == {}
+    assert B.parse_set(["style_layers=relu3_1,relu4_1", "style_layer_weights=1,0.5"]) == \
+        {"style_layers": ("relu3_1", "relu4_1"), "style_layer_weights": (1.0, 0.5)}   # not tuples of characters
+    with pytest.raises(SystemExit, match="no field 'nope'"):
+        B.parse_set(["nope=1"])
+    with pytest.raises(SystemExit, match="true or false"):
+        B.parse_set(["normalize=0"])
+
+
+def test_schedule_mode_compares_new_and_old_runs(bench, weights_file, pair, capsys, monkeypatch):
+    """A row per size: the new run (with --set) and the old one (OLD), both scored by the same final loss;
+    the ratios are new / old."""
+    B = importlib.import_module("bench_schedule")   # the module benchmark.py imports
+    monkeypatch.setattr(B, "OLD", dict(B.OLD, iterations=3))   # the old behaviour's 300 iterations take too long here
+    runs, timed_run = [], B.timed_run
+
+    def spy(net, content, style, config, on_state=None):   # the exact seconds: the table rounds them to whole ones
+        result = timed_run(net, content, style, config, on_state)
+        runs.append((config, result[1]))
+        return result
+
+    monkeypatch.setattr(B, "timed_run", spy)
+    args = ["--schedule", "--weights", weights_file, "--pairs", pair, "--sizes", "32", "48", "--set", "iterations=2"]
+    assert bench.main(args + ["--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    head, rows = _table(out)
+    assert head == ["pair", "size", "old s", "old loss", "new s", "new loss", "time ratio", "loss ratio",
+                    "new iterations / evaluations"]
+    # Per row the new run first, then the old one: one scale, no early stop, OLD's iterations.
+    assert [(c.size, c.iterations, c.scales, c.min_improvement) for c, _ in runs] == \
+        [(32, 2, None, 5e-4), (32, 3, 1, 0.0), (48, 2, None, 5e-4), (48, 3, 1, 0.0)]
+    time_ratios = []
+    for size, row, (_, new_s), (_, old_s) in zip((32, 48), rows, runs[::2], runs[1::2]):
+        label, printed_size, _, old_loss, _, new_loss, time_ratio, loss_ratio, its = row
+        assert (label, printed_size) == ("content + style", str(size))
+        assert _positive(old_loss) and _positive(new_loss) and _is_ratio(loss_ratio, new_loss, old_loss)
+        assert time_ratio == f"{new_s / old_s:.2f}"
+        time_ratios.append(new_s / old_s)
+        iterations, evaluations = map(int, its.split(" / "))
+        assert 1 <= iterations <= 2 and evaluations >= iterations
+    assert len(rows) == 2
+    assert f"median time ratio {np.median(time_ratios):.2f} (worst {max(time_ratios):.2f})" in out
+    assert re.search(r"the new run's loss <= the old one's in [012] of 2\n", out)
+
+
+def test_curve_mode_prints_the_loss_terms_per_iteration(bench, weights_file, pair, capsys):
+    """Every iteration of the last scale, the last of the coarse one; each row's terms add up to its
+    loss and the layers' style terms to the style term."""
+    overrides = ["scales=2", "coarse_iterations=2", "iterations=3", "min_improvement=0"]   # no early stop
+    assert bench.main(["--curve", "--weights", weights_file, "--pairs", pair, "--sizes", "48", "--set", *overrides,
+                       "--threads", "1"]) == 0
+    head, *rows, last = capsys.readouterr().out.strip().splitlines()
+    layers = list(Config().style_layers)
+    assert head.split() == ["scale", "iter", "seconds", "loss", "content", "style", *layers, "tv"]
+    values = [[float(v) for v in row.split()] for row in rows]
+    assert [(int(v[0]), int(v[1])) for v in values] == [(1, 2), (2, 1), (2, 2), (2, 3)]
+    for _, _, seconds, loss, content, style, *terms, tv in values:
+        assert loss > 0 and seconds >= 0
+        assert loss == pytest.approx(content + style + tv, abs=1e-3)
+        assert style == pytest.approx(sum(terms), abs=1e-3)
+    m = re.fullmatch(rf"# 5 iterations, (\d+) evaluations, {NUM} s; final loss on the saved output ({NUM}) "
+                     rf"\(content ({NUM}), style ({NUM}), tv ({NUM})\)", last)
+    assert m and int(m[1]) >= 5, last
+    assert float(m[2]) > 0 and float(m[2]) == pytest.approx(sum(map(float, m.group(3, 4, 5))), abs=1e-3)
+
+
+# ---------------------------------------------------------------------------
+# --tiling-overhead and --tiling-run (bench_tiling.py)
+# ---------------------------------------------------------------------------
+
+def test_tiling_overhead_mode(bench, weights_file, pair, capsys):
+    """Untiled against tiles forced: the median of --repeat runs each, and the ratio of the per-pixel figures."""
+    assert bench.main(["--tiling-overhead", "--weights", weights_file, "--pairs", pair, "--sizes", "64",
+                       "--tile-size", "32", "--repeat", "2", "--threads", "1"]) in (None, 0)
+    out = capsys.readouterr().out
+    assert re.search(r"^tiles of 32 px: \d+ windows of \d+ px$", out, re.M)
+    per_px = {}
+    for name in ("untiled", "tiles of 32 px"):
+        m = re.search(rf"^64x64 {name}: median ({NUM}) s per evaluation \(({NUM}) us/px\), runs (.*)$", out, re.M)
+        assert m and _positive(m[2]) and len(m[3].split(", ")) == 2, out
+        per_px[name] = m[2]
+    m = re.search(rf"^tiled / untiled per pixel: ({NUM})x$", out, re.M)
+    assert m and _is_ratio(m[1], per_px["tiles of 32 px"], per_px["untiled"])
+
+
+def test_tiling_run_mode_plans_then_runs_the_cli(bench, weights_file, pair, capfd, monkeypatch, tmp_path):
+    """The command line's --dry-run plan, then the real run on a 16:9 crop; NST_BENCH_KEEP keeps its picture."""
+    monkeypatch.setenv("NST_BENCH_KEEP", str(tmp_path))
+    assert bench.main(["--tiling-run", "--weights", weights_file, "--pairs", pair, "--sizes", "64",
+                       "--max-memory", "2G", "--set", "iterations=1", "scales=1"]) == 0
+    out = capfd.readouterr().out   # capfd: the CLI children write to the inherited file descriptors
+    assert "memory cap 2.00 GiB (--max-memory)" in out and "peak estimate" in out   # the plan
+    m = re.search(rf"^measured: exit 0, wall \d+ s, peak RSS ({NUM}) GiB$", out, re.M)
+    assert m and _positive(m[1]), out
+    kept = list(tmp_path.glob("tiled_64_*.png"))
+    assert len(kept) == 1
+    with Image.open(kept[0]) as im:
+        assert im.size == (64, 36)   # the 64x48 photo cropped to 16:9
+
+
+# ---------------------------------------------------------------------------
+# scripts/make_tuning_images.py
+# ---------------------------------------------------------------------------
+
+def test_make_tuning_images_writes_grids_and_caches_runs(weights_file, tmp_path, monkeypatch):
+    """Two grids (a Config field varied; the sizes), each a JPEG, every run cached once."""
+    script = _load_script("make_tuning_images")
+    configs, make_config = [], script.Config
+
+    def one_iteration(**changes):   # the grids' assembly is under test, not the pictures
+        configs.append(make_config(**dict(changes, iterations=1)))
+        return configs[-1]
+
+    monkeypatch.setattr(script, "Config", one_iteration)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["--weights", weights_file, "--size", "64", "--sizes", "64,80", "--outdir", str(out), "--cache", str(cache)]
+    assert script.main(args + ["--only", "tv", "--only", "sizes"]) == 0
+    assert [c.tv_weight for c in configs[:3]] == [0.0, 1.0, 10.0] and {c.size for c in configs[:3]} == {64}
+    assert [c.size for c in configs[3:]] == [64, 80]
+    assert sorted(p.name for p in out.iterdir()) == ["sizes.jpg", "tv.jpg"]
+    for name, columns, side in (("tv.jpg", 5, 64), ("sizes.jpg", 4, 400)):   # one row: photo, painting, variants
+        with Image.open(out / name) as im:
+            assert im.format == "JPEG" and im.width > columns * side * 0.6 and im.height < 2 * side
+    assert len(list(cache.glob("*.npy"))) == 5
+    assert script.main(args + ["--only", "tv"]) == 0 and len(list(cache.glob("*.npy"))) == 5   # all cached
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "32"], "--size"),
+    (["--sizes", "64,big"], "--sizes"),
+    (["--big-iterations", "0"], "--big-iterations"),
+    ([], "missing.h5: no such weight file"),
+])
+def test_make_tuning_images_bad_input(tmp_path, capsys, monkeypatch, args, message):
+    """A one-line error and exit status 2, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    script = _load_script("make_tuning_images")
+    assert script.main(["--weights", "missing.h5", "--outdir", "out", "--cache", "cache"] + args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
