@@ -15,7 +15,6 @@ and their ratio (the target at 2048 px: at most 1.5).
 real; it prints the plan beside the measured peak RSS (the child's, from wait4) and wall time.
 """
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -84,12 +83,17 @@ def run(weights, pair, side, max_memory, overrides):
         if plan.returncode:
             return plan.returncode
         t0 = time.perf_counter()
-        done = subprocess.run(args, stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+        err = child.stderr.read()   # read to the end first: a full pipe would block the child
+        # wait4 gives this child's own peak RSS; RUSAGE_CHILDREN would be the largest of every child so far.
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = code = os.waitstatus_to_exitcode(status)   # Popen must not wait for it again
+        child.stderr.close()
         wall = time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024   # the largest child: this run
-        print(done.stderr.strip().splitlines()[-3:] if done.stderr else "", flush=True)
-        print(f"measured: exit {done.returncode}, wall {wall:.0f} s, peak RSS {peak / 2 ** 30:.2f} GiB")
+        peak = usage.ru_maxrss * 1024   # Linux reports kB
+        print("\n".join(err.strip().splitlines()[-3:]), flush=True)
+        print(f"measured: exit {code}, wall {wall:.0f} s, peak RSS {peak / 2 ** 30:.2f} GiB")
         keep = os.environ.get("NST_BENCH_KEEP")   # a folder to keep the picture in, to look at it
-        if keep and done.returncode == 0:
+        if keep and code == 0:
             os.replace(os.path.join(tmp, "out.png"), os.path.join(keep, f"tiled_{side}_{int(time.time())}.png"))
-        return done.returncode
+        return code

@@ -342,7 +342,9 @@ def test_tiling_run_mode_plans_then_runs_the_cli(bench, weights_file, pair, capf
     out = capfd.readouterr().out   # capfd: the CLI children write to the inherited file descriptors
     assert "memory cap 2.00 GiB (--max-memory)" in out and "peak estimate" in out   # the plan
     m = re.search(rf"^measured: exit 0, wall \d+ s, peak RSS ({NUM}) GiB$", out, re.M)
-    assert m and _positive(m[1]), out
+    # This child's own peak (wait4): a Python with numpy and the network, under the 2 GiB cap. The largest
+    # child so far (RUSAGE_CHILDREN) could be an earlier, bigger process of this test session.
+    assert m and 0.02 < float(m[1]) < 2.0, out
     kept = list(tmp_path.glob("tiled_64_*.png"))
     assert len(kept) == 1
     with Image.open(kept[0]) as im:
