@@ -274,7 +274,7 @@ def table(sizes, iterations, threads, torch_column):
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:
                 row[framework] = None
-                print(f"{size}px {framework}: failed: {res.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                print(f"{size}px {framework}: failed: {(res.stderr.strip().splitlines() or ['no message'])[-1]}", file=sys.stderr)
             else:
                 row[framework] = json.loads(res.stdout.strip().splitlines()[-1])
             print(f"{size}px {framework}: {row[framework]}", file=sys.stderr, flush=True)
