@@ -278,9 +278,10 @@ EVALUATIONS_PER_ITERATION = 1.04   # scipy L-BFGS-B's line search, measured (opt
 
 def _optimizer_seconds_per_value(optimizer):
     """The optimiser's own time per image value and iteration (besides evaluations): L-BFGS-B's
-    two-loop update, about 0.15 us per value on this project's 2-core test machine (29 ms per
-    iteration at 320x240, 87 ms at 512x384); Adam's few vector operations, about 0.02 us."""
-    return 0.15e-6 if optimizer == "lbfgs" else 0.02e-6
+    update and the copies around it, about 0.2 us per value on this project's 2-core test machine
+    with scipy 1.17 (44 ms per iteration at 320x240, 122 ms at 512x384: wall time per iteration
+    less the evaluations'); Adam's few vector operations, about 0.02 us."""
+    return 0.2e-6 if optimizer == "lbfgs" else 0.02e-6
 
 
 def describe(plans, budgets, cap):

@@ -180,14 +180,17 @@ def test_table_mode_runs_a_real_stylize_per_size(bench, capsys):
     assert bench.main(["--table", "--sizes", "32", "48", "--iterations", "2", "--threads", "1"]) in (None, 0)
     out, err = capsys.readouterr()
     head, rows = _table(out)
-    assert head == ["size", "nst_numpy s/iteration", "nst_numpy s/evaluation", "nst_numpy peak RSS"]
+    assert head == ["size", "nst_numpy s/iteration", "nst_numpy s/evaluation",
+                    "nst_numpy ms/iteration outside evaluations", "nst_numpy peak RSS"]
     results = _worker_results(err)
     assert sorted(results) == [(32, "numpy"), (48, "numpy")]
     for size, row in zip((32, 48), rows):
         r = results[size, "numpy"]
         assert r["evaluations"] >= 2 and _positive(r["sec_per_iter"]) and _positive(r["sec_per_eval"])
         assert r["peak_mb"] > 80
-        assert row == [f"{size}²", f"{r['sec_per_iter']:.2f}", f"{r['sec_per_eval']:.2f}",
+        # Outside the evaluations: more than nothing, less than a whole iteration.
+        assert 0 < r["outside_ms"] < 1000 * r["sec_per_iter"] * 2   # per_iter is a median, outside a mean
+        assert row == [f"{size}²", f"{r['sec_per_iter']:.2f}", f"{r['sec_per_eval']:.2f}", f"{r['outside_ms']:.0f}",
                        f"{r['peak_mb'] / 1024:.2f} GiB"]
     assert len(rows) == 2
 
@@ -200,10 +203,10 @@ def test_table_torch_column(bench, capsys):
     assert bench.main(args) in (None, 0)
     out, err = capsys.readouterr()
     head, rows = _table(out)
-    assert head[4:] == ["PyTorch s/evaluation", "PyTorch peak RSS", "ratio of s/evaluation"] and len(rows) == 1
+    assert head[5:] == ["PyTorch s/evaluation", "PyTorch peak RSS", "ratio of s/evaluation"] and len(rows) == 1
     ours, theirs = (_worker_results(err)[32, fw] for fw in ("numpy", "torch"))
     assert theirs["evaluations"] == min(2, bench.TORCH_EVALUATIONS) and theirs["peak_mb"] > 0
-    assert rows[0][4:] == [f"{theirs['sec_per_eval']:.2f}", f"{theirs['peak_mb'] / 1024:.2f} GiB",
+    assert rows[0][5:] == [f"{theirs['sec_per_eval']:.2f}", f"{theirs['peak_mb'] / 1024:.2f} GiB",
                            f"{ours['sec_per_eval'] / theirs['sec_per_eval']:.2f}x"]
 
 
@@ -219,13 +222,13 @@ def test_table_marks_a_failed_worker(bench, capsys, monkeypatch):
             return subprocess.CompletedProcess(cmd, 1, "", "Traceback (most recent call last):\n"
                                                "ModuleNotFoundError: No module named 'torch'\n")
         return subprocess.CompletedProcess(cmd, 0, '{"sec_per_iter": 0.5, "sec_per_eval": 0.25, '
-                                           '"evaluations": 3, "peak_mb": 2048}\n', "")
+                                           '"evaluations": 3, "outside_ms": 40.4, "peak_mb": 2048}\n', "")
 
     monkeypatch.setattr(bench, "subprocess", types.SimpleNamespace(run=fake_run))
     bench.main(["--table", "--torch-column", "--sizes", "32", "48", "--iterations", "2", "--threads", "1"])
     out, err = capsys.readouterr()
-    assert _table(out)[1] == [["32²", "0.50", "0.25", "2.00 GiB", "failed", "", ""],
-                              ["48²", "failed", "", "", "failed", "", ""]]
+    assert _table(out)[1] == [["32²", "0.50", "0.25", "40", "2.00 GiB", "failed", "", ""],
+                              ["48²", "failed", "", "", "", "failed", "", ""]]
     assert "32px torch: failed: ModuleNotFoundError: No module named 'torch'\n" in err
     workers = [(sys.executable, "numpy"), (sys.executable, "torch")] * 2   # per size: ours, then PyTorch
     assert [(c[0], c[c.index("--framework") + 1]) for c in calls] == workers
