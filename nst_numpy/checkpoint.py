@@ -14,9 +14,10 @@ and those are exactly what a checkpoint holds.
 """
 import json
 import os
-import tempfile
 
 import numpy as np
+
+from .fileio import atomic_path
 
 FORMAT = 1
 
@@ -26,20 +27,18 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path, meta, **arrays):
-    """Write meta (JSON-able dict) and arrays to path atomically (temporary file, fsync, rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".npz", dir=folder)
+    """Write meta (JSON-able dict) and arrays to path atomically (fileio.atomic_path, plus an fsync:
+    a checkpoint must survive a power cut, not only a crash). A failed write (a full disk, a folder
+    removed mid-run) is a CheckpointError with a one-line message; the old checkpoint stays."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            text = json.dumps(dict(meta, format=FORMAT)).encode()
-            np.savez(f, meta=np.frombuffer(text, np.uint8), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as f:
+                text = json.dumps(dict(meta, format=FORMAT)).encode()
+                np.savez(f, meta=np.frombuffer(text, np.uint8), **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({e.strerror or e})") from None
 
 
 def load_checkpoint(path):

@@ -9,7 +9,7 @@ file is deleted. Failures raise DownloadError with a one-line message; KeyboardI
 re-raised after the clean-up.
 """
 import hashlib
-import os
+import http.client
 import pathlib
 import sys
 import time
@@ -98,7 +98,9 @@ def _fetch(url, tmp, md5, sha256, progress, timeout):
             while True:
                 try:
                     chunk = response.read(CHUNK)
-                except (OSError, ValueError) as e:  # connection reset, timeout, IncompleteRead
+                # Connection reset and timeout are OSErrors; a broken chunk is http.client's IncompleteRead,
+                # an HTTPException and not an OSError.
+                except (OSError, ValueError, http.client.HTTPException) as e:
                     raise DownloadError(f"download of {url} interrupted after {done} bytes: {e}") from None
                 if not chunk:
                     break

@@ -110,6 +110,9 @@ def plan_tiles(hw, core, layers, halo=None):
     halo: None for halo_for(layers); tests pass a smaller one to show that it is needed."""
     if core < ALIGN or core % ALIGN:
         raise ValueError(f"tile size must be a positive multiple of {ALIGN} px, got {core}")
+    deep = [n for n in layers if stride_of(n) > ALIGN]
+    if deep:   # pool5's 2x2 pairs would start at odd multiples of 16 in some windows: other pairs than untiled
+        raise ValueError(f"tiles reach layers up to conv5_4 (stride {ALIGN} px), not {', '.join(deep)}")
     halo = halo_for(layers) if halo is None else halo
     return [Tile((y0, y1, x0, x1), (a0, a1, b0, b1))
             for y0, y1, a0, a1 in _axis(hw[0], core, halo) for x0, x1, b0, b1 in _axis(hw[1], core, halo)]

@@ -37,7 +37,7 @@ def main(argv=None):
         normed = normalize_vgg19(net, images)
         save_converted(normed, args.output, net.preprocessing, info["source_name"], info["source_sha256"],
                        normalized=True)
-    except WeightsError as e:
+    except (WeightsError, ValueError) as e:   # ValueError: an image too small for the network's poolings
         print(f"error: {e}", file=sys.stderr)
         return 2
     for relu, channels in normed.dead_filters.items():

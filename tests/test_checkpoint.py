@@ -23,6 +23,25 @@ def test_save_and_load_round_trip_leaves_no_temporary_file(tmp_path):
     assert os.listdir(tmp_path) == ["run.checkpoint.npz"]
 
 
+def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_old_one(tmp_path, monkeypatch):
+    """A full disk or a vanished folder mid-run: a CheckpointError (the CLI's one-line error), the
+    previous checkpoint intact and no temporary file; a written one has the usual file permissions."""
+    from nst_numpy.fileio import default_file_mode
+    path = tmp_path / "run.checkpoint.npz"
+    save_checkpoint(str(path), {"point": {"scale": 1}}, x=np.arange(3.0))
+    assert path.stat().st_mode & 0o777 == default_file_mode()   # like every other output, not mkstemp's 0600
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.raises(CheckpointError, match="cannot write the checkpoint .No space left on device"):
+        save_checkpoint(str(path), {"point": {"scale": 2}}, x=np.arange(3.0))
+    monkeypatch.undo()
+    assert load_checkpoint(str(path))[0]["point"] == {"scale": 1} and os.listdir(tmp_path) == [path.name]
+    with pytest.raises(CheckpointError, match="cannot write"):
+        save_checkpoint(str(tmp_path / "gone" / "run.checkpoint.npz"), {}, x=np.arange(3.0))
+
+
 def test_bad_checkpoints_are_refused_with_one_line(tmp_path):
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not a zip file")

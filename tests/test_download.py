@@ -33,6 +33,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(BODY[:1000])
             self.close_connection = True
             return
+        if self.path == "/chunked-short":  # chunked transfer cut mid-chunk: http.client's IncompleteRead
+            self.protocol_version = "HTTP/1.1"   # chunked needs 1.1
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n" % 5000 + BODY[:1000])
+            self.close_connection = True
+            return
         body = self.files.get(self.path)
         if body is None:
             self.send_error(404)
@@ -79,6 +87,14 @@ def test_hash_mismatch_leaves_nothing(server, tmp_path):
 def test_truncated_transfer(server, tmp_path):
     with pytest.raises(DownloadError, match=f"truncated: got 1000 of {len(BODY)} bytes"):
         download(f"{server}/short", tmp_path / "f", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_chunked_transfer_cut_short(server, tmp_path):
+    """No Content-Length to check against: the broken chunk itself (IncompleteRead, an HTTPException,
+    not an OSError) must become a one-line DownloadError, and nothing is left behind."""
+    with pytest.raises(DownloadError, match="interrupted after 0 bytes"):
+        download(f"{server}/chunked-short", tmp_path / "f.bin", progress=False)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -118,3 +118,13 @@ def test_normalize_script_writes_a_normalised_file(case, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "already normalised" in err and err.count("\n") == 1
     assert not (tmp_path / "again.h5").exists()
+    # an image too small for the poolings (the real normalize_vgg19 refuses it): one line, exit 2
+    from nst_numpy.weights import normalize_vgg19
+    script["main"].__globals__["normalize_vgg19"] = normalize_vgg19
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tiny / "small.png")
+    assert script["main"](["--images", str(tiny), "-o", str(tmp_path / "tiny.h5"), "--weights", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == ("error: a 12x12 image is too small for layer relu5_4 (4 poolings need at "
+                                    "least 16 pixels per side)") and not (tmp_path / "tiny.h5").exists()

@@ -6,7 +6,7 @@ from nst_numpy.config import Config
 from nst_numpy.fast import FastVGG19
 from nst_numpy.objective import make_objective
 from nst_numpy.tiled_objective import TiledObjective
-from nst_numpy.tiling import ALIGN, halo_for, plan_tiles, reach
+from nst_numpy.tiling import ALIGN, halo_for, plan_tiles, reach, stride_of
 from nst_numpy.vgg import VGG19
 
 EXACT = 1e-9   # the issue's bound: float64 relative error of tiled against untiled
@@ -51,6 +51,15 @@ def test_bad_tile_size_is_refused():
         plan_tiles((100, 100), 24, ["relu1_1"])
     with pytest.raises(ValueError, match="tile-size"):
         Config(tile_size=20).validate()
+
+
+def test_tiles_refuse_pool5():
+    """pool5 has stride 32 but windows start at multiples of 16: its 2x2 pairs would differ from untiled
+    (a Gram off by 4e-2 on a 480x32 image), so planning stops rather than compute a wrong objective."""
+    assert stride_of("conv5_4") == ALIGN and stride_of("pool5") == 2 * ALIGN
+    plan_tiles((480, 32), 48, ["relu5_1"])   # stride 16: fine
+    with pytest.raises(ValueError, match="up to conv5_4.*pool5"):
+        plan_tiles((480, 32), 48, ["relu4_1", "pool5"])
 
 
 def _case(net, hw, layers_cfg, core, halo=None, seed=0):
