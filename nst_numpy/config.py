@@ -1,6 +1,6 @@
 """The one dataclass of hyperparameters of a style-transfer run.
 
-Loss weighting (see make_objective in optimize.py for the exact formula):
+Loss weighting (see make_objective in objective.py for the exact formula):
 
     total = alpha * sum_c  L_content(c) / n_c / Z_c                     (Gatys et al. 2016, eq. 1 and 7)
           + beta  * sum_l  w_l * E_l / Z_l                               (eq. 4, 5, 7)

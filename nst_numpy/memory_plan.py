@@ -1,7 +1,7 @@
 """The plan of a run before it starts: sizes per scale, tiles, peak memory, seconds per iteration.
 
-    plans = plan_run(net, content_hw, style_hws, config)    # one ScalePlan per scale
-    print(describe(plans))                                  # what --dry-run prints
+    plans = plan_run(net, scale_hws, style_hws_per_scale, config, cap)   # one ScalePlan per scale
+    print(describe(plans, iteration_budgets(config, len(plans)), cap))   # what --dry-run prints
 
 Peak memory is modelled as the sum of
 - what the process holds before the run (interpreter, weights), measured now, plus the

@@ -6,7 +6,7 @@ both poolings, odd sizes, a layer that is content and style, two style images; a
 pooling step too small fails). Why it is exact: tiling.py's docstring.
 
 Memory: one window's network buffers, instead of the whole image's, plus the whole
-image's gradient (float32) and the content targets.
+image's gradient (float64, the optimiser's own array) and the content targets.
 """
 import numpy as np
 

@@ -13,9 +13,9 @@ plus a backward pass to the pixels, the effective GFLOP/s (2 H W C_in C_out 9 pe
 conv, the same again for the backward to the input), the time per layer, and the
 GFLOP/s of a large float32 matrix product on this machine, with the ratio.
 
---compare-torch (issue 5): one full objective evaluation (forward to relu5_1, the
-paper's content and style losses plus TV, backward to the pixels, float32) with
-make_objective, against the same network and losses written in PyTorch, run
+--compare-torch (issue 5): one full objective evaluation (forward to the default Config's
+deepest layer, relu4_2; the paper's content and style losses plus TV; backward to the
+pixels; float32) with make_objective, against the same network and losses written in PyTorch, run
 alternately in one process; prints both medians and their ratio. torch is imported
 only here and only with this flag; it is never a dependency of nst_numpy.
 
@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from nst_numpy import FastVGG19  # noqa: E402
 from nst_numpy.vgg_spec import CONV_SPECS, LAYER_NAMES  # noqa: E402
+from nst_numpy.config import Config  # noqa: E402
 
 TORCH_EVALUATIONS = 3   # --table: PyTorch objective evaluations per size (median); it has no optimiser state
 
@@ -189,8 +190,11 @@ def compare_torch(sizes, repeat, threads):
         print("--compare-torch: torch is not importable here (pip install torch); nothing to compare")
         return 2
     n = threads or len(os.sched_getaffinity(0))
-    print(f"torch {torch.__version__}, {n} threads for both; float32; VGG19 to relu5_1, avg pooling, "
-          f"content relu4_2 + style relu1_1..relu5_1 + TV; medians over {repeat} alternating runs")
+    cfg = Config()   # the objective make_numpy_objective builds
+    deepest = max(cfg.content_layers + cfg.style_layers, key=LAYER_NAMES.index)
+    print(f"torch {torch.__version__}, {n} threads for both; float32; VGG19 to {deepest}, avg pooling, content "
+          f"{','.join(cfg.content_layers)} + style {','.join(cfg.style_layers)} + TV; "
+          f"medians over {repeat} alternating runs")
     for size in sizes:
         net = FastVGG19.random(seed=0, dtype=np.float32)
         net.set_threads(n)
@@ -278,7 +282,8 @@ def table(sizes, iterations, threads, torch_column):
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:
                 row[framework] = None
-                print(f"{size}px {framework}: failed: {(res.stderr.strip().splitlines() or ['no message'])[-1]}", file=sys.stderr)
+                last = (res.stderr.strip().splitlines() or ["no message"])[-1]
+                print(f"{size}px {framework}: failed: {last}", file=sys.stderr)
             else:
                 row[framework] = json.loads(res.stdout.strip().splitlines()[-1])
             print(f"{size}px {framework}: {row[framework]}", file=sys.stderr, flush=True)
@@ -312,7 +317,7 @@ def main(argv=None):
     p.add_argument("--table", action="store_true", help="time per iteration and peak RSS of stylize per size")
     p.add_argument("--torch-column", action="store_true", help="with --table: add PyTorch's time and RSS")
     p.add_argument("--iterations", type=int, default=25, help="with --table: L-BFGS iterations per size "
-                   "(more than its 20 stored pairs, so the optimiser's memory is counted)")
+                   "(more than its 10 stored pairs, so the optimiser's memory is counted)")
     p.add_argument("--schedule", action="store_true", help="time to result: the default schedule against "
                    "--scales 1 --iterations 300 --min-improvement 0, on --pairs with --weights (see bench_schedule.py)")
     p.add_argument("--curve", action="store_true", help="content, per-layer style and TV terms against iteration "

@@ -354,7 +354,7 @@ class WinogradConv:
         return s
 
     def _band_rows(self, th, tw, c_in, c_out):
-        """Tile rows per band: about band_bytes of V and M, but at least MIN_TILES tiles per
+        """Tile rows per band: about band_bytes of float32 V and M (twice in float64), at least MIN_TILES tiles per
         product (small products run far below the BLAS peak), and enough bands for every thread.
         With 512 channels, half as many tiles: a (128, 512) @ (512, 512) product is already large,
         and these layers' bands would otherwise set the size of every thread's buffers (90 MB)."""
