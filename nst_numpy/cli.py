@@ -14,7 +14,7 @@ import numpy as np
 
 from . import __version__
 from .config import OPTIMIZERS, PRESERVE, Config
-from .checkpoint import Checkpointer, CheckpointError, load_checkpoint
+from .checkpoint import Checkpointer, load_checkpoint
 from .image import ImageError, check_output_path, fit_size, load_image, save_image
 from .memory_plan import default_cap, describe, needs_plan, parse_size, plan_run
 from .optimize import AUTO_COARSEST, Interrupted, iteration_budgets, scale_sizes, stylize
@@ -44,7 +44,7 @@ def _number(kind, minimum=None, strict=False):
             raise argparse.ArgumentTypeError(f"not a valid {kind.__name__}: {text!r}")
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-        if minimum is not None and (value < minimum or (strict and value == minimum)):
+        if minimum is not None and (value <= minimum if strict else value < minimum):
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text!r}")
         return value
     return parse

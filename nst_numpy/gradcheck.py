@@ -18,7 +18,6 @@ import numpy as np
 
 from .losses import content_loss, gram_matrix, style_layer_loss, tv_loss
 from .fast.threads import blas_threads
-from .vgg_spec import LAYER_NAMES
 
 
 def rel_error(a, b):

@@ -94,7 +94,7 @@ class Objective:
         sizes = _layer_sizes(self.shape, self.style_layers)
         A = {name: np.zeros((sizes[name][1],) * 2, np.float64) for name in self.style_layers}
         for (img, _), b in zip(styles, blend):
-            if b == 0:
+            if b <= 0:   # a style weighted out of the blend: skip its network pass
                 continue
             img = np.asarray(img, self.net.dtype)
             empty = [n for n, (M_s, _) in _layer_sizes(img.shape, self.style_layers).items() if M_s == 0]

@@ -87,7 +87,7 @@ class _Tracker:
 
 
 def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10):
-    """scipy L-BFGS-B with box bounds lo <= x <= hi (flat float64 arrays); returns the final x.
+    """scipy L-BFGS-B with box bounds lo <= x <= hi; x0, lo, hi: (n,) float64 (n = H W 3). Returns x (n,).
 
     memory: correction pairs kept (maxcor). Each costs two float64 vectors of x's size, so at
     1024 px, 10 pairs are 0.5 GB; 20 pairs changed the loss after 200 iterations by 0.4%
@@ -103,19 +103,19 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10):
 
     def scaled(x):
         loss, grad = f(x)
-        grad *= scale   # in place: grad is the objective's fresh array
-        return scale * loss, grad
+        grad *= loss_scale   # in place: grad is the objective's fresh array
+        return loss_scale * loss, grad
 
     # One BLAS thread for L-BFGS-B's vector operations (SciPy's own OpenBLAS): on more, its
     # workers spin for ~0.1 s after every step, during our next evaluation (see threads.py).
     with blas_threads(1, every_library=True):
         # With no curvature known yet, L-BFGS-B's first trial step is x0 - grad. The normalised losses
         # (~1) have gradients of ~1e-5 per pixel, a step lost in float32 rounding, after which the line
-        # search can give up. So minimise scale * f instead, with scale chosen so that the first step
+        # search can give up. So minimise loss_scale * f instead, chosen so that the first step
         # moves the steepest pixel by one RGB level. Scaling f by a constant > 0 moves no minimum.
         level = float(np.min(hi - lo)) / 255.0  # one RGB level in network units
         g_max = float(np.max(np.abs(f(x0)[1])))
-        scale = level / g_max if g_max > 0 else 1.0
+        loss_scale = level / g_max if g_max > 0 else 1.0
         # ftol = gtol = 0 (factr, pgtol): run the full iteration budget rather than stopping on a flat
         # stretch; maxfun leaves room for line searches (about 1.1 evaluations per iteration in practice).
         # fmin_l_bfgs_b rather than minimize(): minimize turns Bounds into n Python tuples that live for

@@ -60,8 +60,8 @@ class TiledObjective(Objective):
         for i, t in enumerate(self.tiles):            # pass 1: the whole image's Gram matrices
             if i == n - 1:   # keep the last tile's forward pass: pass 2 starts with that tile
                 acts = self.net.forward(t.pixels(x), self.layers, copy=False)
-            for name, g in tile_grams(self.net, t.pixels(x), t, self.style_layers, self.layers, acts).items():
-                G[name] += g
+            for name, gram in tile_grams(self.net, t.pixels(x), t, self.style_layers, self.layers, acts).items():
+                G[name] += gram
             self._report(i + 1, 2 * n)
         K = {}
         for name in self.style_layers:
@@ -78,9 +78,9 @@ class TiledObjective(Objective):
             for name in self.content_layers:
                 r0, r1, c0, c1 = t.owned_in_image(stride_of(name))
                 content[name] = (self.P[name][r0:r1, c0:c1], self.content_w[name])
-            g, share = tile_gradient(self.net, t.pixels(x), t, self.layers, K, content, acts if i == 0 else None)
+            dwindow, share = tile_gradient(self.net, t.pixels(x), t, self.layers, K, content, acts if i == 0 else None)
             parts["content"] += share
-            t.pixels(dx)[...] += g   # the halo's part is the neighbours' pixels' gradient: summed
+            t.pixels(dx)[...] += dwindow   # the halo's part is the neighbours' pixels' gradient: summed
             self._report(n + i + 1, 2 * n)
         return dx
 

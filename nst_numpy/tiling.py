@@ -124,7 +124,7 @@ def stride_of(layer):
 
 
 def _own(F, tile, name):
-    """The positions of activation F (window layer `name`) that the tile owns, a view."""
+    """The positions of activation F (h, w, C) of window layer `name` that the tile owns: a view (h', w', C)."""
     r0, r1, c0, c1 = tile.owned(stride_of(name))
     return F[r0:r1, c0:c1]
 
@@ -132,7 +132,8 @@ def _own(F, tile, name):
 # -- the work on one tile: pure functions of (network, window, tile, what the pass needs) ---------
 
 def tile_features(net, window, tile, layers):
-    """Forward pass on one window: {name: its owned activations (copies)}, for the content targets."""
+    """Forward pass on one window (h, w, 3): {name: its owned activations (h', w', C), copies}, for the
+    content targets."""
     acts = net.forward(window, layers, copy=False)
     return {name: _own(acts[name], tile, name).copy() for name in layers}
 

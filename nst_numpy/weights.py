@@ -13,7 +13,6 @@ message. See weights/README.md for the sources and the converted format.
 import hashlib
 import os
 import pathlib
-import tempfile
 
 import h5py
 import numpy as np

@@ -126,6 +126,18 @@ def test_pixel_limit_unless_shrunk(tmp_path):
     assert I.load_image(tmp_path / "big.png", max_side=40, max_pixels=4000).shape == (60, 80, 3)
 
 
+def test_big_jpeg_is_decoded_small(tmp_path):
+    """A JPEG over twice max_side is decoded at a power-of-two reduction (Pillow's draft: JPEG's DCT
+    scaling), at least max_side on its long side; the picture is the same, only smaller."""
+    Image.fromarray(_gradient(240, 320)).save(tmp_path / "big.jpg", quality=95)
+    small = I.load_image(tmp_path / "big.jpg", max_side=40)
+    assert small.shape == (30, 40, 3)   # 1/8: the largest reduction that keeps 40 px
+    full = I.load_image(tmp_path / "big.jpg")
+    assert full.shape == (240, 320, 3)
+    reference = np.asarray(Image.fromarray(full.astype(np.uint8)).resize((40, 30), Image.BOX), np.float32)
+    assert np.abs(small - reference).mean() < 4   # levels out of 255
+
+
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
     Image.fromarray(_gradient(60, 80)).save(tmp_path / "bomb.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses > 2x this

@@ -17,7 +17,8 @@ ROWS_PER_BAND = 8   # pooled rows per band: keeps the layer functions' temporari
 
 
 def relu_mask(src):
-    """A ReLU's mask from what the engine kept of it: the bool mask itself, or the ReLU's output (> 0)."""
+    """A ReLU's mask (H, W, C) bool from what the engine kept of it, src (H, W, C): the bool mask itself,
+    or the ReLU's output (> 0)."""
     return src if src.dtype == bool else src > 0
 
 
@@ -29,6 +30,7 @@ def pool_forward(engine, x, out, argmax=None):
         if argmax is None:
             out[r0:r1] = L.avgpool_forward(x[2 * r0:2 * r1])[0]
         else:
+            # Unpacking into slices writes in place; the int64 positions are 0..3, exact in uint8.
             out[r0:r1], (_, argmax[r0:r1]) = L.maxpool_forward(x[2 * r0:2 * r1])
 
     engine.map_rows(band, out.shape[0], ROWS_PER_BAND)
