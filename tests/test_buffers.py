@@ -7,7 +7,7 @@ planned arena; a different episode costs memory (fresh arrays), never correctnes
 import numpy as np
 import pytest
 
-from nst_numpy.fast.buffers import ALIGN, BufferArena, _pack
+from nst_numpy.fast.buffers import ALIGN_BYTES, BufferArena, _pack
 
 
 # ---------------------------------------------------------------------------
@@ -96,7 +96,7 @@ def _alive_together(script):
 
 # a: 640 B and b: 320 B alive together, then c: 640 B replaces a while b lives on.
 # Lifetimes a [1, 3), b [2, 5), c [4, 6): a and c may share, b may share with neither.
-# Optimum by hand: 640 + 320 = 960 bytes (all multiples of ALIGN, so alignment costs nothing).
+# Optimum by hand: 640 + 320 = 960 bytes (all multiples of ALIGN_BYTES, so alignment costs nothing).
 SIMPLE = [("take", "a", 640), ("take", "b", 320), ("give", "a"), ("take", "c", 640), ("give", "b"), ("give", "c")]
 SIMPLE_OPTIMUM = 960
 
@@ -351,7 +351,7 @@ def test_overlap_checker_catches_a_broken_packer():
 
 def test_pack_property_random_records():
     """For random records: no two buffers alive together overlap in address range, offsets
-    are multiples of ALIGN, and the arena lies between the peak live bytes and the sum of
+    are multiples of ALIGN_BYTES, and the arena lies between the peak live bytes and the sum of
     the (aligned) sizes."""
     rng = np.random.default_rng(2)
     for _ in range(300):
@@ -359,9 +359,9 @@ def test_pack_property_random_records():
         offsets, size = _pack(record)
         assert len(offsets) == len(record)
         assert not _overlaps(record, offsets)
-        assert all(o % ALIGN == 0 and o >= 0 for o in offsets)
+        assert all(o % ALIGN_BYTES == 0 and o >= 0 for o in offsets)
         assert all(o + n <= size for o, (n, _, _) in zip(offsets, record))
-        assert _peak_live_bytes(record) <= size <= sum(-(-n // ALIGN) * ALIGN for n, _, _ in record)
+        assert _peak_live_bytes(record) <= size <= sum(-(-n // ALIGN_BYTES) * ALIGN_BYTES for n, _, _ in record)
 
 
 def test_pack_simple_patterns():
@@ -376,11 +376,11 @@ def test_pack_simple_patterns():
 
 
 def test_replayed_slices_are_aligned():
-    """Planned slices start ALIGN bytes apart from the arena start (a cache line)."""
+    """Planned slices start ALIGN_BYTES bytes apart from the arena start (a cache line)."""
     arena = BufferArena()
     script = [("take", "a", 72), ("take", "b", 24), ("take", "c", 8), ("give", "a"), ("give", "b"), ("give", "c")]
     _replay(arena, script)
     seen = _replay(arena, script)
     base = arena._arena.ctypes.data
     for arr in seen.values():
-        assert (arr.ctypes.data - base) % ALIGN == 0
+        assert (arr.ctypes.data - base) % ALIGN_BYTES == 0

@@ -27,7 +27,7 @@ planned again. So a wrong plan costs memory, never correctness.
 """
 import numpy as np
 
-ALIGN = 64   # byte alignment of planned slices (a cache line)
+ALIGN_BYTES = 64   # byte alignment of planned slices (a cache line)
 
 
 def _pack(record):
@@ -46,7 +46,7 @@ def _pack(record):
         for o, e in busy:
             if at + n <= o:
                 break          # the gap before this buffer is large enough
-            at = max(at, -(-e // ALIGN) * ALIGN)
+            at = max(at, -(-e // ALIGN_BYTES) * ALIGN_BYTES)
         offsets[i] = at
         placed.append((at, at + n, t0, t1))
     return offsets, max((e for _, e, _, _ in placed), default=0)
