@@ -34,16 +34,26 @@ def _padded(x):
     return xp
 
 
-def _fast_conv(x, w, b=None, relu=False, n_threads=1, band_bytes=1 << 12):
-    """The engine on an unpadded image; a small band_bytes forces several bands even on tiny images."""
+def _fast_conv(x, w, b=None, relu=False, n_threads=1, band_bytes=1 << 12, bands=None):
+    """The engine on an unpadded image, in several bands. The engine's floor of MIN_TILES (256) tiles
+    per band would make every test image here one band, so it is lowered to 1 for the call and a small
+    band_bytes splits even tiny images. bands: a list that receives (r0, r1) of each band run."""
     H, W, _ = x.shape
     xp = _padded(x)
     out = np.full((xp.shape[0] - 2, xp.shape[1] - 2, w.shape[3]), np.nan, x.dtype)  # NaN: unwritten shows
+    min_tiles, band = winograd.MIN_TILES, winograd.WinogradConv._band
+
+    def spy(*args):   # (xp, U, out, bias, relu, r0, r1, scratch)
+        if bands is not None:
+            bands.append(args[5:7])
+        return band(*args)
+    winograd.MIN_TILES, winograd.WinogradConv._band = 1, staticmethod(spy)
     engine = winograd.WinogradConv(n_threads, band_bytes=band_bytes)
     try:
         engine.conv(xp, winograd.transform_kernel(w, x.dtype), out, None if b is None else b.astype(x.dtype), relu)
     finally:
         engine.close()
+        winograd.MIN_TILES, winograd.WinogradConv._band = min_tiles, staticmethod(band)
     return out[:H, :W]
 
 
@@ -122,7 +132,9 @@ def test_forward_matches_reference(H, W, c_in, c_out):
     rng = np.random.default_rng(H * 100 + W)
     x, w, b = _case(rng, H, W, c_in, c_out)
     ref = L.conv_forward(x, w, b)[0]
-    assert rel_error(_fast_conv(x, w, b), ref) < F64
+    bands = []
+    assert rel_error(_fast_conv(x, w, b, bands=bands), ref) < F64
+    assert len(bands) == -(-H // 4)   # one band per row of 4x4 tiles: each band's offset is exercised
     assert rel_error(_fast_conv(x.astype(np.float32), w, b), ref) < F32_LAYER
     # fused ReLU
     assert rel_error(_fast_conv(x, w, b, relu=True), np.maximum(ref, 0)) < F64
@@ -133,8 +145,9 @@ def test_backward_to_input_matches_reference():
     x, w, b = _case(rng, 11, 14, 6, 9)
     dout = rng.standard_normal((11, 14, 9))
     ref = L.conv_backward(dout, (x, w))
-    fast = _fast_conv(dout, winograd.flip_kernel(w))
-    assert rel_error(fast, ref) < F64
+    bands = []
+    fast = _fast_conv(dout, winograd.flip_kernel(w), bands=bands)
+    assert rel_error(fast, ref) < F64 and len(bands) == 3   # 11 rows: 3 bands of one tile row
     assert rel_error(_fast_conv(dout.astype(np.float32), winograd.flip_kernel(w)), ref) < F32_LAYER
 
 
@@ -193,8 +206,12 @@ def test_threads_do_not_change_results():
     x = x.astype(np.float32)
     one = _fast_conv(x, w, b, n_threads=1)
     two = _fast_conv(x, w, b, n_threads=2)
-    three = _fast_conv(x, w, b, n_threads=3, band_bytes=1 << 20)   # other band heights
+    bands = []
+    three = _fast_conv(x, w, b, n_threads=3, band_bytes=1 << 20, bands=bands)   # other band heights
     assert rel_error(one, two) < F32_LAYER and rel_error(one, three) < F32_LAYER
+    assert sorted(bands) == [(0, 4), (4, 8), (8, 10)]   # 10 tile rows, ceil(10 / 3) per thread
+    x64 = x.astype(np.float64)   # and against the reference, exactly, with a short last band
+    assert rel_error(_fast_conv(x64, w, b, n_threads=3, band_bytes=1 << 20), L.conv_forward(x64, w, b)[0]) < F64
 
 
 def test_band_buffers_are_reused_and_dropped_when_the_arena_grows():
