@@ -24,10 +24,16 @@ F32 = 1e-4
 
 @pytest.fixture(scope="module")
 def pairs():
-    """{pooling: (reference, engine)}, float64, the same random weights (made once: it takes a while)."""
+    """{pooling: (reference, engine)}, float64, the same random weights (made once: it takes a while).
+    The engine runs 3 threads on any machine: at least 3 bands per layer (the last one shorter), so
+    the band offsets are tested even where CI has one core."""
     params = VGG19.random(seed=21, dtype=np.float64).params
-    return {p: (VGG19.from_arrays(params, pooling=p, dtype=np.float64),
-                FastVGG19.from_arrays(params, pooling=p, dtype=np.float64)) for p in ("avg", "max")}
+    out = {}
+    for p in ("avg", "max"):
+        engine = FastVGG19.from_arrays(params, pooling=p, dtype=np.float64)
+        engine.set_threads(3)
+        out[p] = (VGG19.from_arrays(params, pooling=p, dtype=np.float64), engine)
+    return out
 
 
 def _image(H, W, seed=0):

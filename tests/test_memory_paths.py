@@ -22,9 +22,13 @@ F64 = 1e-12
 
 @pytest.fixture(scope="module")
 def nets():
-    """float64 networks with the same random weights, one per pooling (made once: it takes a while)."""
+    """float64 networks with the same random weights, one per pooling (made once: it takes a while).
+    3 threads on any machine, so that every layer runs in several bands (test_engine_vs_reference.pairs)."""
     params = FastVGG19.random(seed=21, dtype=np.float64).params
-    return {p: FastVGG19.from_arrays(params, pooling=p, dtype=np.float64) for p in ("avg", "max")}
+    nets = {p: FastVGG19.from_arrays(params, pooling=p, dtype=np.float64) for p in ("avg", "max")}
+    for net in nets.values():
+        net.set_threads(3)
+    return nets
 
 
 def _image(H, W, seed=0):
