@@ -214,6 +214,25 @@ def test_threads_do_not_change_results():
     assert rel_error(_fast_conv(x64, w, b, n_threads=3, band_bytes=1 << 20), L.conv_forward(x64, w, b)[0]) < F64
 
 
+@pytest.mark.skipif(not threads.available(), reason="numpy's BLAS thread count cannot be read here")
+def test_bands_on_worker_threads_use_single_threaded_blas(monkeypatch):
+    """Bands on the worker threads run with one BLAS thread each (2 workers x 2 BLAS threads would
+    oversubscribe the cores); one band, or one thread, gets BLAS on all the engine's threads."""
+    seen, band = [], winograd.WinogradConv._band
+
+    def recorder(*args):
+        seen.append(threads.get_blas_threads())
+        return band(*args)
+    monkeypatch.setattr(winograd.WinogradConv, "_band", staticmethod(recorder))
+    rng = np.random.default_rng(8)
+    x, w, b = _case(rng, 16, 16, 8, 8)
+    _fast_conv(x.astype(np.float32), w, b, n_threads=2)   # 4 tile rows: 4 bands on 2 workers
+    assert seen == [1] * 4
+    seen.clear()
+    _fast_conv(x[:4].astype(np.float32), w, b, n_threads=2)   # one tile row: one band, here
+    assert seen == [2]
+
+
 def test_band_buffers_are_reused_and_dropped_when_the_arena_grows():
     """One engine, layers of growing then shrinking size: each result matches the float64
     reference (so no cached view of a freed or regrown arena is used), the views of a band

@@ -23,8 +23,8 @@ faster route. Each trick, the reference step it replaces, and the test that prov
 | planned buffer arena, reused every evaluation       | fresh arrays for every activation         | test_memory_paths: test_repeated_evaluations_...;   |
 |   (buffers)                                         |                                           | test_buffers                                        |
 | a second backward of one forward redoes the forward | the reference keeps every cache           | test_fastconv: test_repeated_backward_after_one_... |
-| bands on worker threads, single-threaded BLAS each  | one thread (BLAS's own)                   | test_fastconv: test_threads_do_not_change_results   |
-|   (winograd, threads)                               |                                           |                                                     |
+| bands on worker threads, single-threaded BLAS each  | one thread (BLAS's own)                   | test_fastconv: test_threads_do_not_change_results;  |
+|   (winograd, threads)                               |                                           | test_bands_on_worker_threads_use_single_...         |
 
 objective.Objective uses whichever network it is given: with FastVGG19 it asks for
 gram() and hands backward() ActivationTimes; with VGG19 it computes eq. 6 as an array.
