@@ -67,13 +67,14 @@ def check_layer(forward, backward, x, rng, h=1e-5):
     return rel_error(analytic, numeric)
 
 
-def check_conv_params(x, w, b, rng, h=1e-5):
-    """Relative errors (dw, db) of conv_backward_params against finite differences."""
+def check_conv_params(x, w, b, rng, h=1e-5, backward_params=None):
+    """Relative errors (dw, db) of backward_params (default layers.conv_backward_params) against
+    finite differences. x: (H, W, C_in); w: (3, 3, C_in, C_out); b: (C_out,)."""
     from .layers import conv_backward_params, conv_forward
 
     out, cache = conv_forward(x, w, b)
     dout = rng.standard_normal(out.shape)
-    dw, db = conv_backward_params(dout, cache)
+    dw, db = (backward_params or conv_backward_params)(dout, cache)
     num_dw = numerical_gradient(lambda w_: np.sum(conv_forward(x, w_, b)[0] * dout), w.copy(), h)
     num_db = numerical_gradient(lambda b_: np.sum(conv_forward(x, w, b_)[0] * dout), b.copy(), h)
     return rel_error(dw, num_dw), rel_error(db, num_db)
@@ -194,7 +195,14 @@ def _layer_controls(rng):
     def conv_backward_unflipped(dout, cache):  # transposed kernel, but not flipped in space
         return L.conv_forward(dout, cache[1].transpose(0, 1, 3, 2), np.zeros(3))[0]
 
+    def params_flipped_dw_double_db(dout, cache):   # dw correlated the wrong way round; db counted twice
+        dw, db = L.conv_backward_params(dout, cache)
+        return dw[::-1, ::-1], 2 * db
+
+    err_dw, err_db = check_conv_params(x[:5], w[:, :, :, :3], b[:3], rng, backward_params=params_flipped_dw_double_db)
     return [
+        CheckResult("control: conv dw, flipped in space", err_dw, CONTROL_BOUND, True),
+        CheckResult("control: conv db, summed twice", err_db, CONTROL_BOUND, True),
         CheckResult("control: conv dx, kernel not flipped",
                     check_layer(lambda z: L.conv_forward(z, w, b), conv_backward_unflipped, x, rng),
                     CONTROL_BOUND, True),

@@ -57,6 +57,19 @@ def test_conv_dw_db(rng):
     assert err_w < BOUND and err_b < BOUND
 
 
+def test_conv_dw_db_check_catches_wrong_gradients(rng):
+    """Negative control: dw correlated the wrong way round (flipped in space) and db counted twice fail."""
+    x = rng.standard_normal((5, 6, 2))
+    w = rng.standard_normal((3, 3, 2, 3))
+    b = rng.standard_normal(3)
+
+    def wrong(dout, cache):
+        dw, db = L.conv_backward_params(dout, cache)
+        return dw[::-1, ::-1], 2 * db
+    err_w, err_b = check_conv_params(x, w, b, rng, backward_params=wrong)
+    assert err_w > 1e-2 and err_b > 1e-2
+
+
 def test_relu_dx(rng):
     x = rng.standard_normal((4, 5, 3))
     assert check_layer(L.relu_forward, L.relu_backward, x, rng) < BOUND
