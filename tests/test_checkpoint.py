@@ -1,5 +1,6 @@
 """Checkpoints (checkpoint.py) and resuming a run (optimize.stylize, cli --checkpoint-every / --resume)."""
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -48,9 +49,15 @@ def test_bad_checkpoints_are_refused_with_one_line(tmp_path):
     with pytest.raises(CheckpointError, match="not a checkpoint"):
         load_checkpoint(str(junk))
     pickled = tmp_path / "pickled.npz"
-    np.savez(str(pickled), meta=np.array([{"a": 1}], dtype=object))   # would need unpickling
-    with pytest.raises(CheckpointError):
+    marker = tmp_path / "unpickled"   # a pickle that, once loaded, creates this file
+
+    class Payload:
+        def __reduce__(self):
+            return (pathlib.Path.touch, (marker,))
+    np.savez(str(pickled), meta=np.array([Payload()], dtype=object))
+    with pytest.raises(CheckpointError, match="not a checkpoint.*allow_pickle"):   # refused before loading
         load_checkpoint(str(pickled))
+    assert not marker.exists()
     with pytest.raises(CheckpointError, match="no such"):
         load_checkpoint(str(tmp_path / "missing.npz"))
 
