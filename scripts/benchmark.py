@@ -228,6 +228,15 @@ def peak_rss_mb():
     return float("nan")
 
 
+def outside_seconds(stamps, evals):
+    """Mean time per iteration spent outside the evaluations, from the first iteration's end to the
+    last's. stamps: the iterations' end times; evals: (start, end) of every evaluation. An
+    evaluation straddling a stamp counts only its part inside the span."""
+    t0, t1 = stamps[0], stamps[-1]
+    inside = sum(min(b, t1) - max(a, t0) for a, b in evals if b > t0 and a < t1)
+    return (t1 - t0 - inside) / max(len(stamps) - 1, 1)
+
+
 def table_worker(size, iterations, threads, framework):
     """Runs in a subprocess: prints one JSON line {sec_per_iter, sec_per_eval, evaluations,
     outside_ms, peak_mb}; outside_ms is the time per iteration spent outside the evaluations
@@ -251,8 +260,7 @@ def table_worker(size, iterations, threads, framework):
                          Config(size=size, iterations=iterations),
                          callback=lambda s: stamps.append(time.perf_counter()))
         per_iter = float(np.median(np.diff(stamps))) if len(stamps) > 1 else float("nan")
-        inside = sum(min(b, stamps[-1]) - max(a, stamps[0]) for a, b in evals if b > stamps[0] and a < stamps[-1])
-        outside = (stamps[-1] - stamps[0] - inside) / max(len(stamps) - 1, 1)
+        outside = outside_seconds(stamps, evals)
         print(json.dumps({"sec_per_iter": per_iter, "sec_per_eval": float(np.median([b - a for a, b in evals])),
                           "evaluations": len(evals), "outside_ms": 1000 * outside, "peak_mb": peak_rss_mb()}))
         return
