@@ -316,18 +316,19 @@ def test_add_needs_a_mask(engine):
 # losses.style_loss_from_gram
 # ---------------------------------------------------------------------------
 
-def test_style_loss_from_gram_equals_style_layer_loss():
-    """E from the Gram matrix equals style_layer_loss's, F2d @ K its gradient, and that gradient
-    matches finite differences of E (so the factoring K = (G - A) / (N^2 M^2) is right)."""
+def test_style_loss_from_gram_is_eq_4_and_6():
+    """E from the Gram matrix is eq. 4 written out, K is (G - A) / (N^2 M^2), F2d @ K is
+    style_layer_loss's gradient, and that gradient matches finite differences of E."""
     rng = np.random.default_rng(11)
     F = rng.standard_normal((5, 7, 6))
     A = gram_matrix(rng.standard_normal((5, 7, 6)))
-    E, K = style_loss_from_gram(gram_matrix(F), A, 5 * 7)
-    E_ref, g_ref = style_layer_loss(F, A)
-    assert abs(E - E_ref) <= 1e-12 * abs(E_ref)
-    assert K.shape == (6, 6) and rel_error(K, K.T) < F64   # (G - A) is symmetric, so is K
+    G = np.einsum("hwi,hwj->ij", F, F)   # eq. 3 without gram_matrix
+    N, M = 6, 5 * 7
+    E, K = style_loss_from_gram(gram_matrix(F), A, M)
+    assert abs(E - np.sum((G - A) ** 2) / (4 * N ** 2 * M ** 2)) <= 1e-12 * abs(E)   # eq. 4
+    assert rel_error(K, (G - A) / (N ** 2 * M ** 2)) < F64                          # eq. 6's factor
     grad = (F.reshape(-1, 6) @ K).reshape(F.shape)
-    assert rel_error(grad, g_ref) < F64
+    assert rel_error(grad, style_layer_loss(F, A)[1]) < F64   # the reference layer loss is this product
     numeric = numerical_gradient(lambda z: style_loss_from_gram(gram_matrix(z), A, 35)[0], F.copy())
     assert rel_error(grad, numeric) < 1e-8
     # the Gram matrix of a zero-padded copy gives the same loss (how the objective calls it)
