@@ -41,7 +41,7 @@ class Progress:
         its = st.iteration / max(now - self.scale_start[1], 1e-9)
         rate = st.work_done / max(now - self.t_start, 1e-9)  # pixel-iterations per second over the run
         eta = (st.work_total - st.work_done) / max(rate, 1e-9)
-        bound = "≤" if st.may_stop_early else ""
+        bound = "≤" if st.may_stop_early and st.work_total > st.work_done else ""   # nothing left: exact
         p = st.parts
         line = (f"scale {st.scale}/{st.n_scales} {st.size[1]}x{st.size[0]}  it {st.iteration}/{st.iterations}  "
                 f"loss {st.loss:.4g} (content {p.get('content', 0):.3g}, style {p.get('style', 0):.3g}, "
