@@ -4,6 +4,10 @@ A .pth file is a pickle, and unpickling an untrusted pickle can run any code. So
 never calls ``pickle.load``: it uses an Unpickler whose ``find_class`` knows only the few
 globals a state dict of plain tensors needs, maps them to harmless stand-ins defined here,
 and refuses every other global (``os.system``, ``builtins.eval``, ...) before it is called.
+Nor may a hostile file take memory out of proportion to its size: zip members are inflated
+only up to the size their storage needs, tensors may hold no more elements than the stored
+bytes, and error messages quote file data through a bounded repr. tests/test_torch_reader_hostile.py
+tries each attack.
 
 Two container formats exist (torch.serialization):
 - zip (torch >= 1.6): ``<name>/data.pkl`` (the pickle) and ``<name>/data/<key>`` (one raw
@@ -20,9 +24,13 @@ size, stride)`` before torch 0.4), and a storage is a persistent id
 """
 import collections
 import io
+import math
+import os
 import pickle
+import reprlib
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -41,6 +49,32 @@ STORAGE_DTYPES = {
 
 class TorchFormatError(Exception):
     """The file is not a readable state dict; weights.py turns this into a WeightsError."""
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 40, 40
+
+
+def _short(x):
+    """A bounded repr of file data for messages: repr() of memo-shared tuples can be exponential."""
+    try:
+        return _REPR.repr(x)
+    except Exception:  # e.g. an int too long for str()
+        return f"<{type(x).__name__}>"
+
+
+class _Func:
+    """An allow-listed function: callable, but BUILD cannot set its attributes (__defaults__, __dict__)."""
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args):
+        return self.fn(*args)
+
+    def __setstate__(self, state):
+        raise TorchFormatError("unexpected BUILD on a function")
 
 
 class _StorageType:
@@ -73,8 +107,9 @@ class _TensorRef:
         if not isinstance(storage, _StorageRef):
             raise TorchFormatError("tensor rebuilt from something that is not a storage")
         ints = (offset, *size, *stride)
-        if len(size) != len(stride) or not all(isinstance(v, int) and v >= 0 for v in ints):
-            raise TorchFormatError(f"bad tensor geometry offset={offset!r} size={size!r} stride={stride!r}")
+        if len(size) != len(stride) or not all(isinstance(v, int) and 0 <= v < 1 << 48 for v in ints):
+            raise TorchFormatError(f"bad tensor geometry offset={_short(offset)} size={_short(size)} "
+                                   f"stride={_short(stride)}")
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
     def __setstate__(self, state):
@@ -95,8 +130,8 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
 # The only globals a state dict of plain tensors needs. Anything else is refused.
 _ALLOWED = {
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor"): _Func(_rebuild_tensor),
+    ("torch._utils", "_rebuild_tensor_v2"): _Func(_rebuild_tensor_v2),
 }
 _ALLOWED.update({("torch", name): _StorageType(name) for name in STORAGE_DTYPES})
 
@@ -114,10 +149,11 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         # ("storage", storage_type, key, location, numel) in zip files; a 6th item, view_metadata, in legacy ones.
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
-            raise TorchFormatError(f"unexpected persistent id {pid!r:.80}")
+            raise TorchFormatError(f"unexpected persistent id {_short(pid)}")
         storage_type, key, _location, numel = pid[1:5]
-        if not (isinstance(storage_type, _StorageType) and isinstance(key, str) and isinstance(numel, int)):
-            raise TorchFormatError(f"unexpected storage id {pid!r:.80}")
+        if not (isinstance(storage_type, _StorageType) and isinstance(key, str) and isinstance(numel, int)
+                and numel >= 0):
+            raise TorchFormatError(f"unexpected storage id {_short(pid)}")
         if len(pid) == 6 and pid[5] is not None:  # a view into a shared storage: state dicts never need it
             raise TorchFormatError("storage views (view_metadata) are not supported")
         return _StorageRef(storage_type.dtype, key, numel)
@@ -137,17 +173,35 @@ def _materialise(obj, storages):
     if not isinstance(obj, dict):
         raise TorchFormatError(f"expected a state dict, found a pickled {type(obj).__name__}")
     out = {}
+    budget = sum(flat.size for flat in storages.values())  # elements copied out, all tensors together
     for key, t in obj.items():
         if not isinstance(t, _TensorRef):
             continue  # e.g. non-tensor metadata; a VGG state dict holds only tensors
         flat = storages[t.storage.key]
         extent = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride)) + 1 if all(t.size) else 0
         if extent > flat.size:
-            raise TorchFormatError(f"tensor {key!r} reads past the end of its storage")
+            raise TorchFormatError(f"tensor {_short(key)} reads past the end of its storage")
+        budget -= math.prod(t.size)
+        if budget < 0:  # zero strides or many tensors over one storage: output out of proportion to the file
+            raise TorchFormatError(f"tensor {_short(key)}: the tensors hold more elements than the storages")
         item = flat.itemsize
         view = np.lib.stride_tricks.as_strided(flat[t.offset:], t.size, tuple(s * item for s in t.stride))
         out[key] = np.array(view)  # copy: never keep a view whose strides came from the file
     return out
+
+
+def _member(z, name, size):
+    """Open a member only if it is stored or deflated, unencrypted, and inflates to at most size bytes
+    (zipfile stops inflating at the declared size, so this bounds memory)."""
+    try:
+        info = z.getinfo(name)
+    except KeyError:
+        raise TorchFormatError(f"{_short(name)} is missing from the archive") from None
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 1:
+        raise TorchFormatError(f"{_short(name)}: encrypted or compressed in a way torch.save never writes")
+    if info.file_size > size:
+        raise TorchFormatError(f"{_short(name)}: {info.file_size} bytes, expected at most {size}")
+    return z.open(info)
 
 
 def _read_zip(path):
@@ -156,17 +210,15 @@ def _read_zip(path):
         if len(pkls) != 1:
             raise TorchFormatError("zip file without exactly one <name>/data.pkl: not a torch.save file")
         prefix = pkls[0][: -len("data.pkl")]
-        if prefix + "byteorder" in z.namelist() and z.read(prefix + "byteorder").strip() != b"little":
+        if prefix + "byteorder" in z.namelist() and _member(z, prefix + "byteorder", 16).read().strip() != b"little":
             raise TorchFormatError("big-endian torch files are not supported")
-        obj = _unpickle(io.BytesIO(z.read(pkls[0])))
+        with _member(z, pkls[0], z.getinfo(pkls[0]).file_size) as f:  # streamed: a deflate bomb fails early
+            obj = _unpickle(f)
         refs = _storage_refs(obj)
         storages = {}
         for key, ref in refs.items():
-            try:
-                raw = z.read(f"{prefix}data/{key}")
-            except KeyError:
-                raise TorchFormatError(f"storage {key!r} is missing from the archive") from None
-            storages[key] = _frombuffer(raw, ref, key)
+            with _member(z, f"{prefix}data/{key}", ref.numel * ref.dtype.itemsize) as f:
+                storages[key] = _frombuffer(f.read(), ref, key)
     return _materialise(obj, storages)
 
 
@@ -176,7 +228,7 @@ def _read_legacy(path):
         protocol = _unpickle(f)
         sys_info = _unpickle(f)
         if magic != LEGACY_MAGIC or protocol != LEGACY_PROTOCOL:
-            raise TorchFormatError(f"legacy torch header has magic {magic!r}, protocol {protocol!r}")
+            raise TorchFormatError(f"legacy torch header has magic {_short(magic)}, protocol {_short(protocol)}")
         if not (isinstance(sys_info, dict) and sys_info.get("little_endian", False)):
             raise TorchFormatError("big-endian or unknown legacy torch file")
         obj = _unpickle(f)
@@ -195,6 +247,8 @@ def _read_legacy(path):
             ref = refs[key]
             if numel != ref.numel:
                 raise TorchFormatError(f"storage {key!r}: {numel} elements on disk, {ref.numel} expected")
+            if numel * ref.dtype.itemsize > os.fstat(f.fileno()).st_size - f.tell():
+                raise TorchFormatError(f"storage {key!r}: {numel} elements declared, more than the file holds")
             storages[key] = _frombuffer(f.read(numel * ref.dtype.itemsize), ref, key, numel)
     missing = set(refs) - set(storages)
     if missing:
@@ -224,7 +278,7 @@ def read_state_dict(path):
     if head.startswith(b"PK\x03\x04"):
         try:
             return _read_zip(path)
-        except zipfile.BadZipFile as e:
+        except (zipfile.BadZipFile, EOFError, zlib.error) as e:
             raise TorchFormatError(f"corrupt zip archive ({e})") from None
     if head == LEGACY_PREFIX:
         return _read_legacy(path)
