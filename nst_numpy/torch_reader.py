@@ -23,7 +23,6 @@ size, stride)`` before torch 0.4), and a storage is a persistent id
     state = read_state_dict("vgg19-dcbb9e9d.pth")   # {"features.0.weight": ndarray, ...}
 """
 import collections
-import io
 import math
 import os
 import pickle
