@@ -142,6 +142,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
+            if module == "torch" and name.endswith("Storage"):   # a real tensor type, just not one we read
+                raise TorchFormatError(f"tensors of type torch.{name} are not supported "
+                                       f"(only {', '.join(sorted(STORAGE_DTYPES))})") from None
             raise TorchFormatError(f"refused to load global {module}.{name}: a weight file only needs tensors "
                                    "(this file may try to run code)") from None
 
@@ -259,7 +262,13 @@ def _storage_refs(obj):
     """{storage key: _StorageRef} for every tensor in a state dict."""
     if not isinstance(obj, dict):
         raise TorchFormatError(f"expected a state dict, found a pickled {type(obj).__name__}")
-    return {t.storage.key: t.storage for t in obj.values() if isinstance(t, _TensorRef)}
+    refs = {}
+    for t in obj.values():
+        if isinstance(t, _TensorRef):
+            first = refs.setdefault(t.storage.key, t.storage)
+            if (first.dtype, first.numel) != (t.storage.dtype, t.storage.numel):   # one key, two readings
+                raise TorchFormatError(f"storage {_short(t.storage.key)} is declared with two types or sizes")
+    return refs
 
 
 def _frombuffer(raw, ref, key, numel=None):

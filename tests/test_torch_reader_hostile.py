@@ -165,9 +165,20 @@ def test_one_storage_shared_by_many_tensors_is_not_amplified(tmp_path):
 @pytest.mark.parametrize("stype", ["BFloat16Storage", "ComplexFloatStorage", "QInt8Storage", "UntypedStorage",
                                    "floatstorage"])
 def test_storage_dtype_outside_the_list_is_refused(tmp_path, stype):
-    """A storage class that is not in STORAGE_DTYPES is refused at find_class."""
+    """A storage class that is not in STORAGE_DTYPES is refused at find_class, named as an unsupported type."""
     path = write_zip(tmp_path / "d.pth", pkl({"w": tensor(stype=stype)}))
-    assert_refused(path, match=f"refused to load global torch.{stype}")
+    known_kind = stype.endswith("Storage")   # a real torch type we do not read, or not a torch type at all
+    assert_refused(path, match=f"torch.{stype} are not supported .only BoolStorage, ByteStorage" if known_kind
+                   else f"refused to load global torch.{stype}")
+
+
+def test_one_storage_key_with_two_types_or_sizes_is_refused(tmp_path):
+    """Two tensors may share a storage (tied weights) but not read it as two dtypes or two lengths."""
+    for other in (tensor(key="0", numel=4, stype="IntStorage"), tensor((2,), key="0", numel=2)):
+        path = write_zip(tmp_path / "d.pth", pkl({"a": tensor(), "b": other}))
+        assert_refused(path, match="declared with two types or sizes")
+    shared = read_state_dict(write_zip(tmp_path / "ok.pth", pkl({"a": tensor((2,)), "b": tensor((2,), offset=2)})))
+    assert np.array_equal(shared["b"], [2, 3])   # the same key read consistently is fine
 
 
 @pytest.mark.parametrize("pid, match", [
