@@ -49,12 +49,50 @@ def load_checkpoint(path):
         meta = json.loads(arrays.pop("meta").tobytes().decode())
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
-    except (OSError, ValueError, KeyError, UnicodeDecodeError) as e:
+    except (OSError, ValueError, KeyError, UnicodeDecodeError, EOFError) as e:   # EOFError: an empty file
         raise CheckpointError(f"{path}: not a checkpoint of this program ({' '.join(str(e).split())})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {meta.get('format') if isinstance(meta, dict) else '?'}, "
                               f"this version reads format {FORMAT}")
+    problem = _structure_problem(meta, arrays)
+    if problem:
+        raise CheckpointError(f"{path}: damaged checkpoint ({problem})")
     return meta, arrays
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _structure_problem(meta, arrays):
+    """What is wrong with a checkpoint's contents, or "" if they have the shape the run reads back
+    (CheckpointError then, not a TypeError deep inside the resumed run)."""
+    if "argv" in meta and not (isinstance(meta["argv"], list) and all(isinstance(a, str) for a in meta["argv"])):
+        return "argv is not a list of strings"
+    if "inputs" in meta and not (isinstance(meta["inputs"], dict)
+                                 and all(isinstance(v, str) for v in meta["inputs"].values())):
+        return "inputs is not a table of file hashes"
+    if "point" not in meta:
+        return ""
+    point = meta["point"]
+    if not isinstance(point, dict):
+        return "the resume point is not a table"
+    ints = ("scale", "iteration", "step")
+    lists = ("work", "rule")
+    if not all(isinstance(point.get(k), int) and point[k] >= 0 for k in ints):
+        return f"the resume point needs whole numbers {', '.join(ints)}"
+    if not all(isinstance(point.get(k), list) and all(_is_number(v) for v in point[k]) for k in lists):
+        return f"the resume point needs lists of numbers {', '.join(lists)}"
+    if not _is_number(point.get("best_loss")):
+        return "the resume point has no best_loss"
+    sizes = point.get("sizes")
+    if not (isinstance(sizes, list) and all(isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) for v in s)
+                                            for s in sizes)):
+        return "the resume point's sizes are not (H, W) pairs"
+    x = arrays.get("x")
+    if x is None or x.dtype.kind != "f" or x.ndim != 1:
+        return "no image array x"
+    return ""
 
 
 class Checkpointer:

@@ -8,14 +8,15 @@ writes the best image so far and exits with 130.
 import argparse
 import math
 import os
+import re
 import sys
 
 import numpy as np
 
 from . import __version__
-from .config import OPTIMIZERS, PRESERVE, Config
+from .config import MAX_WEIGHT, OPTIMIZERS, PRESERVE, Config
 from .checkpoint import Checkpointer, load_checkpoint
-from .image import ImageError, check_output_path, fit_size, load_image, save_image
+from .image import MAX_PIXELS, ImageError, check_output_path, check_writable, fit_size, load_image, save_image
 from .memory_plan import default_cap, describe, needs_plan, parse_size, plan_run
 from .optimize import AUTO_COARSEST, Interrupted, iteration_budgets, scale_sizes, stylize
 from .progress import Progress
@@ -31,12 +32,18 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """One-line errors, and no abbreviated options: `--resu X` taken for `--resume X` would write a
+    checkpoint over X and delete it (_resumed looks for the full name)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
     def error(self, message):
         raise UsageError(message)  # one line, not argparse's usage block
 
 
-def _number(kind, minimum=None, strict=False):
-    """argparse type: a finite int/float >= minimum (> minimum if strict)."""
+def _number(kind, minimum=None, strict=False, maximum=None):
+    """argparse type: a finite int/float >= minimum (> minimum if strict), <= maximum."""
     def parse(text):
         try:
             value = kind(text)
@@ -46,6 +53,8 @@ def _number(kind, minimum=None, strict=False):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
         if minimum is not None and (value <= minimum if strict else value < minimum):
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text!r}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {text!r}")
         return value
     return parse
 
@@ -59,9 +68,18 @@ def _layer_list(text):
 
 
 def _weights_list(text):
-    """'1,2' or '1 2' -> [1.0, 2.0], each finite and >= 0."""
-    parse = _number(float, 0.0)
-    return [parse(t) for t in text.replace(",", " ").split()]
+    """'1,2' or '1 2' -> [1.0, 2.0], each finite, >= 0 and at most MAX_WEIGHT."""
+    parse = _number(float, 0.0, maximum=MAX_WEIGHT)
+    values = [parse(t) for t in text.replace(",", " ").split()]
+    if not values:
+        raise argparse.ArgumentTypeError("needs at least one weight")
+    return values
+
+
+def _init_choice(text):
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs content, noise or an image path")
+    return text
 
 
 def _memory_size(text):
@@ -103,14 +121,14 @@ def build_parser():
                           "adding relu5_1 brings in the painting's objects")
     opt.add_argument("--style-layer-weights", type=_weights_list, metavar="W,W,...",
                      help="weight of each --style-layers entry, in order (default: equal)")
-    opt.add_argument("--content-weight", type=_number(float, 0.0), default=d.content_weight,
+    opt.add_argument("--content-weight", type=_number(float, 0.0, maximum=MAX_WEIGHT), default=d.content_weight,
                      help=f"alpha (default: {d.content_weight})")
-    opt.add_argument("--style-weight", type=_number(float, 0.0), default=d.style_weight,
+    opt.add_argument("--style-weight", type=_number(float, 0.0, maximum=MAX_WEIGHT), default=d.style_weight,
                      help=f"beta, style against content: 30 to 100 for more style, 3 for more of your photo "
                           f"(default: {d.style_weight:g}; docs/tuning.md)")
-    opt.add_argument("--tv-weight", type=_number(float, 0.0), default=d.tv_weight,
+    opt.add_argument("--tv-weight", type=_number(float, 0.0, maximum=MAX_WEIGHT), default=d.tv_weight,
                      help=f"gamma, smoothness (default: {d.tv_weight})")
-    opt.add_argument("--init", default=None, metavar="{content,noise,PATH}",
+    opt.add_argument("--init", type=_init_choice, default=None, metavar="{content,noise,PATH}",
                      help="starting image (default: content; noise for texture synthesis)")
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="default: lbfgs")
     opt.add_argument("--learning-rate", type=_number(float, 0.0, strict=True), default=d.learning_rate,
@@ -182,6 +200,25 @@ def _checkpoint_path(output):
     return os.path.splitext(output)[0] + ".checkpoint.npz"
 
 
+def _check_side_files(args, inputs):
+    """The checkpoint and snapshots written beside the output: each must be writable (a long output
+    name may leave no room for `.checkpoint.npz`) and none may be an input, which it would overwrite
+    (and a finished run delete its checkpoint). Checked before the run, not when the first is due."""
+    root, ext = os.path.splitext(os.path.realpath(args.output))
+    snapshot = re.compile(re.escape(root) + r"_\d{4,}" + re.escape(ext))
+    checkpoint = os.path.realpath(args.resume or _checkpoint_path(args.output))
+    for q in inputs:
+        path = os.path.realpath(q)
+        if args.checkpoint_every and path == checkpoint:
+            raise UsageError(f"{q} is an input, and --checkpoint-every would write the checkpoint over it")
+        if args.save_every and snapshot.fullmatch(path):
+            raise UsageError(f"{q} is an input, and --save-every would write a snapshot over it")
+    if args.checkpoint_every and not args.resume:
+        check_writable(_checkpoint_path(args.output))
+    if args.save_every:
+        check_writable(_snapshot_path(args.output, 0))
+
+
 def _resumed(argv):
     """For `--resume CHECKPOINT [--quiet]`: (the saved run's argv, (meta, arrays, path)); else (argv, None)."""
     if "--resume" not in argv and not any(a.startswith("--resume=") for a in argv):
@@ -207,6 +244,8 @@ def run(args, stderr, argv=(), resume=None):
     init = args.init or ("noise" if texture else "content")
     if texture and init == "content":
         raise UsageError("--init content needs a content image; use noise or a path for texture synthesis")
+    if texture and args.preserve_colors != "none":
+        raise UsageError("--preserve-colors keeps a content image's colours; texture synthesis has none")
     styles = args.style or []
     if args.style_weights is not None:
         if len(args.style_weights) != max(1, len(styles)):
@@ -235,10 +274,15 @@ def run(args, stderr, argv=(), resume=None):
     else:
         content = load_image(args.content, max_side=args.size)
     style_side = max(16, round(args.size * args.style_scale))
+    if style_side ** 2 > MAX_PIXELS:   # the memory plan sizes the output, not the style images
+        raise UsageError(f"--style-scale {args.style_scale:g} makes the style image {style_side} px on a side; "
+                         f"at most {math.isqrt(MAX_PIXELS)} px")
     style_imgs = [load_image(s, max_side=style_side) for s in styles] or [painting()]
     init_img = None
     if init not in ("content", "noise"):
         init_img = load_image(init, max_side=args.size)
+    inputs = [q for q in [None if texture else args.content, init_img is not None and init] + styles if q]
+    _check_side_files(args, inputs)
 
     sizes = scale_sizes(content.shape if content is not None else style_imgs[0].shape, args.size, config.scales)
 
@@ -275,7 +319,6 @@ def run(args, stderr, argv=(), resume=None):
 
     checkpoint = None
     if args.checkpoint_every or resume is not None:
-        inputs = [q for q in [args.content, init_img is not None and init] + styles if q and q != "none"]
         meta = {"argv": argv, "inputs": {q: file_sha256(q) for q in inputs}}
         if resume is not None:
             changed = [q for q, h in resume[0].get("inputs", {}).items() if meta["inputs"].get(q) != h]

@@ -25,6 +25,8 @@ from .vgg_spec import LAYER_NAMES
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 OPTIMIZERS = ("lbfgs", "adam")
 PRESERVE = ("none", "luminance", "histogram")
+MAX_WEIGHT = 1e30        # loss weights above this overflow the float32 loss and gradient (max ~3.4e38)
+MAX_LBFGS_MEMORY = 1000  # correction pairs: 16 bytes per value each, so 1000 is 3.7 GB at 320x240
 
 
 @dataclass
@@ -63,6 +65,9 @@ class Config:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name.replace('_', '-')} must be a finite number >= 0, got {v}")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            if getattr(self, name) > MAX_WEIGHT:
+                raise ValueError(f"{name.replace('_', '-')} must be at most {MAX_WEIGHT:g}, got {getattr(self, name)}")
         if self.style_scale <= 0 or self.learning_rate <= 0:
             raise ValueError("style-scale and learning-rate must be > 0")
         for name in ("iterations", "coarse_iterations"):
@@ -71,8 +76,9 @@ class Config:
                 raise ValueError(f"{name.replace('_', '-')} must be a whole number >= 1, got {v}")
         if not isinstance(self.min_improvement, (int, float)) or not 0 <= self.min_improvement < 1:
             raise ValueError(f"min-improvement must be a fraction in [0, 1), got {self.min_improvement}")
-        if int(self.lbfgs_memory) != self.lbfgs_memory or self.lbfgs_memory < 1:
-            raise ValueError(f"lbfgs-memory must be a whole number >= 1, got {self.lbfgs_memory}")
+        if int(self.lbfgs_memory) != self.lbfgs_memory or not 1 <= self.lbfgs_memory <= MAX_LBFGS_MEMORY:
+            raise ValueError(f"lbfgs-memory must be a whole number from 1 to {MAX_LBFGS_MEMORY}, "
+                             f"got {self.lbfgs_memory}")
         if self.scales is not None and (int(self.scales) != self.scales or self.scales < 1):
             raise ValueError(f"scales must be a whole number >= 1, got {self.scales}")
         if self.tile_size is not None and (int(self.tile_size) != self.tile_size or self.tile_size < 16
@@ -97,8 +103,8 @@ class Config:
                 continue
             if n is not None and len(weights) != n:
                 raise ValueError(f"{name}: expected {n} values, got {len(weights)}")
-            if not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
-                raise ValueError(f"{name} must be finite, >= 0 and not all zero, got {list(weights)}")
+            if not all(math.isfinite(w) and 0 <= w <= MAX_WEIGHT for w in weights) or sum(weights) <= 0:
+                raise ValueError(f"{name} must be from 0 to {MAX_WEIGHT:g} and not all zero, got {list(weights)}")
         return self
 
     def layer_weights(self):

@@ -4,6 +4,7 @@ Images are float32 arrays (H, W, 3), RGB, values in 0..255. Every problem with a
 file raises ImageError with a one-line message, which the CLI prints as
 `error: ...` (exit status 2).
 """
+import io
 import os
 import tempfile
 import warnings
@@ -33,6 +34,8 @@ def _to_rgb(im):
     mode = im.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
         a = np.asarray(im, dtype=np.float64)
+        if not np.all(np.isfinite(a)):   # float TIFFs may hold inf or NaN: no picture to scale
+            raise ValueError("its pixels include NaN or infinite values")   # load_image names the file
         top = float(a.max()) if a.size else 0.0
         if mode == "F" and top <= 1.0:
             a = a * 255.0                 # float images in 0..1
@@ -63,7 +66,9 @@ def load_image(path, max_side=None, max_pixels=MAX_PIXELS):
         raise ImageError(f"{name}: empty file")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits follow
+            # Pillow warns about bombs (our own limits follow) and damaged metadata (it reads on);
+            # either would print lines of its own around our one-line messages.
+            warnings.simplefilter("ignore")
             with Image.open(name) as im:
                 w, h = im.size
                 if w * h > max_pixels and (max_side is None or w * h * (max_side / max(w, h)) ** 2 > max_pixels):
@@ -134,7 +139,17 @@ def output_format(path):
 def check_output_path(path):
     """Fail early (before a long run) if the output cannot be written: format, directory, permissions."""
     name = os.fspath(path)
-    output_format(name)
+    fmt = output_format(name)
+    try:   # some formats Pillow lists cannot take an RGB picture (.xbm, .blp) or lack a writer (.h5)
+        Image.new("RGB", (16, 16)).save(io.BytesIO(), format=fmt)
+    except Exception as e:   # Pillow raises OSError, KeyError, ValueError ... depending on the plugin
+        raise ImageError(f"{name}: cannot write {fmt} images ({_one_line(e)}); use e.g. .png or .jpg")
+    check_writable(name)
+
+
+def check_writable(path):
+    """ImageError unless a file named `path` can be created (folder, permissions, name length)."""
+    name = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(name))
     if os.path.isdir(name):
         raise ImageError(f"{name}: is a directory")

@@ -53,6 +53,8 @@ def parse_size(text):
     if not m:
         raise ValueError(f"memory size {text!r} not understood; use e.g. 8G, 512M")
     value = float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " ")
+    if not math.isfinite(value):
+        raise ValueError(f"memory size {text!r} is too large")
     if value < 1:
         raise ValueError(f"memory size {text!r} must be positive")
     return int(value)

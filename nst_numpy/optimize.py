@@ -220,7 +220,9 @@ def scale_sizes(shape, size, scales):
     """
     scales = auto_scales(size) if scales is None else scales
     out = []
-    for k in range(scales - 1, -1, -1):
+    # Halving more than bit_length times reaches 0 px: those scales would all be dropped, so a huge
+    # --scales costs no more than a loop over the sides that exist.
+    for k in range(min(scales, int(size).bit_length() + 1) - 1, -1, -1):
         hw = fit_size(shape, max(1, round(size / 2 ** k)))
         if min(hw) >= MIN_SIDE:
             out.append(hw)
@@ -371,10 +373,17 @@ def _resume_point(checkpoint, sizes):
     """The saved counters to resume from ({} for a fresh run), checked against this run's scales."""
     if checkpoint is None or checkpoint.resume is None:
         return {}
+    from .checkpoint import CheckpointError
     point = checkpoint.resume[0].get("point", {})
     if [tuple(s) for s in point.get("sizes", [])] != [tuple(s) for s in sizes]:
-        from .checkpoint import CheckpointError
         raise CheckpointError("the checkpoint was made for other image sizes (was --size or an input changed?)")
+    if point:   # scale k is 0-based; iteration 0 means "between scales", x then being scale k - 1's result
+        k, between = point["scale"], point["iteration"] == 0
+        if not (between <= k < len(sizes) and len(point["work"]) == len(sizes)):
+            raise CheckpointError(f"damaged checkpoint (scale {k} of {len(sizes)})")
+        h, w = sizes[k - 1] if between else sizes[k]
+        if checkpoint.resume[1]["x"].size != h * w * 3:
+            raise CheckpointError(f"damaged checkpoint (its image is not {w}x{h})")
     return point
 
 

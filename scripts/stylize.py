@@ -9,7 +9,11 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from a clone without installing
 
-from nst_numpy.cli import main  # noqa: E402
+try:
+    from nst_numpy.cli import main  # noqa: E402
+except KeyboardInterrupt:   # Ctrl-C while numpy and scipy load: nothing started, nothing to save
+    sys.stderr.write("interrupted\n")
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(main())

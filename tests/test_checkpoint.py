@@ -14,13 +14,19 @@ from nst_numpy.optimize import Interrupted, stylize
 from nst_numpy.samples import landscape, swirls
 
 
+def _point(**changes):
+    """A resume point as optimize.stylize saves one (scale k is 0-based; see checkpoint._structure_problem)."""
+    return dict(dict(scale=0, iteration=2, step=2, work=[960.0, 1920.0], rule=[3.0, 2.5], best_loss=2.5,
+                     sizes=[[4, 4], [8, 8]]), **changes)
+
+
 def test_save_and_load_round_trip_leaves_no_temporary_file(tmp_path):
     path = tmp_path / "run.checkpoint.npz"
     x = np.arange(12.0)
-    save_checkpoint(str(path), {"point": {"scale": 1}}, x=x)
-    save_checkpoint(str(path), {"point": {"scale": 2}}, x=2 * x)   # replaces the first
+    save_checkpoint(str(path), {"point": _point(scale=1)}, x=x)
+    save_checkpoint(str(path), {"point": _point(scale=2)}, x=2 * x)   # replaces the first
     meta, arrays = load_checkpoint(str(path))
-    assert meta["point"] == {"scale": 2} and np.array_equal(arrays["x"], 2 * x)
+    assert meta["point"] == _point(scale=2) and np.array_equal(arrays["x"], 2 * x)
     assert os.listdir(tmp_path) == ["run.checkpoint.npz"]
 
 
@@ -29,18 +35,50 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_old_one(tmp_path, m
     previous checkpoint intact and no temporary file; a written one has the usual file permissions."""
     from nst_numpy.fileio import default_file_mode
     path = tmp_path / "run.checkpoint.npz"
-    save_checkpoint(str(path), {"point": {"scale": 1}}, x=np.arange(3.0))
+    save_checkpoint(str(path), {"point": _point(scale=1)}, x=np.arange(3.0))
     assert path.stat().st_mode & 0o777 == default_file_mode()   # like every other output, not mkstemp's 0600
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(np, "savez", full_disk)
     with pytest.raises(CheckpointError, match="cannot write the checkpoint .No space left on device"):
-        save_checkpoint(str(path), {"point": {"scale": 2}}, x=np.arange(3.0))
+        save_checkpoint(str(path), {"point": _point(scale=2)}, x=np.arange(3.0))
     monkeypatch.undo()
-    assert load_checkpoint(str(path))[0]["point"] == {"scale": 1} and os.listdir(tmp_path) == [path.name]
+    assert load_checkpoint(str(path))[0]["point"] == _point(scale=1) and os.listdir(tmp_path) == [path.name]
     with pytest.raises(CheckpointError, match="cannot write"):
         save_checkpoint(str(tmp_path / "gone" / "run.checkpoint.npz"), {}, x=np.arange(3.0))
+
+
+@pytest.mark.parametrize("meta, x, problem", [
+    ({"argv": "--size 64", "point": _point()}, np.zeros(3), "argv"),
+    ({"inputs": ["a.png"], "point": _point()}, np.zeros(3), "inputs"),
+    ({"point": None}, np.zeros(3), "not a table"),
+    ({"point": _point(step=None)}, np.zeros(3), "whole numbers"),
+    ({"point": _point(rule="fast")}, np.zeros(3), "lists of numbers"),
+    ({"point": _point(sizes=[[4, 4, 4]])}, np.zeros(3), "sizes"),
+    ({"point": _point()}, np.zeros((3, 1)), "no image array"),
+    ({"point": _point()}, None, "no image array"),
+])
+def test_damaged_checkpoints_are_one_line_errors(tmp_path, meta, x, problem):
+    """Contents of the wrong shape are refused when loaded, not met as a TypeError inside the resumed run."""
+    path = str(tmp_path / "c.npz")
+    save_checkpoint(path, meta, **({} if x is None else {"x": x}))
+    with pytest.raises(CheckpointError, match=f"damaged checkpoint .*{problem}"):
+        load_checkpoint(path)
+
+
+def test_empty_file_and_a_point_past_the_schedule_are_refused(tmp_path, net):
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        load_checkpoint(str(empty))
+    path = str(tmp_path / "b.npz")
+    with pytest.raises(Interrupted):   # a real checkpoint inside scale 1 of 2, then moved past the end
+        _run(net, Checkpointer(path, every=2), callback=_stop_at(3))
+    meta, arrays = load_checkpoint(path)
+    for point, message in ((dict(meta["point"], scale=2), "scale 2 of 2"), (dict(meta["point"], scale=1), "not 48x40")):
+        with pytest.raises(CheckpointError, match=message):
+            _run(net, Checkpointer(path, every=2, resume=(dict(meta, point=point), arrays)))
 
 
 def test_bad_checkpoints_are_refused_with_one_line(tmp_path):
@@ -67,6 +105,14 @@ def net():
     return FastVGG19.random(seed=0)
 
 
+def _stop_at(step):
+    """A callback that presses Ctrl-C after `step` iterations."""
+    def ctrl_c(state):
+        if state.step == step:
+            raise KeyboardInterrupt
+    return ctrl_c
+
+
 def _run(net, checkpoint, callback=None):
     cfg = Config(size=48, scales=2, coarse_iterations=4, iterations=6, min_improvement=0.0)
     return stylize(net, landscape(40, 48), [swirls(40, 40)], cfg, callback=callback, checkpoint=checkpoint)
@@ -84,10 +130,10 @@ def test_resumed_run_equals_the_uninterrupted_run(tmp_path, net, stop_at):
         _run(net, Checkpointer(path, every=2), callback=ctrl_c)
     resumed = _run(net, Checkpointer(path, every=2, resume=load_checkpoint(path)))
     assert np.max(np.abs(resumed - whole)) < 1e-3   # 0..255 pixel units: the same run
-    # Negative control: starting again from scratch at the checkpoint's image, without the
-    # rest of the saved state, is not the same run.
+    # Negative control: the checkpoint's image resumed one iteration off (the place in the
+    # schedule is part of the saved state) is not the same run.
     meta, arrays = load_checkpoint(path)
-    meta["point"] = dict(meta["point"], scale=0, iteration=0)
+    meta["point"] = dict(meta["point"], iteration=meta["point"]["iteration"] - 1)
     restarted = _run(net, Checkpointer(path, every=2, resume=(meta, arrays)))
     assert np.max(np.abs(restarted - whole)) > 1e-3
 

@@ -81,6 +81,8 @@ def test_same_seed_same_bytes(tmp_path):
     ["--optimizer", "adam", "--scales", "2", "--preserve-colors", "luminance"],
     ["--preserve-colors", "histogram", "--style-scale", "0.75", "--init", "noise"],
     ["--content", "none"],
+    ["--content", "NONE", "--checkpoint-every", "1"],   # texture: no content file to hash for the checkpoint
+    ["--scales", "10000000"],                           # scales under 16 px are dropped, and cost nothing
 ])
 def test_feature_combinations_run(tmp_path, extra):
     s1, s2 = _picture(tmp_path / "s1.png", seed=1), _picture(tmp_path / "s2.png", 32, 32, seed=2)
@@ -164,6 +166,8 @@ def _bad_inputs(tmp_path):
     (tmp_path / "text.jpg").write_text("not an image")
     data = good.read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "out.checkpoint.npz").write_bytes(data)   # inputs named like files the run writes
+    (tmp_path / "out_0001.png").write_bytes(data)
     Image.fromarray(np.zeros((10, 40, 3), np.uint8)).save(tmp_path / "tiny.png")
     return {
         "empty": ["--content", tmp_path / "empty.png"],
@@ -197,6 +201,19 @@ def _bad_inputs(tmp_path):
         "no directory": ["-o", tmp_path / "no" / "dir" / "out.png"],
         "output is a directory": ["-o", tmp_path],
         "missing weights file": ["--weights", tmp_path / "nope.h5"],
+        "abbreviated option": ["--resu", good, "--checkpoint-every", "1"],
+        "style-scale beyond the pixel limit": ["--style-scale", "1000"],
+        "huge lbfgs memory": ["--lbfgs-memory", "100000000000"],
+        "memory size overflows": ["--max-memory", "9" * 400],
+        "weight beyond float32": ["--style-weight", "1e308"],
+        "layer weight beyond float32": ["--style-layers", "relu1_1", "--style-layer-weights", "1e308"],
+        "empty layer weights": ["--style-layer-weights", ""],
+        "empty init": ["--init", ""],
+        "colours of no content": ["--content", "none", "--preserve-colors", "luminance"],
+        "format without an RGB writer": ["-o", tmp_path / "out.xbm"],
+        "checkpoint over an input": ["--style", tmp_path / "out.checkpoint.npz", "--checkpoint-every", "1"],
+        "snapshot over an input": ["--content", tmp_path / "out_0001.png", "--save-every", "1"],
+        "checkpoint name too long": ["-o", tmp_path / ("a" * 235 + ".png"), "--checkpoint-every", "1"],
         "weights not a weights file": ["--weights", good],
     }
 
@@ -211,6 +228,9 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path):
         assert not out.exists(), case
         leftovers = [f for f in os.listdir(tmp_path) if f.startswith(".")]
         assert not leftovers, case
+    # inputs named like the checkpoint, a snapshot or an abbreviated --resume's target are untouched
+    good = (tmp_path / "good.png").read_bytes()
+    assert all((tmp_path / n).read_bytes() == good for n in ("good.png", "out.checkpoint.npz", "out_0001.png"))
 
 
 def test_missing_weights_and_failed_download(tmp_path, monkeypatch):
