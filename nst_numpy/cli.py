@@ -18,7 +18,7 @@ from .config import MAX_WEIGHT, OPTIMIZERS, PRESERVE, Config
 from .checkpoint import Checkpointer, load_checkpoint
 from .image import MAX_PIXELS, ImageError, check_output_path, check_writable, fit_size, load_image, save_image
 from .memory_plan import default_cap, describe, needs_plan, parse_size, plan_run
-from .optimize import AUTO_COARSEST, Interrupted, iteration_budgets, scale_sizes, stylize
+from .optimize import AUTO_COARSEST, Interrupted, check_style_sizes, iteration_budgets, scale_sizes, stylize
 from .progress import Progress
 from .samples import painting, photo
 from .weights import ENGINES, WeightsError, file_sha256, get_vgg19, network_class
@@ -285,6 +285,7 @@ def run(args, stderr, argv=(), resume=None):
     _check_side_files(args, inputs)
 
     sizes = scale_sizes(content.shape if content is not None else style_imgs[0].shape, args.size, config.scales)
+    check_style_sizes([s.shape for s in style_imgs], sizes, config.style_scale)   # --dry-run included
 
     net = _load_network(args)
     if hasattr(net, "set_threads"):   # the reference network has no threads of its own

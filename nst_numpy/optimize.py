@@ -417,14 +417,23 @@ class _Colours:
 
 def _styles_at(net, style_rgbs, blend, side):
     """[(preprocessed style image with longest side `side`, blend weight)] for one scale."""
-    out = []
-    for s, b in zip(style_rgbs, blend):
-        shw = fit_size(s.shape, side)
-        if min(shw) < MIN_SIDE:
-            raise ValueError(f"a style image would be {shw[1]}x{shw[0]} px at this scale, too small for the "
-                             f"network (at least {MIN_SIDE} px per side); raise --style-scale or --size")
-        out.append((net.preprocess(resize(s, shw)), b))
-    return out
+    return [(net.preprocess(resize(s, _style_hw(s.shape, side))), b) for s, b in zip(style_rgbs, blend)]
+
+
+def _style_hw(shape, side):
+    """(H, W) of a style image of `shape` with longest side `side`; ValueError if the network cannot take it."""
+    shw = fit_size(shape, side)
+    if min(shw) < MIN_SIDE:
+        raise ValueError(f"a style image would be {shw[1]}x{shw[0]} px at this scale, too small for the "
+                         f"network (at least {MIN_SIDE} px per side); raise --style-scale or --size")
+    return shw
+
+
+def check_style_sizes(style_shapes, sizes, style_scale):
+    """ValueError before a run (or a --dry-run) if a style image would be too small at some scale."""
+    for hw in sizes:
+        for shape in style_shapes:
+            _style_hw(shape, style_scale * max(hw))
 
 
 def _first_point(net, init, content_k, init_rgb, hw, rng):

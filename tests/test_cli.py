@@ -197,6 +197,7 @@ def _bad_inputs(tmp_path):
         "texture with content init": ["--content", "none", "--init", "content"],
         "bad init path": ["--init", tmp_path / "nope.png"],
         "style too small at style-scale": ["--style-scale", "0.1"],
+        "style too small, seen by --dry-run": ["--style-scale", "0.1", "--dry-run"],
         "unknown extension": ["-o", tmp_path / "out.xyz"],
         "no directory": ["-o", tmp_path / "no" / "dir" / "out.png"],
         "output is a directory": ["-o", tmp_path],
