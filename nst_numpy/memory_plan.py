@@ -240,9 +240,10 @@ def plan_scale(cost, hw, style_hws, config, cap, base):
     smallest = estimate(cost, hw, style_hws, config, sides[-1], ms[-1] if config.optimizer == "lbfgs" else 0, base)
     adam = estimate(cost, hw, style_hws, replace(config, optimizer="adam"), sides[-1], 0, base)
     hint = (f"; --optimizer adam needs about {gib(adam.peak)}" if config.optimizer == "lbfgs" else "")
-    raise MemoryError(f"a {hw[1]}x{hw[0]} run needs at least {gib(smallest.peak)} "
-                      f"({'L-BFGS with --lbfgs-memory ' + str(MIN_LBFGS_MEMORY) + ', ' if config.optimizer == 'lbfgs' else ''}"
-                      f"tiles of {sides[-1]} px, halo {halo} px), over --max-memory {gib(cap)}{hint}")
+    lbfgs = f"L-BFGS with --lbfgs-memory {MIN_LBFGS_MEMORY}, " if config.optimizer == "lbfgs" else ""
+    tiles = f"tiles of {sides[-1]} px, halo {halo} px" if sides[-1] else "untiled: too small for tiles"
+    raise MemoryError(f"a {hw[1]}x{hw[0]} run needs at least {gib(smallest.peak)} ({lbfgs}{tiles}), "
+                      f"over --max-memory {gib(cap)}{hint}")
 
 
 AUTO_PLAN_PIXELS = 1024 * 1024   # untiled runs up to this output size fit in a few GB (measured: 2.9 GB at 1024²)

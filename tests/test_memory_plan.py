@@ -20,7 +20,7 @@ def test_parse_size():
     assert parse_size("512M") == 512 << 20
     assert parse_size("1.5g") == 3 << 29
     assert parse_size("2GiB") == 2 << 30
-    for bad in ("eight", "8X", "-1G", "0"):
+    for bad in ("eight", "8X", "-1G", "0", "9" * 400):   # the last overflows a float to inf
         with pytest.raises(ValueError):
             parse_size(bad)
 
@@ -39,8 +39,10 @@ def test_plan_is_untiled_when_it_fits_else_tiled_else_lower_m_else_a_clear_refus
     smallest_m10 = estimate(cost, hw, [], cfg, 128, 10, 0)
     lowered = plan_scale(cost, hw, [], cfg, smallest_m10.peak - 1, 0)
     assert lowered.lbfgs_memory < 10 and lowered.peak < smallest_m10.peak
-    with pytest.raises(MemoryError, match="--optimizer adam needs about"):
+    with pytest.raises(MemoryError, match=r"--lbfgs-memory 3, tiles of \d+ px, halo \d+ px.*adam needs about"):
         plan_scale(cost, hw, [], cfg, 1 << 20, 0)
+    with pytest.raises(MemoryError, match=r"\(L-BFGS with --lbfgs-memory 3, untiled: too small for tiles\)"):
+        plan_scale(cost, (64, 48), [], cfg, 1 << 10, 0)   # smaller than every tile: no "tiles of 0 px"
     adam = replace(cfg, optimizer="adam")
     assert plan_scale(cost, hw, [], adam, estimate(cost, hw, [], adam, 0, 0, 0).peak, 0).tiles == 1
     with pytest.raises(MemoryError, match="tile-size"):   # a forced tile that cannot fit
