@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from . import __version__
-from .config import MAX_WEIGHT, OPTIMIZERS, PRESERVE, Config
+from .config import MAX_LBFGS_MEMORY, MAX_WEIGHT, OPTIMIZERS, PRESERVE, Config
 from .checkpoint import Checkpointer, load_checkpoint
 from .image import MAX_PIXELS, ImageError, check_output_path, check_writable, fit_size, load_image, save_image
 from .memory_plan import default_cap, describe, needs_plan, parse_size, plan_run
@@ -133,8 +133,9 @@ def build_parser():
     opt.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="default: lbfgs")
     opt.add_argument("--learning-rate", type=_number(float, 0.0, strict=True), default=d.learning_rate,
                      help=f"Adam's step in 0..255 pixel units (default: {d.learning_rate})")
-    opt.add_argument("--lbfgs-memory", type=_number(int, 1), default=d.lbfgs_memory,
-                     help=f"L-BFGS correction pairs; each costs 16 bytes per pixel-channel (default: {d.lbfgs_memory})")
+    opt.add_argument("--lbfgs-memory", type=_number(int, 1, maximum=MAX_LBFGS_MEMORY), default=d.lbfgs_memory,
+                     help=f"L-BFGS correction pairs, 1 to {MAX_LBFGS_MEMORY}; each costs 16 bytes per pixel-channel "
+                          f"(default: {d.lbfgs_memory})")
     opt.add_argument("--pooling", choices=("avg", "max"), default="avg",
                      help="the network's pooling: avg (Gatys et al.) or max (as VGG19 was trained); default: avg")
     sty = p.add_argument_group("style")
