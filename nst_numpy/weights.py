@@ -439,6 +439,8 @@ def load_images(directory, max_side=256):
                 images.append(np.asarray(im, np.float64))
         except (UnidentifiedImageError, OSError):
             continue  # not an image (a README, a .DS_Store ...): skip it
+        except Image.DecompressionBombError:
+            raise WeightsError(f"{p}: too many pixels to decode safely") from None
     if not images:
         raise WeightsError(f"no readable images in {directory}")
     return images

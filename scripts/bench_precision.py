@@ -191,6 +191,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1, help="for every network and BLAS (1)")
     p.add_argument("--objective", action="store_true", help="also the error of a real objective's loss and gradient")
     args = p.parse_args(argv)
+    if min(args.size) < 16 or min(args.seeds) < 0 or args.threads < 1:
+        p.error("--size needs at least 16 px per side, --seeds numbers >= 0, --threads at least 1")
     try:
         import torch
     except ImportError:

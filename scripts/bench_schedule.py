@@ -33,11 +33,11 @@ def parse_set(items):
     for item in items or []:
         key, _, value = item.partition("=")
         if not hasattr(d, key):
-            raise SystemExit(f"--set: Config has no field {key!r}")
+            raise ValueError(f"--set: Config has no field {key!r}")
         default = getattr(d, key)
         if isinstance(default, bool):   # bool("False") is True: spell booleans out
             if value.lower() not in ("true", "false"):
-                raise SystemExit(f"--set: {key} takes true or false, got {value!r}")
+                raise ValueError(f"--set: {key} takes true or false, got {value!r}")
             out[key] = value.lower() == "true"
         elif isinstance(default, tuple):   # layer lists: relu3_1,relu4_1
             out[key] = tuple(v for v in value.split(",") if v)

@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from nst_numpy import FastVGG19  # noqa: E402
 from nst_numpy.vgg_spec import CONV_SPECS, LAYER_NAMES  # noqa: E402
 from nst_numpy.config import Config  # noqa: E402
+from nst_numpy.weights import WeightsError  # noqa: E402
 
 TORCH_EVALUATIONS = 3   # --table: PyTorch objective evaluations per size (median); it has no optimiser state
 
@@ -343,6 +344,23 @@ def main(argv=None):
     p.add_argument("--table-worker", type=int, help=argparse.SUPPRESS)
     p.add_argument("--framework", default="numpy", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if any(n < 16 for n in a.sizes or []):
+        p.error(f"--sizes must be at least 16 px, got {min(a.sizes)}")
+    if min(a.repeat, a.iterations) < 1 or (a.threads is not None and a.threads < 1):
+        p.error("--repeat, --iterations and --threads must be at least 1")
+    if a.tile_size < 16 or a.tile_size % 16:
+        p.error(f"--tile-size must be a positive multiple of 16, got {a.tile_size}")
+    if any(":" not in q for q in a.pairs or []):
+        p.error("--pairs takes CONTENT:STYLE, the two paths joined by a colon")
+    try:
+        return _dispatch(p, a)
+    except (ValueError, OSError, WeightsError) as e:   # ImageError is a ValueError
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(p, a):
+    """Runs the mode the parsed arguments `a` ask for; p reports usage errors."""
     if a.table_worker:
         return table_worker(a.table_worker, a.iterations, a.threads, a.framework)
     if a.compare_torch:

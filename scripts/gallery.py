@@ -54,7 +54,6 @@ class Runner:
         self.weights, self.cache, self.log = weights, cache, log
         self.nets = {}
         self.seconds = {}   # label -> seconds of the runs made (or cached) by this process
-        os.makedirs(cache, exist_ok=True)
 
     def net(self, pooling):
         if pooling not in self.nets:
@@ -76,6 +75,7 @@ class Runner:
                       [sample(s) for s in styles], config)
         seconds = time.perf_counter() - start
         img = to_uint8(out)
+        os.makedirs(self.cache, exist_ok=True)   # made by the first run, so a failed start leaves nothing
         with atomic_path(npy, suffix=".npy") as tmp:
             np.save(tmp, img)
         with atomic_path(meta) as tmp:

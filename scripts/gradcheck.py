@@ -46,6 +46,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.samples < 3:
         parser.error("--samples must be at least 3")  # prints usage and exits with status 2
+    if args.seed < 0:
+        parser.error("--seed must be >= 0")
     start = time.perf_counter()
     rows = run_all_checks(seed=args.seed, n_samples=args.samples)
     print(format_table(rows))

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 
 from nst_numpy.image import fit_size, resize  # noqa: E402
 from nst_numpy.reconstruct import figure1  # noqa: E402
+from nst_numpy.optimize import Interrupted  # noqa: E402
 from nst_numpy.weights import WeightsError  # noqa: E402
 
 CONTENTS = ("astronaut", "coffee", "rocket")
@@ -143,9 +144,12 @@ def main(argv=None):
         for part in args.only or PARTS:
             globals()[f"part_{part}"](runner, args.outdir, label)
         print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    except (ValueError, WeightsError) as e:   # ImageError is a ValueError
+    except (ValueError, WeightsError, OSError) as e:   # ImageError is a ValueError; OSError: --outdir, --cache
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Interrupted):
+        print("interrupted: the pictures already written and the cached runs are kept", file=sys.stderr)
+        return 130
     return 0
 
 

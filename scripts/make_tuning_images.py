@@ -17,6 +17,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # gallery.py, also when imported by the tests
 from gallery import ROOT, Config, Runner, sample, save_grid, to_uint8, weights_label  # noqa: E402
 
+from nst_numpy.optimize import Interrupted  # noqa: E402
+from nst_numpy.weights import WeightsError  # noqa: E402
+
 # (content, style): a portrait on a figurative portrait, a landscape-like scene on a figurative
 # seascape, an object on an abstract painting, an animal on an expressive landscape.
 PAIRS = (("astronaut", "woman_with_hat"), ("rocket", "great_wave"),
@@ -98,6 +101,9 @@ def main(argv=None):
             raise ValueError("--size and every --sizes entry must be whole numbers >= 64, --big-iterations >= 1")
         if not os.path.isfile(args.weights):
             raise ValueError(f"{args.weights}: no such weight file")
+        for folder in (args.outdir, args.cache):   # made if missing, but not over a file
+            if os.path.exists(folder) and not os.path.isdir(folder):
+                raise ValueError(f"{folder}: not a folder")
         runner = Runner(args.weights, args.cache)
         label = weights_label(args.weights)
         start = time.perf_counter()
@@ -107,9 +113,12 @@ def main(argv=None):
             else:
                 make(runner, name, args.size, args.outdir, label, {})
         print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    except ValueError as e:
+    except (ValueError, WeightsError, OSError) as e:   # ImageError is a ValueError; OSError: --outdir, --cache
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Interrupted):
+        print("interrupted: the pictures already written and the cached runs are kept", file=sys.stderr)
+        return 130
     return 0
 
 

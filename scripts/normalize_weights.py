@@ -40,6 +40,9 @@ def main(argv=None):
     except (WeightsError, ValueError) as e:   # ValueError: an image too small for the network's poolings
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing written", file=sys.stderr)
+        return 130
     for relu, channels in normed.dead_filters.items():
         print(f"note: {relu} has {len(channels)} filter(s) that never fire on these images; left unscaled",
               file=sys.stderr)

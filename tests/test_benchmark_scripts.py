@@ -253,6 +253,34 @@ def test_modes_that_read_weights_refuse_to_run_without_them(bench, capsys, mode)
     assert e.value.code == 2 and "need --weights PATH" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--sizes", "8"], "--sizes must be at least 16"),
+    (["--repeat", "0"], "at least 1"),
+    (["--threads", "0"], "at least 1"),
+    (["--tiling-overhead", "--tile-size", "0"], "multiple of 16"),
+    (["--schedule", "--weights", "w.h5", "--pairs", "c.png"], "CONTENT:STYLE"),
+])
+def test_bad_arguments_are_usage_errors(bench, capsys, args, message):
+    """Checked after parsing, before any work: argparse's exit 2 with the reason."""
+    with pytest.raises(SystemExit) as e:
+        bench.main(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bad_inputs_in_a_mode_are_one_line_errors(bench, weights_file, pair, tmp_path, capsys):
+    """Missing images, a file that is not weights, a bad --set: `error: ...` and exit 2, no traceback."""
+    text = tmp_path / "notes.txt"
+    text.write_text("not weights")
+    content, style = pair.split(":")
+    cases = [(["--schedule", "--weights", str(text), "--pairs", pair], "not a recognised"),
+             (["--curve", "--weights", weights_file, "--pairs", f"{tmp_path / 'nope.png'}:{style}"], "no such file"),
+             (["--schedule", "--weights", weights_file, "--pairs", pair, "--set", "iterations=abc"], "invalid literal")]
+    for args, message in cases:
+        assert bench.main(args + ["--sizes", "32"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
 def test_parse_set_takes_types_from_config(bench):
     """Also booleans: bool('false') is True, so parse_set once turned normalize=false into True."""
     B = importlib.import_module("bench_schedule")
@@ -261,9 +289,9 @@ def test_parse_set_takes_types_from_config(bench):
     assert B.parse_set(["normalize=true"]) == {"normalize": True} and B.parse_set(None) == {}
     assert B.parse_set(["style_layers=relu3_1,relu4_1", "style_layer_weights=1,0.5"]) == \
         {"style_layers": ("relu3_1", "relu4_1"), "style_layer_weights": (1.0, 0.5)}   # not tuples of characters
-    with pytest.raises(SystemExit, match="no field 'nope'"):
+    with pytest.raises(ValueError, match="no field 'nope'"):
         B.parse_set(["nope=1"])
-    with pytest.raises(SystemExit, match="true or false"):
+    with pytest.raises(ValueError, match="true or false"):
         B.parse_set(["normalize=0"])
 
 
@@ -401,3 +429,18 @@ def test_make_tuning_images_bad_input(tmp_path, capsys, monkeypatch, args, messa
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("which, message", [("weights", "not a recognised VGG19 weight file"),
+                                            ("outdir", "not a folder"), ("cache", "not a folder")])
+def test_make_tuning_images_bad_files(tmp_path, capsys, monkeypatch, weights_file, which, message):
+    """A text file as the weights, the output folder or the cache: one line and exit 2, before any run."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not weights, not a folder")
+    paths = {"weights": weights_file, "outdir": "out", "cache": "cache", which: "notes.txt"}
+    script = _load_script("make_tuning_images")
+    args = [a for k in ("weights", "outdir", "cache") for a in (f"--{k}", paths[k])]
+    assert script.main(args + ["--only", "tv", "--size", "64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
