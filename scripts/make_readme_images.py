@@ -15,14 +15,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # gallery.py, also when imported by the tests
-from gallery import ROOT, Config, Runner, sample, save_grid, to_uint8, weights_label, weights_tag  # noqa: E402
+from gallery import (ROOT, Config, Runner, run_guarded, sample, save_grid, to_uint8, weights_label,  # noqa: E402
+                     weights_tag)
 
 import numpy as np  # noqa: E402
 
 from nst_numpy.image import fit_size, resize  # noqa: E402
 from nst_numpy.reconstruct import figure1  # noqa: E402
-from nst_numpy.optimize import Interrupted  # noqa: E402
-from nst_numpy.weights import WeightsError  # noqa: E402
 
 CONTENTS = ("astronaut", "coffee", "rocket")
 STYLES = ("starry_night", "great_wave", "the_scream", "composition_vii")
@@ -126,7 +125,8 @@ def main(argv=None):
     p.add_argument("--outdir", default=os.path.join(ROOT, "docs", "images"), help="output folder (default docs/images)")
     p.add_argument("--cache", default=os.path.join(ROOT, ".cache", "gallery"), help="run cache (default .cache/gallery)")
     args = p.parse_args(argv)
-    try:
+
+    def work():
         if (args.size is not None and args.size < 384) or (args.iterations is not None and args.iterations < 1):
             raise ValueError("--size must be at least 384 (the option pictures run at half of it, and --style-scale 0.5 "
                              "must leave 16 px at the coarsest scale); --iterations at least 1")
@@ -144,13 +144,8 @@ def main(argv=None):
         for part in args.only or PARTS:
             globals()[f"part_{part}"](runner, args.outdir, label)
         print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    except (ValueError, WeightsError, OSError) as e:   # ImageError is a ValueError; OSError: --outdir, --cache
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, Interrupted):
-        print("interrupted: the pictures already written and the cached runs are kept", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_guarded(work)
 
 
 if __name__ == "__main__":

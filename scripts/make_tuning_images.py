@@ -15,10 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # gallery.py, also when imported by the tests
-from gallery import ROOT, Config, Runner, sample, save_grid, to_uint8, weights_label  # noqa: E402
-
-from nst_numpy.optimize import Interrupted  # noqa: E402
-from nst_numpy.weights import WeightsError  # noqa: E402
+from gallery import ROOT, Config, Runner, run_guarded, sample, save_grid, to_uint8, weights_label  # noqa: E402
 
 # (content, style): a portrait on a figurative portrait, a landscape-like scene on a figurative
 # seascape, an object on an abstract painting, an animal on an expressive landscape.
@@ -94,7 +91,8 @@ def main(argv=None):
     p.add_argument("--outdir", default=os.path.join(ROOT, "docs", "images", "tuning"))
     p.add_argument("--cache", default=os.path.join(ROOT, ".cache", "gallery"))
     args = p.parse_args(argv)
-    try:
+
+    def work():
         tokens = [t.strip() for t in args.sizes.split(",")]
         sizes = tuple(int(t) for t in tokens if t.isdigit())
         if args.size < 64 or args.big_iterations < 1 or len(sizes) != len(tokens) or min(sizes) < 64:
@@ -113,13 +111,8 @@ def main(argv=None):
             else:
                 make(runner, name, args.size, args.outdir, label, {})
         print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    except (ValueError, WeightsError, OSError) as e:   # ImageError is a ValueError; OSError: --outdir, --cache
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, Interrupted):
-        print("interrupted: the pictures already written and the cached runs are kept", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_guarded(work)
 
 
 if __name__ == "__main__":

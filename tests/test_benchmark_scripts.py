@@ -431,6 +431,27 @@ def test_make_tuning_images_bad_input(tmp_path, capsys, monkeypatch, args, messa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_gallery_scripts_exit_codes(capsys):
+    """run_guarded, the body of both gallery scripts: 0, a one-line error with 2, Ctrl-C with 130."""
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        gallery = importlib.import_module("gallery")
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+    def fails(exc):
+        def work():
+            raise exc
+        return work
+    assert gallery.run_guarded(lambda: None) == 0
+    assert gallery.run_guarded(fails(OSError("out: No space\nleft"))) == 2
+    assert capsys.readouterr().err == "error: out: No space left\n"
+    assert gallery.run_guarded(fails(KeyboardInterrupt())) == 130
+    assert capsys.readouterr().err.startswith("interrupted")
+    with pytest.raises(RuntimeError):   # a bug is not bad input: it keeps its traceback
+        gallery.run_guarded(fails(RuntimeError("bug")))
+
+
 @pytest.mark.parametrize("which, message", [("weights", "not a recognised VGG19 weight file"),
                                             ("outdir", "not a folder"), ("cache", "not a folder")])
 def test_make_tuning_images_bad_files(tmp_path, capsys, monkeypatch, weights_file, which, message):

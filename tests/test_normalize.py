@@ -79,6 +79,10 @@ def test_load_images_converts_modes_and_resizes(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     images = load_images(tmp_path, max_side=32)
     assert [im.shape for im in images] == [(16, 32, 3), (20, 10, 3)]
+    with pytest.MonkeyPatch.context() as m:   # a decompression bomb is one line, not Pillow's traceback
+        m.setattr(Image, "MAX_IMAGE_PIXELS", 100)   # Pillow refuses images over twice this
+        with pytest.raises(WeightsError, match="grey.png: too many pixels"):
+            load_images(tmp_path, max_side=32)
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsError, match="no readable images"):
         load_images(tmp_path / "empty")
