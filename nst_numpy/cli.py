@@ -14,6 +14,7 @@ import sys
 import numpy as np
 
 from . import __version__
+from .console import EXIT_INTERRUPTED
 from .config import MAX_LBFGS_MEMORY, MAX_WEIGHT, OPTIMIZERS, PRESERVE, Config
 from .checkpoint import Checkpointer, load_checkpoint
 from .image import MAX_PIXELS, ImageError, check_output_path, check_writable, fit_size, load_image, save_image
@@ -23,8 +24,7 @@ from .progress import Progress
 from .samples import painting, photo
 from .weights import ENGINES, WeightsError, file_sha256, get_vgg19, network_class
 
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_USAGE = 2   # EXIT_INTERRUPTED (130) comes from console.py, whose handler for Ctrl-C while loading uses it too
 
 
 class UsageError(Exception):

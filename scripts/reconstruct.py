@@ -23,6 +23,11 @@ from nst_numpy.reconstruct import figure1, load_network  # noqa: E402
 from nst_numpy.samples import landscape, swirls  # noqa: E402
 from nst_numpy.weights import WeightsError  # noqa: E402
 
+# A figure of 10 cells of --size px each; the time grows with size^2 (hours at 512 px), and a huge
+# --size used to end in numpy's out-of-memory traceback before the first cell.
+MAX_SIZE = 1024
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,6 +64,8 @@ def main(argv=None):
             raise ValueError(f"--iterations must be at least 1, got {args.iterations}")
         if args.size < MIN_SIDE:
             raise ValueError(f"--size must be at least {MIN_SIDE} (the network needs {MIN_SIDE} px per side)")
+        if args.size > MAX_SIZE:
+            raise ValueError(f"--size is the side of each of the 10 cells; at most {MAX_SIZE}, got {args.size}")
         check_output_path(args.output)
         content = input_image(args.content, landscape, args.size)
         style = input_image(args.style, swirls, args.size)

@@ -271,3 +271,25 @@ def test_script_runs_without_traceback(tmp_path):
     assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--preserve-colors" in r.stdout and "random weights" in r.stdout
+
+
+def test_ctrl_c_while_loading_is_one_line(tmp_path):
+    """The `nst-numpy` entry point (setup.cfg) with Ctrl-C arriving while numpy loads: one line,
+    status 130, no traceback. A finder raising KeyboardInterrupt on `import numpy` stands in for the
+    key press; the package itself must import without numpy, or the handler could not run first."""
+    code = (
+        "import sys\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'numpy':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+        "from nst_numpy.console import main\n"
+        "sys.exit(main([]))\n")
+    root = os.path.join(os.path.dirname(__file__), "..")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.path.abspath(root)})
+    assert r.returncode == 130 and r.stderr == "interrupted\n", r.stderr
+    assert not os.listdir(tmp_path)                        # no output.png, nothing else
+    entry = [line for line in open(os.path.join(root, "setup.cfg")) if line.strip().startswith("nst-numpy")]
+    assert entry and entry[0].split("=")[1].strip() == "nst_numpy.console:main"

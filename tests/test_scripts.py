@@ -217,6 +217,7 @@ def test_load_network_from_a_weights_file(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--content", "missing.png"], "no such file"),
     (["--size", "8"], "--size"),
+    (["--size", "30000"], "at most 1024"),
     (["--iterations", "0"], "--iterations"),
     (["--output", "figure.unknownext"], "output format"),
     (["--weights", "missing.h5"], "missing.h5"),
