@@ -7,15 +7,16 @@ Loss weighting (see make_objective in objective.py for the exact formula):
           + gamma * TV(image in 0..1 RGB units) / (H * W)
 
 With normalize=True, Z_c = 1/2 sum P^2 and Z_l = sum A^2 / (4 N^2 M^2): each term is
-divided by the loss an all-zero feature map would have at that layer, i.e. by the
-size of its own target. Why: in the standard (unnormalised) VGG19 the activations of
+divided by the loss an all-zero feature map would have at that layer, i.e. by its
+target's squared magnitude. Why: in the standard (unnormalised) VGG19 the activations of
 relu1_1..relu5_1 differ by orders of magnitude and E_l grows like the 4th power
 of them, so equal w_l in raw units let one or two layers drown the rest and
 any fixed alpha/beta holds only for one set of weights and one preprocessing.
 Normalised, every term is a dimensionless relative error (about 1 at a random
 start, 0 at a perfect match), so alpha, beta and equal w_l mean the same thing for
-every network, image size and preprocessing. With normalize=False, Z = 1 and the
-formula is exactly the paper's.
+every network, image size and preprocessing. With normalize=False, Z = 1, and with
+gamma = 0, one content layer and one style image of the output's size, the formula is
+exactly the paper's eq. 7 (with several, the 1/n_c above and the blend of style targets remain).
 """
 import math
 from dataclasses import asdict, dataclass, field
@@ -37,8 +38,8 @@ class Config:
     style_layer_weights: tuple = None      # w_l per style layer; None = equal, 1 / len(style_layers)
     content_weight: float = 1.0            # alpha
     style_weight: float = 10.0             # beta, the style/content balance; 10 keeps the subject (docs/tuning.md)
-    tv_weight: float = 1.0                 # gamma; on the mean squared neighbour difference in 0..1 RGB units
-    normalize: bool = True                 # divide each layer's term by its target's size (module docstring)
+    tv_weight: float = 1.0                 # gamma; TV per pixel, summed over channels and both directions, in 0..1 RGB units
+    normalize: bool = True                 # divide each term by the loss an all-zero response would have (docstring)
     iterations: int = 150                  # optimiser iterations at the output size (the last scale), at most
     coarse_iterations: int = 60            # iterations at each coarser scale (scales > 1), at most
     min_improvement: float = 5e-4          # end a scale once the loss fell < this fraction per iteration (0 = never)

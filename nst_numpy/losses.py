@@ -71,8 +71,10 @@ def style_loss_from_gram(G, A, M):
     diff = G - A                                                 # (N, N): G - A
     norm = G.dtype.type(1.0 / (float(N) ** 2 * float(M) ** 2))   # 1 / (N^2 M^2), in G's dtype
     loss = 0.25 * float(norm) * _total(diff * diff)              # Gatys et al. 2016, eq. 4
-    # Paper: dE/dF = (F^T (G - A))_ji / (N^2 M^2) in its (N, M) layout; transposed, and
-    # G - A being symmetric, that is F2d @ (G - A) / (N^2 M^2) in ours: K = (G - A) / (N^2 M^2).
+    # Paper, (N, M) layout: dE/dF_ij = (F^T (G - A))_ji / (N^2 M^2); G - A is symmetric, which is why
+    # F's two appearances in G give one term twice (docs/guide.md, section 7). Entry (j, i) of
+    # F^T (G - A) is entry (position j, channel i) of our (M, N) layout, so there the gradient
+    # is F2d @ (G - A) / (N^2 M^2) as it stands: K = (G - A) / (N^2 M^2).
     diff *= norm                                                 # in place: diff becomes K
     return loss, diff                                            # Gatys et al. 2016, eq. 6, factored
 
@@ -95,7 +97,7 @@ def tv_loss(x):
 
     x: (H, W, C). L = sum (x[i+1, j] - x[i, j])^2 + sum (x[i, j+1] - x[i, j])^2.
     Returns (L, dL/dx) with dL/dx: (H, W, C). Not in the Gatys papers; a smoothness
-    prior as in Mahendran & Vedaldi 2015 (with exponent beta = 2).
+    prior as in Mahendran & Vedaldi 2015 (their TV norm with exponent 2).
     """
     dv = x[1:, :, :] - x[:-1, :, :]  # (H-1, W, C)
     dh = x[:, 1:, :] - x[:, :-1, :]  # (H, W-1, C)

@@ -190,9 +190,9 @@ def make_objective(net, content, styles, config, shape=None, tile_size=None):
 
         loss = sum_c a_c * 1/2 sum (F_c - P_c)^2                      eq. 1, weighted
              + sum_l b_l * 1/(4 N_l^2 M_l^2) sum (G_l - A_l)^2         eq. 4, weighted
-             + g * TV(x * tv_scale)
+             + t * TV(x * tv_scale)
 
-    with a_c = f.content_w[c], b_l = f.style_w[l], g = f.tv_w, tv_scale = f.tv_scale
+    with a_c = f.content_w[c], b_l = f.style_w[l], t = f.tv_w, tv_scale = f.tv_scale
     (per channel) and A_l = f.A[l]: see config.py for how they follow from alpha, beta, gamma.
 
     tile_size: the side of a tile's core in px (a multiple of 16) to evaluate f tile by tile

@@ -4,8 +4,9 @@ Why an exact tiling exists. Every term of the objective is a sum over positions:
 
 - the content loss (eq. 1) is 1/2 sum_p |F_p - P_p|^2, and so is its gradient (eq. 2);
 - a Gram matrix (eq. 3) is G = sum_p f_p f_p^T, so tiles that each add up the positions
-  they *own* (their core) give G exactly. The style loss E(G) (eq. 4) and K = dE/dG
-  (eq. 6: dE/dF = F K) then follow for the whole image;
+  they *own* (their core) give G exactly. The style loss E(G) (eq. 4) and
+  K = (G - A) / (N^2 M^2) (eq. 6: dE/dF = F K; K is 2 dE/dG, F being in G twice) then
+  follow for the whole image;
 - the gradient of a sum of per-position terms is the sum, over tiles, of the gradient of
   the terms each tile owns. A tile injects F K (style) and F - P (content) at its own
   positions only, runs backward, and adds the resulting dx into the image at its window:

@@ -1,7 +1,7 @@
 """The fast engine: FastVGG19, the same network and API as the reference vgg.VGG19, made fast.
 
 Read vgg.py first: it is the whole algorithm in about 80 lines. Everything here computes the
-same numbers (float64: to rounding; float32: to the Winograd transforms' rounding) by a
+same numbers (float64: to rounding; float32: to the rounding of the Winograd-domain channel sums) by a
 faster route. Each trick, the reference step it replaces, and the test that proves they agree:
 
 | engine step (file)                                  | replaces (reference)                      | proved by (tests/)                                  |

@@ -15,7 +15,7 @@ class ActivationTimes:
     band by band while the activation is in cache, just before overwriting it: no
     activation-sized array for it ever exists.
 
-    window (r0, r1, c0, c1), if given, limits F @ K to the positions a tile owns
+    window (w0, w1, c0, c1), rows w0..w1 and columns c0..c1, if given, limits F @ K to the positions a tile owns
     (tiling.py): outside it the product is 0, because those positions' losses belong to
     another tile. `plus` is added everywhere (the caller zeroes it outside the window).
     """
