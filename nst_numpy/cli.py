@@ -136,6 +136,9 @@ def build_parser():
     opt.add_argument("--lbfgs-memory", type=_number(int, 1, maximum=MAX_LBFGS_MEMORY), default=d.lbfgs_memory,
                      help=f"L-BFGS correction pairs, 1 to {MAX_LBFGS_MEMORY}; each costs 16 bytes per pixel-channel "
                           f"(default: {d.lbfgs_memory})")
+    opt.add_argument("--precondition-after", type=_number(int, 0), default=d.precondition_after, metavar="N",
+                     help=f"after N iterations of a scale, restart L-BFGS with per-pixel step sizes from the "
+                          f"gradient (faster to a low loss); 0 never does (default: {d.precondition_after})")
     opt.add_argument("--pooling", choices=("avg", "max"), default="avg",
                      help="the network's pooling: avg (Gatys et al.) or max (as VGG19 was trained); default: avg")
     sty = p.add_argument_group("style")
@@ -258,7 +261,7 @@ def run(args, stderr, argv=(), resume=None):
                     content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
                     iterations=args.iterations, coarse_iterations=args.coarse_iterations,
                     min_improvement=args.min_improvement, optimizer=args.optimizer, learning_rate=args.learning_rate,
-                    lbfgs_memory=args.lbfgs_memory, init=init, size=args.size, style_scale=args.style_scale,
+                    lbfgs_memory=args.lbfgs_memory, precondition_after=args.precondition_after, init=init, size=args.size, style_scale=args.style_scale,
                     style_blend=tuple(args.style_weights) if args.style_weights else None, scales=args.scales,
                     preserve_colors=args.preserve_colors, seed=args.seed, tile_size=args.tile_size)
     try:

@@ -43,6 +43,8 @@ class Config:
     iterations: int = 150                  # optimiser iterations at the output size (the last scale), at most
     coarse_iterations: int = 60            # iterations at each coarser scale (scales > 1), at most
     min_improvement: float = 5e-4          # end a scale once the loss fell < this fraction per iteration (0 = never)
+    precondition_after: int = 20           # L-BFGS restarts after this many iterations of a scale with per-pixel
+                                           # step sizes from the gradient (lbfgs.step_scales); 0 = never
     optimizer: str = "lbfgs"               # "lbfgs" (scipy L-BFGS-B with pixel bounds) or "adam"
     lbfgs_memory: int = 10                 # L-BFGS correction pairs (scipy's maxcor); 16 bytes per value each
     learning_rate: float = 2.0             # Adam's step, in 0..255 pixel units (unused by L-BFGS)
@@ -75,6 +77,8 @@ class Config:
             v = getattr(self, name)
             if int(v) != v or v < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be a whole number >= 1, got {v}")
+        if int(self.precondition_after) != self.precondition_after or self.precondition_after < 0:
+            raise ValueError(f"precondition-after must be a whole number >= 0, got {self.precondition_after}")
         if not isinstance(self.min_improvement, (int, float)) or not 0 <= self.min_improvement < 1:
             raise ValueError(f"min-improvement must be a fraction in [0, 1), got {self.min_improvement}")
         if int(self.lbfgs_memory) != self.lbfgs_memory or not 1 <= self.lbfgs_memory <= MAX_LBFGS_MEMORY:

@@ -42,8 +42,8 @@ SAFE_SHARE = 0.8      # the default cap: this share of the memory available when
 OBJECTIVE_BYTES = 4 + 4 + 8 + 8 + 8 + 16
 # scipy's fmin_l_bfgs_b besides its work array: x, g and its upcast copy, the function
 # wrapper's copies of x and g, bounds l and u, nbd int32, iwa 3 int32, our bounds list 8,
-# and stylize's flat bounds lo and hi 16.
-LBFGS_EXTRA_BYTES = 8 * 3 + 8 * 2 + 16 + 4 + 12 + 8 + 16
+# stylize's flat bounds lo and hi 16, and lbfgs.run_lbfgs's step sizes D and x = D z 16.
+LBFGS_EXTRA_BYTES = 8 * 3 + 8 * 2 + 16 + 4 + 12 + 8 + 16 + 16
 ADAM_BYTES = 8 * 5    # x, m, v, the gradient (reused for the step), one temporary (optimize.run_adam)
 
 
@@ -276,7 +276,7 @@ def plan_run(net, scale_hws, style_hws_per_scale, config, cap=None, timed=False)
     return plans
 
 
-EVALUATIONS_PER_ITERATION = 1.04   # scipy L-BFGS-B's line search, measured (optimize.run_lbfgs)
+EVALUATIONS_PER_ITERATION = 1.04   # scipy L-BFGS-B's line search, measured (lbfgs.run_lbfgs)
 
 
 def _optimizer_seconds_per_value(optimizer):

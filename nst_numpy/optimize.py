@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.optimize import fmin_l_bfgs_b
 
-from .fast.threads import blas_threads
 from .image import (MIN_SIDE, fit_size, luminance, match_luminance, resize, transfer_colors, upsample,
                     with_luminance_of)
+from .lbfgs import run_lbfgs, step_scales
 from .objective import make_objective, pixel_bounds
 
 
@@ -84,58 +83,6 @@ class _Tracker:
             np.copyto(self.best_x, x)   # reuse one array: stylize keeps no other reference to it
             self.best_loss = loss
         return loss, grad
-
-
-def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10):
-    """scipy L-BFGS-B with box bounds lo <= x <= hi; x0, lo, hi: (n,) float64 (n = H W 3). Returns x (n,).
-
-    memory: correction pairs kept (maxcor). Each costs two float64 vectors of x's size, so at
-    1024 px, 10 pairs are 0.5 GB; 20 pairs changed the loss after 200 iterations by 0.4%
-    (256 px, random weights), not worth another 0.5 GB.
-    on_iteration(i), if given, is called after each iteration.
-    """
-    count = [0]
-
-    def step(_xk):
-        count[0] += 1
-        if on_iteration is not None:
-            on_iteration(count[0])
-
-    def scaled(x):
-        loss, grad = f(x)
-        grad *= loss_scale   # in place: grad is the objective's fresh array
-        return loss_scale * loss, grad
-
-    # One BLAS thread for L-BFGS-B's vector operations (SciPy's own OpenBLAS): on more, its
-    # workers spin for ~0.1 s after every step, during our next evaluation (see threads.py).
-    with blas_threads(1, every_library=True):
-        # With no curvature known yet, L-BFGS-B's first trial step is x0 - grad. The normalised losses
-        # (~1) have gradients of ~1e-5 per pixel, a step lost in float32 rounding, after which the line
-        # search can give up. So minimise loss_scale * f instead, chosen so that the first step
-        # moves the steepest pixel by one RGB level. Scaling f by a constant > 0 moves no minimum.
-        level = float(np.min(hi - lo)) / 255.0  # one RGB level in network units
-        g_max = float(np.max(np.abs(f(x0)[1])))
-        loss_scale = level / g_max if g_max > 0 else 1.0
-        # ftol = gtol = 0 (factr, pgtol): run the full iteration budget rather than stopping on a flat
-        # stretch; maxfun leaves room for line searches (about 1.1 evaluations per iteration in practice).
-        # fmin_l_bfgs_b rather than minimize(): minimize turns Bounds into n Python tuples that live for
-        # the whole run (0.35 GB at 1024 px); here the n pairs are a few shared tuples (see _bound_pairs).
-        x, _, _ = fmin_l_bfgs_b(scaled, x0, bounds=_bound_pairs(lo, hi), m=int(memory), factr=0.0, pgtol=0.0,
-                                maxiter=int(iterations), maxfun=2 * int(iterations) + 20, callback=step)
-    return x
-
-
-def _bound_pairs(lo, hi):
-    """scipy's L-BFGS-B bounds, [(lo_i, hi_i)] for every i, as references to one tuple per distinct pair.
-
-    lo, hi: (n,) float64. Pixel bounds take one value per channel, so the list costs 8 bytes per
-    value instead of the ~120 of n separate tuples of floats.
-    """
-    lo_vals, lo_idx = np.unique(lo, return_inverse=True)
-    hi_vals, hi_idx = np.unique(hi, return_inverse=True)
-    codes, idx = np.unique(lo_idx * len(hi_vals) + hi_idx, return_inverse=True)   # one code per distinct pair
-    pairs = [(float(lo_vals[c // len(hi_vals)]), float(hi_vals[c % len(hi_vals)])) for c in codes]
-    return [pairs[i] for i in idx.ravel().tolist()]
 
 
 def run_adam(f, x0, lo, hi, iterations, lr, on_iteration, beta1=0.9, beta2=0.999, eps=1e-8):
@@ -328,14 +275,19 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                                      rule=[float(v) for v in rule.history], best_loss=float(best_loss),
                                      sizes=[list(s) for s in sizes]), x)
 
+            after = config.precondition_after or budgets[k]   # iteration of the restart with step sizes
+
             try:
                 # With checkpoints, the optimiser restarts from the best point every `every`
                 # iterations, interrupted or not, so that a resumed run is the same run (checkpoint.py).
+                # L-BFGS-B also restarts once at `after`, from then on with per-value step sizes
+                # taken afresh at every restart from the gradient there (lbfgs.step_scales).
                 while done < budgets[k]:
-                    n = min(every, budgets[k] - done)
+                    n = min(every, budgets[k] - done, after - done if done < after else budgets[k])
                     seg = (lambda i, done=done: on_iteration(done + i))
                     if config.optimizer == "lbfgs":
-                        run_lbfgs(f, x0, lo, hi, n, seg, m)
+                        sizes_from = (lambda g, hw=hw: step_scales(g, hw)) if done >= after else None
+                        run_lbfgs(f, x0, lo, hi, n, seg, m, step_sizes=sizes_from)
                     else:
                         run_adam(f, x0, lo3, hi3, n, config.learning_rate * net.preprocessing.pixel_step(), seg)
                     done += n

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 from .config import Config
 from .losses import content_loss
 from .objective import make_objective, pixel_bounds
-from .optimize import run_lbfgs
+from .lbfgs import run_lbfgs
 from .weights import WeightsError, get_vgg19, network_class
 
 CONTENT_LAYERS = ("relu1_2", "relu2_2", "relu3_2", "relu4_2", "relu5_2")
@@ -66,7 +66,7 @@ def lbfgs(f, x0, net, iterations):
     """Minimise f from x0 (network space, (H, W, 3)) with L-BFGS-B, pixels kept inside 0..255.
 
     Returns the final image in network space, (H, W, 3) float64. The optimiser is
-    the one stylize uses (optimize.run_lbfgs); only the bounds are set up here.
+    the one stylize uses (lbfgs.run_lbfgs); only the bounds are set up here.
     """
     lo, hi = (np.broadcast_to(b, x0.shape).reshape(-1) for b in pixel_bounds(net))  # per channel -> per pixel
     return run_lbfgs(f, np.asarray(x0, np.float64).reshape(-1), lo, hi, iterations).reshape(x0.shape)

@@ -138,23 +138,30 @@ def test_resumed_run_equals_the_uninterrupted_run(tmp_path, net, stop_at):
     assert np.max(np.abs(restarted - whole)) > 1e-3
 
 
-def test_cli_resume_after_an_interrupt_writes_the_same_picture(tmp_path, monkeypatch):
+@pytest.mark.parametrize("precondition, kill_at, rescaled", [("20", 3, [False] * 3),
+                                                             ("3", 4, [False, False, True, True])])
+def test_cli_resume_after_an_interrupt_writes_the_same_picture(tmp_path, monkeypatch, precondition, kill_at,
+                                                               rescaled):
+    """Killed in an optimiser segment and resumed: the same picture. With --precondition-after 3 the
+    last scale's segments are 0-2, 2-3, then 3-5 and 5-6 in step sizes, taken afresh at each restart,
+    so a run killed in 5-6 resumes at 5 as the whole run restarted there."""
     out = str(tmp_path / "out.png")
     args = ["--weights", "random", "--size", "40", "--scales", "2", "--coarse-iterations", "3", "--iterations", "6",
-            "--min-improvement", "0", "--checkpoint-every", "2", "-q", "-o", out]
+            "--min-improvement", "0", "--checkpoint-every", "2", "--precondition-after", precondition, "-q", "-o", out]
     assert cli.main(args) == 0
     whole = load_image(out)
     assert not os.path.exists(str(tmp_path / "out.checkpoint.npz"))   # removed once the run is done
     os.unlink(out)
     real, calls = optimize.run_lbfgs, []
 
-    def killed(*a, **k):   # the run dies during its third optimiser segment
-        calls.append(1)
-        if len(calls) == 3:
+    def killed(*a, **k):   # the run dies during optimiser segment number kill_at
+        calls.append(k.get("step_sizes") is not None)
+        if len(calls) == kill_at:
             raise KeyboardInterrupt
         return real(*a, **k)
     monkeypatch.setattr(optimize, "run_lbfgs", killed)
     assert cli.main(args) == cli.EXIT_INTERRUPTED
+    assert calls == rescaled   # which segments ran in step sizes
     monkeypatch.setattr(optimize, "run_lbfgs", real)
     ckpt = str(tmp_path / "out.checkpoint.npz")
     assert os.path.exists(ckpt)

@@ -196,7 +196,7 @@ def test_30_lbfgs_iterations_at_128_px_reduce_the_loss_10x(net32):
 
 def test_lbfgs_memory_reaches_scipy(net32, monkeypatch):
     """Config.lbfgs_memory is the maxcor scipy's L-BFGS-B runs with (it sets the optimiser's memory)."""
-    import nst_numpy.optimize as O
+    import nst_numpy.lbfgs as O
     seen = []
     real = O.fmin_l_bfgs_b
 
@@ -213,7 +213,7 @@ def test_lbfgs_memory_reaches_scipy(net32, monkeypatch):
 def test_lbfgs_runs_every_openblas_on_one_thread(monkeypatch):
     """Inside run_lbfgs every OpenBLAS in the process (numpy's and SciPy's) is on one thread, so
     none is left spinning during the evaluations; the counts are restored afterwards."""
-    import nst_numpy.optimize as O
+    import nst_numpy.lbfgs as O
     from nst_numpy.fast import threads
     libs = threads._find_all()
     if not libs:
@@ -232,7 +232,7 @@ def test_lbfgs_runs_every_openblas_on_one_thread(monkeypatch):
 
 def test_bound_pairs_share_one_tuple_per_distinct_pair():
     """_bound_pairs gives scipy the same bounds as zip(lo, hi), with a tuple object per distinct pair."""
-    from nst_numpy.optimize import _bound_pairs
+    from nst_numpy.lbfgs import _bound_pairs
     lo = np.tile([-1.5, -2.0, -1.5], 5)
     hi = np.tile([3.0, 3.0, 4.25], 5)
     pairs = _bound_pairs(lo, hi)

@@ -9,7 +9,7 @@ copy. We find them among the shared libraries loaded into this process and call 
 Why it matters: after a call on several threads, OpenBLAS's worker threads spin for a
 while (about 0.1 s of CPU) before sleeping, taking a core from whatever runs next. The
 engine therefore does its own threading with single-threaded BLAS, and the L-BFGS
-driver keeps SciPy's copy on one thread (optimize.run_lbfgs).
+driver keeps SciPy's copy on one thread (lbfgs.run_lbfgs).
 """
 import contextlib
 import ctypes

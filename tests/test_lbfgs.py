@@ -1,0 +1,95 @@
+"""L-BFGS-B in per-pixel step sizes (lbfgs.step_scales) and where stylize restarts with them."""
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from nst_numpy import FastVGG19, lbfgs
+from nst_numpy.config import Config
+from nst_numpy.lbfgs import SCALE_RANGE, run_lbfgs, step_scales
+from nst_numpy.samples import landscape, swirls
+
+HW = (24, 32)
+
+
+def _field(seed, spread):
+    """(H, W, 3) positive field varying smoothly over `spread` orders of magnitude."""
+    z = gaussian_filter(np.random.default_rng(seed).standard_normal(HW + (3,)), (3, 3, 0))
+    return 10.0 ** (spread * (z - z.min()) / (z.max() - z.min()))
+
+
+def test_step_scales_follow_the_blurred_gradient_size():
+    """D = (blurred |g| / median) ** -1/2 within its rounding (2^(1/8)), clipped, with few values."""
+    g = _field(0, 2.0) * np.random.default_rng(1).choice([-1.0, 1.0], HW + (3,))
+    d = step_scales(g.reshape(-1), HW)
+    size = gaussian_filter(np.abs(g), (lbfgs.SCALE_BLUR, lbfgs.SCALE_BLUR, 0), mode="nearest").reshape(-1)
+    exact = np.clip((size / np.median(size)) ** -0.5, *SCALE_RANGE)
+    ratio = d / exact
+    assert np.all(ratio <= 2 ** (1 / 8) + 1e-12) and np.all(ratio >= 2 ** (-1 / 8) - 1e-12)
+    assert d[np.argmax(size)] < 1 < d[np.argmin(size)]        # big gradients: small steps, and back
+    assert len(np.unique(d)) <= 27 and d.min() >= 2 ** -3.5 and d.max() <= 2 ** 3.5
+    assert np.array_equal(step_scales(np.zeros(HW[0] * HW[1] * 3), HW), np.ones(HW[0] * HW[1] * 3))
+
+
+def _quadratic(c, target):
+    """f(x) = 1/2 sum c (x - target)^2, x: (n,); returns f with the run_lbfgs interface."""
+    def f(x):
+        r = x - target
+        return float(0.5 * np.sum(c * r * r)), c * r
+    return f
+
+
+def test_step_sizes_precondition_a_badly_scaled_problem():
+    """A quadratic whose curvature varies 1000x across the picture (as loss sensitivity varies between
+    textured and flat regions): from a start where |g| follows the curvature, D^2 = 1/|g| undoes the
+    scaling, so 6 iterations get 100x lower than plain L-BFGS-B's 6. The bounds still hold. A
+    negative control, the gradient passed on without the chain rule's D, loses the gain."""
+    c = _field(2, 3.0).reshape(-1)
+    target = np.random.default_rng(3).uniform(-0.5, 0.5, c.size)
+    x0 = target + 1.0                                            # |g| = c at the start
+    lo, hi = np.full(c.size, -10.0), np.full(c.size, target.max() + 1.0)
+    f = _quadratic(c, target)
+    losses = {}
+    for name, sizes in (("plain", None), ("scaled", lambda g: step_scales(g, HW))):
+        x = run_lbfgs(f, x0.copy(), lo, hi, 6, step_sizes=sizes)
+        assert np.all(x >= lo) and np.all(x <= hi)
+        losses[name] = f(x)[0]
+    assert losses["scaled"] < losses["plain"] / 100, losses
+
+    d = step_scales(f(x0)[1], HW)                               # the D run_lbfgs computes
+    real = lbfgs.fmin_l_bfgs_b
+
+    def wrong(fun, z0, **kw):                                   # scipy gets d loss/dx, not d loss/dz
+        def dropped(z):
+            loss, grad = fun(z)
+            return loss, grad / d
+        return real(dropped, z0, **kw)
+    lbfgs.fmin_l_bfgs_b = wrong
+    try:
+        x = run_lbfgs(f, x0.copy(), lo, hi, 6, step_sizes=lambda g: step_scales(g, HW))
+    finally:
+        lbfgs.fmin_l_bfgs_b = real
+    assert f(x)[0] > 10 * losses["scaled"], (f(x)[0], losses)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return FastVGG19.random(seed=0, dtype=np.float32)
+
+
+@pytest.mark.parametrize("after, expected", [(0, [(9, False)]), (4, [(4, False), (5, True)]),
+                                             (20, [(9, False)])])
+def test_stylize_restarts_with_step_sizes_after_its_iterations(net, monkeypatch, after, expected):
+    """Config.precondition_after = 4: the first 4 iterations plain, the rest in step sizes;
+    0 (the old behaviour) or more than the budget: one plain run of L-BFGS-B."""
+    from nst_numpy import optimize
+    calls = []
+
+    def spy(f, x0, lo, hi, n, on_iteration=None, memory=10, step_sizes=None):
+        calls.append((n, step_sizes is not None))
+        return run_lbfgs(f, x0, lo, hi, n, on_iteration, memory, step_sizes)
+    monkeypatch.setattr(optimize, "run_lbfgs", spy)
+    cfg = Config(size=32, scales=1, iterations=9, min_improvement=0.0, precondition_after=after,
+                 style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_2",))
+    seen = []
+    optimize.stylize(net, landscape(32, 32), [swirls(32, 32)], cfg, callback=seen.append)
+    assert calls == expected and [s.iteration for s in seen] == list(range(1, 10))
