@@ -44,7 +44,7 @@ def parse_args(argv):
                    help="fast (default) or reference: the readable network of nst_numpy/vgg.py, the same "
                         "numbers many times slower")
     p.add_argument("--seed", type=int, default=0, help="seed of the starting noise (and of --weights random)")
-    p.add_argument("--output", default="figure1.png", help="output image (default figure1.png)")
+    p.add_argument("--output", "-o", default="figure1.png", help="output image (default figure1.png)")
     return p.parse_args(argv)
 
 

@@ -395,10 +395,11 @@ def test_tiling_run_mode_plans_then_runs_the_cli(bench, weights_file, pair, capf
 def test_make_tuning_images_writes_grids_and_caches_runs(weights_file, tmp_path, monkeypatch):
     """Two grids (a Config field varied; the sizes), each a JPEG, every run cached once."""
     script = _load_script("make_tuning_images")
-    configs, make_config = [], script.Config
+    configs, asked, make_config = [], [], script.Config
 
-    def one_iteration(**changes):   # the grids' assembly is under test, not the pictures
-        configs.append(make_config(**dict(changes, iterations=1)))
+    def one_iteration(**changes):   # the grids' assembly is under test, not the pictures: 1 scale, 1 iteration
+        asked.append(changes)
+        configs.append(make_config(**dict(changes, iterations=1, scales=1)))
         return configs[-1]
 
     monkeypatch.setattr(script, "Config", one_iteration)
@@ -407,6 +408,7 @@ def test_make_tuning_images_writes_grids_and_caches_runs(weights_file, tmp_path,
     assert script.main(args + ["--only", "tv", "--only", "sizes"]) == 0
     assert [c.tv_weight for c in configs[:3]] == [0.0, 1.0, 10.0] and {c.size for c in configs[:3]} == {64}
     assert [c.size for c in configs[3:]] == [64, 80]
+    assert all(a["scales"] == 3 and a["precondition_after"] == 0 for a in asked)   # the pictures' schedule
     assert sorted(p.name for p in out.iterdir()) == ["sizes.jpg", "tv.jpg"]
     for name, columns, side in (("tv.jpg", 5, 64), ("sizes.jpg", 4, 400)):   # one row: photo, painting, variants
         with Image.open(out / name) as im:
