@@ -22,7 +22,7 @@ from .memory_plan import default_cap, describe, needs_plan, parse_size, plan_run
 from .optimize import AUTO_COARSEST, Interrupted, check_style_sizes, iteration_budgets, scale_sizes, stylize
 from .progress import Progress
 from .samples import painting, photo
-from .weights import ENGINES, WeightsError, file_sha256, get_vgg19, network_class
+from .weights import ENGINES, WeightsError, default_weights_path, file_sha256, get_vgg19, network_class
 
 EXIT_USAGE = 2   # EXIT_INTERRUPTED (130) comes from console.py, whose handler for Ctrl-C while loading uses it too
 
@@ -311,7 +311,8 @@ def run(args, stderr, argv=(), resume=None):
                      f"{cap / 2 ** 30:.1f} GiB\n")
     config.extra = {"content": args.content or "built-in chelsea_cat.jpg",
                     "style": ",".join(styles) or "built-in starry_night.jpg",
-                    "weights": args.weights or "default", "pooling": args.pooling, "engine": args.engine}
+                    "weights": args.weights or str(default_weights_path()), "pooling": args.pooling,
+                    "engine": args.engine}
     text = {"Software": f"nst_numpy {__version__}", "Parameters": config.as_text()}
 
     progress = None if args.quiet else Progress(stderr)

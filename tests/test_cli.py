@@ -103,6 +103,19 @@ def test_layer_flags_reach_the_run(tmp_path):
     assert "style_layer_weights=(3.0, 1.0)" in text
 
 
+def test_the_png_names_the_weight_file_taken_from_the_environment(tmp_path, monkeypatch):
+    """With no --weights, the file NST_NUMPY_WEIGHTS points at is the one recorded, not 'default'."""
+    from nst_numpy.vgg import VGG19
+    from nst_numpy.weights import save_converted
+    net = VGG19.random(seed=1)
+    save_converted(net, tmp_path / "mine.h5", net.preprocessing, "random weights for a test", "0" * 64)
+    monkeypatch.setenv("NST_NUMPY_WEIGHTS", str(tmp_path / "mine.h5"))
+    out = tmp_path / "o.png"
+    status, err = _run([a for a in FAST if a not in ("--weights", "random")] + ["-o", out, "-q"])
+    assert status == 0, err
+    assert f"weights={tmp_path / 'mine.h5'}" in Image.open(out).text["Parameters"].splitlines()
+
+
 def test_help_names_the_program_as_invoked():
     """`nst-numpy --help` says nst-numpy; scripts/stylize.py says stylize.py."""
     import sys
