@@ -101,3 +101,20 @@ def test_cli_memory_errors_are_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("error: ")
     assert not out.exists()
+
+
+def test_time_model_counts_the_restart_with_step_sizes(monkeypatch):
+    """--dry-run's setup time: one optimiser start per scale, two when L-BFGS-B restarts at
+    --precondition-after within the scale's budget (the network's time fixed at 1 s here)."""
+    from nst_numpy import memory_plan
+    monkeypatch.setattr(WindowCost, "seconds", lambda self, *window, tiled=False: 1.0)
+    net, hws = FastVGG19.random(seed=0), [(32, 48), (64, 96)]
+
+    def setup(**changes):
+        cfg = Config(scales=2, coarse_iterations=10, iterations=30, **changes)
+        return [p.setup_seconds for p in memory_plan.plan_run(net, hws, [[(32, 32)], [(64, 64)]], cfg,
+                                                              cap=8 << 30, timed=True)]
+    plain, early, default = setup(precondition_after=0), setup(precondition_after=5), setup()
+    assert plain[0] == pytest.approx(1.0, abs=0.01) and plain[1] == pytest.approx(1.02, abs=0.01)
+    assert early == pytest.approx([2 * plain[0], 2 * plain[1]])     # restarts at 5 in both scales
+    assert default == pytest.approx([plain[0], 2 * plain[1]])       # at 20: the 10-iteration coarse scale never does
