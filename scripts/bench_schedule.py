@@ -96,7 +96,8 @@ def schedule(net, pairs, sizes, overrides):
     """The --schedule table. Returns 0."""
     new = Config(**overrides)
     print(f"new schedule: scales={new.scales} coarse_iterations={new.coarse_iterations} "
-          f"iterations={new.iterations} min_improvement={new.min_improvement:g}; old: {OLD}")
+          f"iterations={new.iterations} min_improvement={new.min_improvement:g} "
+          f"precondition_after={new.precondition_after}; old: {OLD}")
     print("| pair | size | old s | old loss | new s | new loss | time ratio | loss ratio | new iterations / evaluations |")
     print("|---|---|---|---|---|---|---|---|---|")
     ratios = []
