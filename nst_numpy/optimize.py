@@ -2,9 +2,10 @@
 
     out = stylize(net, content_rgb, [style_rgb], Config(), callback=Progress(sys.stderr))
 
-run_lbfgs (scipy's L-BFGS-B) and run_adam move the network-space image (the output of
-net.preprocess) inside the box where every pixel stays in 0..255. stylize adds the colour
-modes, the coarse-to-fine scales, progress callbacks and Ctrl-C.
+run_lbfgs (lbfgs.py: scipy's L-BFGS-B, plain or in per-pixel step sizes) and run_adam move the
+network-space image (the output of net.preprocess) inside the box where every pixel stays in
+0..255. stylize adds the colour modes, the coarse-to-fine scales, the restart with step sizes,
+progress callbacks and Ctrl-C.
 """
 import dataclasses
 from dataclasses import dataclass
