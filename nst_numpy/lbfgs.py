@@ -24,7 +24,7 @@ def step_scales(grad, hw):
 
     Why: L-BFGS's first guess of the inverse Hessian is one number times the identity, the same
     step for every pixel. Pixels whose loss moves a lot (edges, texture) then overshoot while flat
-    regions crawl. Optimising z instead gives the guess D^2 = 1/|grad|, the diagonal scaling Adam
+    regions crawl. Optimising z instead makes the guess proportional to D^2 ~ 1/|grad|, the diagonal scaling Adam
     and AdaGrad take from the gradient's size (Kingma & Ba 2015). It is a change of variables with
     D > 0: the same minima, and the box lo <= x <= hi is the box lo/D <= z <= hi/D. The exponent,
     blur and start point were measured at 320 px (README, "Time to a result").
