@@ -261,7 +261,8 @@ def run(args, stderr, argv=(), resume=None):
                     content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
                     iterations=args.iterations, coarse_iterations=args.coarse_iterations,
                     min_improvement=args.min_improvement, optimizer=args.optimizer, learning_rate=args.learning_rate,
-                    lbfgs_memory=args.lbfgs_memory, precondition_after=args.precondition_after, init=init, size=args.size, style_scale=args.style_scale,
+                    lbfgs_memory=args.lbfgs_memory, precondition_after=args.precondition_after, init=init,
+                    size=args.size, style_scale=args.style_scale,
                     style_blend=tuple(args.style_weights) if args.style_weights else None, scales=args.scales,
                     preserve_colors=args.preserve_colors, seed=args.seed, tile_size=args.tile_size)
     try:

@@ -24,8 +24,8 @@ def step_scales(grad, hw):
 
     Why: L-BFGS's first guess of the inverse Hessian is one number times the identity, the same
     step for every pixel. Pixels whose loss moves a lot (edges, texture) then overshoot while flat
-    regions crawl. Optimising z instead makes the guess proportional to D^2 ~ 1/|grad|, the diagonal scaling Adam
-    and AdaGrad take from the gradient's size (Kingma & Ba 2015). It is a change of variables with
+    regions crawl. Optimising z instead makes the guess proportional to D^2 ~ 1/|grad|, the
+    diagonal scaling Adam and AdaGrad take from the gradient's size (Kingma & Ba 2015). It is a change of variables with
     D > 0: the same minima, and the box lo <= x <= hi is the box lo/D <= z <= hi/D. The exponent,
     blur and start point were measured at 320 px (README, "Time to a result").
     """
@@ -62,12 +62,13 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
     # workers spin for ~0.1 s after every step, during our next evaluation (see threads.py).
     with blas_threads(1, every_library=True):
         g0 = f(x0)[1]
-        d = np.ones_like(x0) if step_sizes is None else step_sizes(g0)   # (n,); D = 1 changes no number
+        d = None if step_sizes is None else step_sizes(g0)   # (n,), or None: plain, z = x
+        times_d = (lambda v: v) if d is None else (lambda v: d * v)   # x = D z, and d/dz = D d/dx
+        over_d = (lambda v: v) if d is None else (lambda v: v / d)
 
         def scaled(z):
-            loss, grad = f(d * z)    # chain rule: d loss / dz = D * d loss / dx
-            grad *= d
-            grad *= loss_scale       # in place: grad is the objective's fresh array
+            loss, grad = f(times_d(z))
+            grad *= factor           # in place: grad is the objective's fresh array
             return loss_scale * loss, grad
 
         # With no curvature known yet, L-BFGS-B's first trial step is z0 - grad. The normalised losses
@@ -75,15 +76,17 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
         # search can give up. So minimise loss_scale * f instead, chosen so that the first step
         # moves the steepest pixel by one RGB level. Scaling f by a constant > 0 moves no minimum.
         level = float(np.min(hi - lo)) / 255.0  # one RGB level in network units
-        g_max = float(np.max(np.abs(g0 * d)))
+        g_max = float(np.max(np.abs(times_d(g0))))
         loss_scale = level / g_max if g_max > 0 else 1.0
+        factor = times_d(loss_scale)   # the z-gradient of loss_scale * f is loss_scale * D * (x-gradient)
         # ftol = gtol = 0 (factr, pgtol): run the full iteration budget rather than stopping on a flat
         # stretch; maxfun leaves room for line searches (about 1.1 evaluations per iteration in practice).
         # fmin_l_bfgs_b rather than minimize(): minimize turns Bounds into n Python tuples that live for
         # the whole run (0.35 GB at 1024 px); here the n pairs are a few shared tuples (see _bound_pairs).
-        z, _, _ = fmin_l_bfgs_b(scaled, x0 / d, bounds=_bound_pairs(lo / d, hi / d), m=int(memory), factr=0.0,
-                                pgtol=0.0, maxiter=int(iterations), maxfun=2 * int(iterations) + 20, callback=step)
-    return d * z
+        z, _, _ = fmin_l_bfgs_b(scaled, over_d(x0), bounds=_bound_pairs(over_d(lo), over_d(hi)), m=int(memory),
+                                factr=0.0, pgtol=0.0, maxiter=int(iterations), maxfun=2 * int(iterations) + 20,
+                                callback=step)
+    return times_d(z)
 
 
 def _bound_pairs(lo, hi):

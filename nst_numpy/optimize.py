@@ -152,8 +152,9 @@ def auto_scales(size):
     term) and saves no full-size iterations, so one scale reaches every loss sooner (README, "Time
     to a result"). Above that the coarse scales stay, for what Gatys et al. 2017 use them for: the
     deepest layer's receptive field (84 px for relu4_2) covers less and less of a large picture,
-    and a coarse scale lays out the large structures. At 1024 px (one pair, plain L-BFGS-B) it cost 0.40x the time of
-    a 300-iteration run against 0.31x for one scale, for the same loss: kept for larger pictures.
+    and a coarse scale lays out the large structures. At 1024 px (one pair, plain L-BFGS-B) it cost
+    0.40x the time of a 300-iteration run against 0.31x for one scale, for the same loss: kept for
+    larger pictures.
     """
     n = 1
     while size / 2 ** n >= AUTO_COARSEST:

@@ -6,8 +6,8 @@ Run through scripts/benchmark.py:
     python scripts/benchmark.py --curve --weights W.h5 --pairs photo.jpg:painting.jpg --sizes 320 --set scales=1
 
 --schedule runs, per pair and size, the new default (Config(), or Config with --set overrides)
-and the old behaviour (--scales 1 --iterations 300 --min-improvement 0 --precondition-after 0), one after the other in
-this process, and prints both wall times and both final losses. "Final loss" is the
+and the old behaviour (--scales 1 --iterations 300 --min-improvement 0 --precondition-after 0),
+one after the other in this process, and prints both wall times and both final losses. "Final loss" is the
 full-resolution objective with the default Config, evaluated on the saved output (RGB rounded
 to 8 bits, as written to the PNG): make_objective(net, content resized to the output, style at
 --style-scale, Config()). So both runs are scored by the same function, whatever their schedule.

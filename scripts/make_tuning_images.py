@@ -4,8 +4,8 @@
     python scripts/make_tuning_images.py --weights PATH --only beta     # one grid (names: see --help)
 
 Writes small JPEGs into docs/images/tuning/. Every run uses the shipped samples
-(nst_numpy/sample_images/) and Config() defaults except what the grid varies and the schedule (SCHEDULE); the grids run
-at --size (default 256 px, to fit a 2-core CPU budget) except "sizes". Runs are cached
+(nst_numpy/sample_images/) and Config() defaults except what the grid varies and the schedule
+(SCHEDULE); the grids run at --size (default 256 px, to fit a 2-core CPU budget) except "sizes". Runs are cached
 (see gallery.py), so re-running after an interruption, or for one more grid, repeats nothing.
 Bad input: a one-line error, exit status 2.
 """

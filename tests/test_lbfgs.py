@@ -38,7 +38,7 @@ def _quadratic(c, target):
     return f
 
 
-def test_step_sizes_precondition_a_badly_scaled_problem():
+def test_step_sizes_precondition_a_badly_scaled_problem(monkeypatch):
     """A quadratic whose curvature varies 1000x across the picture (as loss sensitivity varies between
     textured and flat regions): from a start where |g| follows the curvature, D^2 = 1/|g| undoes the
     scaling, so 6 iterations get 100x lower than plain L-BFGS-B's 6. The bounds still hold. A
@@ -63,11 +63,8 @@ def test_step_sizes_precondition_a_badly_scaled_problem():
             loss, grad = fun(z)
             return loss, grad / d
         return real(dropped, z0, **kw)
-    lbfgs.fmin_l_bfgs_b = wrong
-    try:
-        x = run_lbfgs(f, x0.copy(), lo, hi, 6, step_sizes=lambda g: step_scales(g, HW))
-    finally:
-        lbfgs.fmin_l_bfgs_b = real
+    monkeypatch.setattr(lbfgs, "fmin_l_bfgs_b", wrong)
+    x = run_lbfgs(f, x0.copy(), lo, hi, 6, step_sizes=lambda g: step_scales(g, HW))
     assert f(x)[0] > 10 * losses["scaled"], (f(x)[0], losses)
 
 
