@@ -15,7 +15,7 @@ import numpy as np
 
 from . import __version__
 from .console import EXIT_INTERRUPTED
-from .config import MAX_LBFGS_MEMORY, MAX_WEIGHT, OPTIMIZERS, PRESERVE, Config
+from .config import AUTO_PRECONDITION_AFTER, MAX_LBFGS_MEMORY, MAX_WEIGHT, OPTIMIZERS, PRESERVE, Config
 from .checkpoint import Checkpointer, load_checkpoint
 from .image import MAX_PIXELS, ImageError, check_output_path, check_writable, fit_size, load_image, save_image
 from .memory_plan import default_cap, describe, needs_plan, parse_size, plan_run
@@ -138,7 +138,8 @@ def build_parser():
                           f"(default: {d.lbfgs_memory})")
     opt.add_argument("--precondition-after", type=_number(int, 0), default=d.precondition_after, metavar="N",
                      help=f"after N iterations of a scale, restart L-BFGS with per-pixel step sizes from the "
-                          f"gradient (faster to a low loss); 0 never does (default: {d.precondition_after})")
+                          f"gradient (faster to a low loss); 0 never does (default: {AUTO_PRECONDITION_AFTER}, "
+                          "or 0 with --min-improvement 0, so a fixed-length run is plain L-BFGS-B as before)")
     opt.add_argument("--pooling", choices=("avg", "max"), default="avg",
                      help="the network's pooling: avg (Gatys et al.) or max (as VGG19 was trained); default: avg")
     sty = p.add_argument_group("style")

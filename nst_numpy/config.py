@@ -27,6 +27,7 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 OPTIMIZERS = ("lbfgs", "adam")
 PRESERVE = ("none", "luminance", "histogram")
 MAX_WEIGHT = 1e30        # loss weights above this overflow the float32 loss and gradient (max ~3.4e38)
+AUTO_PRECONDITION_AFTER = 20  # iterations before the step sizes, chosen on 5 pairs (README, Time to a result)
 MAX_LBFGS_MEMORY = 1000  # correction pairs: 16 bytes per value each, so 1000 is 3.7 GB at 320x240
 
 
@@ -43,8 +44,9 @@ class Config:
     iterations: int = 150                  # optimiser iterations at the output size (the last scale), at most
     coarse_iterations: int = 60            # iterations at each coarser scale (scales > 1), at most
     min_improvement: float = 5e-4          # end a scale once the loss fell < this fraction per iteration (0 = never)
-    precondition_after: int = 20           # L-BFGS restarts after this many iterations of a scale with per-pixel
-                                           # step sizes from the gradient (lbfgs.step_scales); 0 = never
+    precondition_after: int = None         # L-BFGS restarts after this many iterations of a scale with per-pixel
+                                           # step sizes from the gradient (lbfgs.step_scales); 0 = never; None =
+                                           # automatic (restart_with_step_sizes_at: 20, 0 if min_improvement is 0)
     optimizer: str = "lbfgs"               # "lbfgs" (scipy L-BFGS-B with pixel bounds) or "adam"
     lbfgs_memory: int = 10                 # L-BFGS correction pairs (scipy's maxcor); 16 bytes per value each
     learning_rate: float = 2.0             # Adam's step, in 0..255 pixel units (unused by L-BFGS)
@@ -62,6 +64,14 @@ class Config:
     seed: int = 0                          # seeds the noise init (and --weights random): same seed, same bytes
     extra: dict = field(default_factory=dict, repr=False)  # free-form notes recorded with the output
 
+    def restart_with_step_sizes_at(self):
+        """precondition_after with None resolved: AUTO_PRECONDITION_AFTER iterations when the stopping rule is
+        on, else 0 (never). Why: `--scales 1 --iterations 300 --min-improvement 0`, the fixed-length run of
+        earlier versions, stays exactly that run (plain L-BFGS-B), while the default gets the step sizes."""
+        if self.precondition_after is not None:
+            return self.precondition_after
+        return AUTO_PRECONDITION_AFTER if self.min_improvement > 0 else 0
+
     def validate(self):
         """Raise ValueError with a one-line message for the first invalid field."""
         for name in ("content_weight", "style_weight", "tv_weight", "learning_rate", "style_scale"):
@@ -77,7 +87,8 @@ class Config:
             v = getattr(self, name)
             if int(v) != v or v < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be a whole number >= 1, got {v}")
-        if int(self.precondition_after) != self.precondition_after or self.precondition_after < 0:
+        if self.precondition_after is not None and (int(self.precondition_after) != self.precondition_after
+                                                    or self.precondition_after < 0):
             raise ValueError(f"precondition-after must be a whole number >= 0, got {self.precondition_after}")
         if not isinstance(self.min_improvement, (int, float)) or not 0 <= self.min_improvement < 1:
             raise ValueError(f"min-improvement must be a fraction in [0, 1), got {self.min_improvement}")

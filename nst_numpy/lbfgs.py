@@ -3,7 +3,7 @@
     x = run_lbfgs(f, x0, lo, hi, iterations)                  # plain L-BFGS-B
     x = run_lbfgs(f, x0, lo, hi, iterations, step_sizes=lambda g: step_scales(g, (H, W)))
 
-optimize.stylize runs each scale's first Config.precondition_after iterations plain, then
+optimize.stylize runs each scale's first Config.restart_with_step_sizes_at() iterations plain, then
 restarts L-BFGS-B in step_scales' coordinates (README, "Time to a result").
 """
 import numpy as np

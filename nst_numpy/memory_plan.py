@@ -273,9 +273,9 @@ def plan_run(net, scale_hws, style_hws_per_scale, config, cap=None, timed=False)
             p.seconds_per_iteration = EVALUATIONS_PER_ITERATION * net_s + per_value * 3 * p.hw[0] * p.hw[1]
             # scipy's fmin_l_bfgs_b turns the bounds into arrays with Python loops over every value
             # (about 1 us each, measured at n = 3 million), and every start evaluates once more;
-            # L-BFGS-B starts again at Config.precondition_after if the scale's budget goes past it.
+            # L-BFGS-B starts again at Config.restart_with_step_sizes_at() if the scale's budget goes past it.
             budget = config.iterations if k == len(plans) - 1 else config.coarse_iterations
-            starts = 2 if lbfgs and 0 < config.precondition_after < budget else 1
+            starts = 2 if lbfgs and 0 < config.restart_with_step_sizes_at() < budget else 1
             p.setup_seconds = starts * (net_s + (1e-6 * 3 * p.hw[0] * p.hw[1] if lbfgs else 0.0))
     return plans
 

@@ -277,7 +277,7 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                                      rule=[float(v) for v in rule.history], best_loss=float(best_loss),
                                      sizes=[list(s) for s in sizes]), x)
 
-            after = config.precondition_after or budgets[k]   # iteration of the restart with step sizes
+            after = config.restart_with_step_sizes_at() or budgets[k]   # iteration of the restart with step sizes
 
             try:
                 # With checkpoints, the optimiser restarts from the best point every `every`

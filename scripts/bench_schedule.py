@@ -6,7 +6,8 @@ Run through scripts/benchmark.py:
     python scripts/benchmark.py --curve --weights W.h5 --pairs photo.jpg:painting.jpg --sizes 320 --set scales=1
 
 --schedule runs, per pair and size, the new default (Config(), or Config with --set overrides)
-and the old behaviour (--scales 1 --iterations 300 --min-improvement 0 --precondition-after 0),
+and the old behaviour (--scales 1 --iterations 300 --min-improvement 0: plain L-BFGS-B, as the step sizes
+are off without the stopping rule, Config.restart_with_step_sizes_at),
 one after the other in this process, and prints both wall times and both final losses. "Final loss" is the
 full-resolution objective with the default Config, evaluated on the saved output (RGB rounded
 to 8 bits, as written to the PNG): make_objective(net, content resized to the output, style at
@@ -24,7 +25,7 @@ from nst_numpy.image import fit_size, load_image, resize
 from nst_numpy.objective import Objective, make_objective
 from nst_numpy.optimize import stylize
 
-OLD = {"scales": 1, "iterations": 300, "min_improvement": 0.0, "precondition_after": 0}   # before the schedule
+OLD = {"scales": 1, "iterations": 300, "min_improvement": 0.0}   # before the schedule
 
 
 def parse_set(items):
@@ -97,7 +98,7 @@ def schedule(net, pairs, sizes, overrides):
     new = Config(**overrides)
     print(f"new schedule: scales={new.scales} coarse_iterations={new.coarse_iterations} "
           f"iterations={new.iterations} min_improvement={new.min_improvement:g} "
-          f"precondition_after={new.precondition_after}; old: {OLD}")
+          f"step sizes after {new.restart_with_step_sizes_at()} iterations; old: {OLD}")
     print("| pair | size | old s | old loss | new s | new loss | time ratio | loss ratio | new iterations / evaluations |")
     print("|---|---|---|---|---|---|---|---|---|")
     ratios = []

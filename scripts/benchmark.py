@@ -328,7 +328,7 @@ def main(argv=None):
     p.add_argument("--iterations", type=int, default=25, help="with --table: L-BFGS iterations per size "
                    "(more than its 10 stored pairs, so the optimiser's memory is counted)")
     p.add_argument("--schedule", action="store_true", help="time to result: the default schedule against "
-                   "--scales 1 --iterations 300 --min-improvement 0 --precondition-after 0, on --pairs with "
+                   "--scales 1 --iterations 300 --min-improvement 0 (plain L-BFGS-B), on --pairs with "
                    "--weights (see bench_schedule.py)")
     p.add_argument("--curve", action="store_true", help="content, per-layer style and TV terms against iteration "
                    "and seconds, for one run of the first --pairs entry")

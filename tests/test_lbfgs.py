@@ -74,10 +74,11 @@ def net():
 
 
 @pytest.mark.parametrize("after, expected", [(0, [(9, False)]), (4, [(4, False), (5, True)]),
-                                             (20, [(9, False)])])
+                                             (20, [(9, False)]), (None, [(9, False)])])
 def test_stylize_restarts_with_step_sizes_after_its_iterations(net, monkeypatch, after, expected):
     """Config.precondition_after = 4: the first 4 iterations plain, the rest in step sizes;
-    0 (the old behaviour) or more than the budget: one plain run of L-BFGS-B."""
+    0, more than the budget, or None (automatic) with min_improvement = 0 (the old behaviour):
+    one plain run of L-BFGS-B."""
     from nst_numpy import optimize
     calls = []
 
@@ -90,3 +91,12 @@ def test_stylize_restarts_with_step_sizes_after_its_iterations(net, monkeypatch,
     seen = []
     optimize.stylize(net, landscape(32, 32), [swirls(32, 32)], cfg, callback=seen.append)
     assert calls == expected and [s.iteration for s in seen] == list(range(1, 10))
+
+
+def test_automatic_step_sizes_follow_the_stopping_rule():
+    """None: 20 iterations with the stopping rule, none without it, so that --scales 1 --iterations 300
+    --min-improvement 0 stays the plain L-BFGS-B run it was; a number given is used as it is."""
+    assert Config().precondition_after is None and Config().restart_with_step_sizes_at() == 20
+    assert Config(min_improvement=0.0).restart_with_step_sizes_at() == 0
+    assert Config(min_improvement=0.0, precondition_after=5).restart_with_step_sizes_at() == 5
+    assert Config(precondition_after=0).restart_with_step_sizes_at() == 0

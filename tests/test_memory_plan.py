@@ -118,3 +118,4 @@ def test_time_model_counts_the_restart_with_step_sizes(monkeypatch):
     assert plain[0] == pytest.approx(1.0, abs=0.01) and plain[1] == pytest.approx(1.02, abs=0.01)
     assert early == pytest.approx([2 * plain[0], 2 * plain[1]])     # restarts at 5 in both scales
     assert default == pytest.approx([plain[0], 2 * plain[1]])       # at 20: the 10-iteration coarse scale never does
+    assert setup(min_improvement=0.0) == pytest.approx(plain)       # automatic: no step sizes without the rule

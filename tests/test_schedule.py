@@ -85,8 +85,8 @@ def test_min_improvement_ends_a_scale_early_and_says_why(net):
 
 
 def test_min_improvement_zero_runs_every_iteration(net):
-    """The old behaviour stays reachable: --scales 1 --iterations N --min-improvement 0 runs N (and with
-    --precondition-after 0 as one plain L-BFGS-B run: tests/test_lbfgs.py)."""
+    """The old behaviour stays reachable: --scales 1 --iterations N --min-improvement 0 runs N (as one
+    plain L-BFGS-B run: tests/test_lbfgs.py)."""
     seen = []
     stylize(net, landscape(32, 32), [swirls(32, 32)], Config(**SMALL, scales=1, iterations=25, min_improvement=0.0),
             callback=lambda st: seen.append(st))
