@@ -61,14 +61,22 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
     # One BLAS thread for L-BFGS-B's vector operations (SciPy's own OpenBLAS): on more, its
     # workers spin for ~0.1 s after every step, during our next evaluation (see threads.py).
     with blas_threads(1, every_library=True):
-        g0 = f(x0)[1]
+        x0 = np.clip(x0, lo, hi)           # where L-BFGS-B starts: its start projected onto the box
+        first = f(x0)                      # (loss, grad (n,)) there
+        g0 = first[1]
         d = None if step_sizes is None else step_sizes(g0)   # (n,), or None: plain, z = x
         times_d = (lambda v: v) if d is None else (lambda v: d * v)   # x = D z, and d/dz = D d/dx
         over_d = (lambda v: v) if d is None else (lambda v: v / d)
 
         def scaled(z):
-            loss, grad = f(times_d(z))
-            grad *= factor           # in place: grad is the objective's fresh array
+            nonlocal first
+            if first is not None:
+                # scipy's first call is at its start z0 = x0 / D projected onto the box lo/D..hi/D,
+                # which is x0 again (to rounding in D (x0 / D)): reuse the evaluation above.
+                (loss, grad), first = first, None
+            else:
+                loss, grad = f(times_d(z))
+            grad *= factor           # in place: grad is the objective's fresh array, used only here
             return loss_scale * loss, grad
 
         # With no curvature known yet, L-BFGS-B's first trial step is z0 - grad. The normalised losses

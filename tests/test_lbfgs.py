@@ -100,3 +100,23 @@ def test_automatic_step_sizes_follow_the_stopping_rule():
     assert Config(min_improvement=0.0).restart_with_step_sizes_at() == 0
     assert Config(min_improvement=0.0, precondition_after=5).restart_with_step_sizes_at() == 5
     assert Config(precondition_after=0).restart_with_step_sizes_at() == 0
+
+
+@pytest.mark.parametrize("sizes", [None, lambda g: step_scales(g, HW)])
+def test_the_start_is_evaluated_once(sizes):
+    """run_lbfgs needs the gradient at the start (for its first-step scale and D) and hands that
+    evaluation to scipy, whose first call is at the same point: no second evaluation there. A start
+    outside the box is projected onto it first, as L-BFGS-B would."""
+    c = _field(2, 3.0).reshape(-1)
+    target = np.random.default_rng(4).uniform(-0.5, 0.5, c.size)
+    f, seen = _quadratic(c, target), []
+
+    def counted(x):
+        seen.append(x.copy())
+        return f(x)
+    lo, hi = np.full(c.size, -1.0), np.full(c.size, 1.0)
+    x0 = target + np.where(np.arange(c.size) % 2, 1.0, 5.0)   # half of it above hi
+    run_lbfgs(counted, x0, lo, hi, 3, step_sizes=sizes)
+    assert np.allclose(seen[0], np.clip(x0, lo, hi), rtol=0, atol=1e-12)
+    assert min(np.max(np.abs(a - b)) for a, b in zip(seen, seen[1:])) > 1e-6   # no point evaluated twice in a row
+    assert 3 <= len(seen) <= 3 + 4
