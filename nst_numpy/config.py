@@ -27,7 +27,7 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 OPTIMIZERS = ("lbfgs", "adam")
 PRESERVE = ("none", "luminance", "histogram")
 MAX_WEIGHT = 1e30        # loss weights above this overflow the float32 loss and gradient (max ~3.4e38)
-AUTO_PRECONDITION_AFTER = 20  # iterations before the step sizes, chosen on 5 pairs (README, Time to a result)
+AUTO_PRECONDITION_AFTER = 20  # plain iterations before the step sizes (10 was worse at 320 px; README, Time to a result)
 MAX_LBFGS_MEMORY = 1000  # correction pairs: 16 bytes per value each, so 1000 is 3.7 GB at 320x240
 
 
