@@ -1,5 +1,5 @@
 """Smoke tests of the benchmark scripts (scripts/benchmark.py in every mode, with bench_schedule.py and
-bench_tiling.py behind it) and of scripts/make_tuning_images.py, at tiny sizes with random weights.
+bench_tiling.py behind it), at tiny sizes with random weights.
 
 The speed targets live in scripts/benchmark.py, which prints them: nothing here asserts a time. These
 tests check that each mode runs and that what it prints is well formed and self-consistent (a row per
@@ -9,26 +9,21 @@ so that a broken script fails here.
 import ast
 import functools
 import importlib
-import importlib.util
 import math
 import re
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from nst_numpy import VGG19
 from nst_numpy.config import Config
 from nst_numpy.fast.threads import blas_threads
 from nst_numpy.vgg_spec import LAYER_NAMES
-from nst_numpy.weights import save_converted
+from script_helpers import SCRIPTS, load_script, write_random_weights
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ROOT / "scripts"
 NUM = r"\d+(?:\.\d+)?(?:e[-+]?\d+)?"
 
 
@@ -39,29 +34,18 @@ def one_blas_thread():
         yield
 
 
-def _load_script(name):
-    """Import scripts/<name>.py as a module, so its main() runs in-process."""
-    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def bench(monkeypatch):
     """scripts/benchmark.py as a module. It imports bench_schedule and bench_tiling by their plain names,
     found because a script's own folder is sys.path[0]: the tests put scripts/ on the path the same way."""
     monkeypatch.syspath_prepend(str(SCRIPTS))
-    return _load_script("benchmark")
+    return load_script("benchmark")
 
 
 @pytest.fixture(scope="module")
 def weights_file(tmp_path_factory):
     """A converted weight file holding random weights: these modes read a file, not `random`."""
-    net = VGG19.random(seed=0)
-    path = tmp_path_factory.mktemp("weights") / "vgg19.h5"
-    save_converted(net, path, net.preprocessing, "random weights for tests", "0" * 64)
-    return str(path)
+    return write_random_weights(tmp_path_factory.mktemp("weights") / "vgg19.h5")[0]
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +79,7 @@ def _positive(text):
 
 def test_conv_flops_counts_each_conv_once():
     """2 H W C_in C_out 9 per conv at its own resolution (halved by each pool), up to the layer asked for."""
-    bench = _load_script("benchmark")
+    bench = load_script("benchmark")
     flops = bench.conv_flops(32, 32, "conv5_1")
     assert list(flops) == [n for n in LAYER_NAMES[:LAYER_NAMES.index("conv5_1") + 1] if n.startswith("conv")]
     assert flops["conv1_1"] == 2 * 32 * 32 * 3 * 64 * 9
@@ -268,17 +252,21 @@ def test_bad_arguments_are_usage_errors(bench, capsys, args, message):
 
 
 def test_bad_inputs_in_a_mode_are_one_line_errors(bench, weights_file, pair, tmp_path, capsys):
-    """Missing images, a file that is not weights, a bad --set: `error: ...` and exit 2, no traceback."""
+    """Missing images, a file that is not weights, a bad --set: `error: ...` and exit 2, no traceback, and
+    no table: --schedule reads every pair before its first run, so a bad last pair costs no runs."""
     text = tmp_path / "notes.txt"
     text.write_text("not weights")
     content, style = pair.split(":")
     cases = [(["--schedule", "--weights", str(text), "--pairs", pair], "not a recognised"),
              (["--curve", "--weights", weights_file, "--pairs", f"{tmp_path / 'nope.png'}:{style}"], "no such file"),
-             (["--schedule", "--weights", weights_file, "--pairs", pair, "--set", "iterations=abc"], "invalid literal")]
+             (["--schedule", "--weights", weights_file, "--pairs", pair, "--set", "iterations=abc"], "invalid literal"),
+             (["--schedule", "--weights", weights_file, "--pairs", pair, f"{content}:{tmp_path / 'nope.png'}"],
+              "no such file")]
     for args, message in cases:
         assert bench.main(args + ["--sizes", "32"]) == 2
-        err = capsys.readouterr().err
+        out, err = capsys.readouterr()
         assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+        assert out == "", out
 
 
 def test_parse_set_takes_types_from_config(bench):
@@ -386,84 +374,3 @@ def test_tiling_run_mode_plans_then_runs_the_cli(bench, weights_file, pair, capf
     assert len(kept) == 1
     with Image.open(kept[0]) as im:
         assert im.size == (64, 36)   # the 64x48 photo cropped to 16:9
-
-
-# ---------------------------------------------------------------------------
-# scripts/make_tuning_images.py
-# ---------------------------------------------------------------------------
-
-def test_make_tuning_images_writes_grids_and_caches_runs(weights_file, tmp_path, monkeypatch):
-    """Two grids (a Config field varied; the sizes), each a JPEG, every run cached once."""
-    script = _load_script("make_tuning_images")
-    configs, asked, make_config = [], [], script.Config
-
-    def one_iteration(**changes):   # the grids' assembly is under test, not the pictures: 1 scale, 1 iteration
-        asked.append(changes)
-        configs.append(make_config(**dict(changes, iterations=1, scales=1)))
-        return configs[-1]
-
-    monkeypatch.setattr(script, "Config", one_iteration)
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    args = ["--weights", weights_file, "--size", "64", "--sizes", "64,80", "--outdir", str(out), "--cache", str(cache)]
-    assert script.main(args + ["--only", "tv", "--only", "sizes"]) == 0
-    assert [c.tv_weight for c in configs[:3]] == [0.0, 1.0, 10.0] and {c.size for c in configs[:3]} == {64}
-    assert [c.size for c in configs[3:]] == [64, 80]
-    assert all(a["scales"] == 3 and a["precondition_after"] == 0 for a in asked)   # the pictures' schedule
-    assert sorted(p.name for p in out.iterdir()) == ["sizes.jpg", "tv.jpg"]
-    for name, columns, side in (("tv.jpg", 5, 64), ("sizes.jpg", 4, 400)):   # one row: photo, painting, variants
-        with Image.open(out / name) as im:
-            assert im.format == "JPEG" and im.width > columns * side * 0.6 and im.height < 2 * side
-    assert len(list(cache.glob("*.npy"))) == 5
-    assert script.main(args + ["--only", "tv"]) == 0 and len(list(cache.glob("*.npy"))) == 5   # all cached
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--size", "32"], "--size"),
-    (["--sizes", "64,big"], "--sizes"),
-    (["--big-iterations", "0"], "--big-iterations"),
-    ([], "missing.h5: no such weight file"),
-])
-def test_make_tuning_images_bad_input(tmp_path, capsys, monkeypatch, args, message):
-    """A one-line error and exit status 2, nothing written."""
-    monkeypatch.chdir(tmp_path)
-    script = _load_script("make_tuning_images")
-    assert script.main(["--weights", "missing.h5", "--outdir", "out", "--cache", "cache"] + args) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and message in err and "\n" not in err
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_gallery_scripts_exit_codes(capsys):
-    """run_guarded, the body of both gallery scripts: 0, a one-line error with 2, Ctrl-C with 130."""
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        gallery = importlib.import_module("gallery")
-    finally:
-        sys.path.remove(str(SCRIPTS))
-
-    def fails(exc):
-        def work():
-            raise exc
-        return work
-    assert gallery.run_guarded(lambda: None) == 0
-    assert gallery.run_guarded(fails(OSError("out: No space\nleft"))) == 2
-    assert capsys.readouterr().err == "error: out: No space left\n"
-    assert gallery.run_guarded(fails(KeyboardInterrupt())) == 130
-    assert capsys.readouterr().err.startswith("interrupted")
-    with pytest.raises(RuntimeError):   # a bug is not bad input: it keeps its traceback
-        gallery.run_guarded(fails(RuntimeError("bug")))
-
-
-@pytest.mark.parametrize("which, message", [("weights", "not a recognised VGG19 weight file"),
-                                            ("outdir", "not a folder"), ("cache", "not a folder")])
-def test_make_tuning_images_bad_files(tmp_path, capsys, monkeypatch, weights_file, which, message):
-    """A text file as the weights, the output folder or the cache: one line and exit 2, before any run."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "notes.txt").write_text("not weights, not a folder")
-    paths = {"weights": weights_file, "outdir": "out", "cache": "cache", which: "notes.txt"}
-    script = _load_script("make_tuning_images")
-    args = [a for k in ("weights", "outdir", "cache") for a in (f"--{k}", paths[k])]
-    assert script.main(args + ["--only", "tv", "--size", "64"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and message in err and "\n" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -1,6 +1,5 @@
 """The learner-facing scripts (gradcheck, reconstruct) and the guide's references to the code."""
 import ast
-import importlib.util
 import re
 from pathlib import Path
 
@@ -10,10 +9,10 @@ from PIL import Image, ImageDraw
 
 from nst_numpy import VGG19
 from nst_numpy.gradcheck import CheckResult, numerical_gradient, rel_error
-from nst_numpy.reconstruct import (STYLE_SETS, ContentObjective, grid, lbfgs, load_network, style_objective, to_uint8,
-                                   white_noise)
+from nst_numpy.reconstruct import (STYLE_SETS, ContentObjective, grid, lbfgs, load_network, style_objective, white_noise)
 from nst_numpy.fast.threads import blas_threads
 from nst_numpy.weights import save_converted
+from script_helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,14 +25,6 @@ def one_blas_thread():
         yield
 
 
-def _load_script(name):
-    """Import scripts/<name>.py as a module, so its main() runs in-process."""
-    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_check_result_pass_logic():
     assert CheckResult("ok", 1e-10, 1e-8, False).passed
     assert not CheckResult("bad gradient", 1e-3, 1e-8, False).passed
@@ -42,7 +33,7 @@ def test_check_result_pass_logic():
 
 
 def test_gradcheck_script_all_rows_pass(capsys):
-    script = _load_script("gradcheck")
+    script = load_script("gradcheck")
     assert script.main(["--samples", "4"]) == 0  # the default, 12, is for learners; 4 still exercises every row
     out = capsys.readouterr().out
     for name in ["conv dx", "conv dw", "conv db", "relu dx", "avg pool dx", "max pool dx", "(7x9x2)",
@@ -53,7 +44,7 @@ def test_gradcheck_script_all_rows_pass(capsys):
 
 
 def test_gradcheck_script_reports_a_failure(capsys, monkeypatch):
-    script = _load_script("gradcheck")
+    script = load_script("gradcheck")
     rows = [CheckResult("good", 1e-11, 1e-8, False), CheckResult("broken backward", 0.3, 1e-8, False),
             CheckResult("control: missed", 1e-12, 1e-2, True)]
     monkeypatch.setattr(script, "run_all_checks", lambda seed, n_samples: rows)
@@ -187,7 +178,7 @@ def test_grid_layout_and_labels():
 
 def test_reconstruct_script_random_weights(tmp_path, capsys):
     """The built-in landscape as content, a user's file as style."""
-    script = _load_script("reconstruct")
+    script = load_script("reconstruct")
     style = tmp_path / "style.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (60, 45, 3), dtype=np.uint8)).save(style)
     out = tmp_path / "figure1.png"
@@ -224,33 +215,8 @@ def test_load_network_from_a_weights_file(tmp_path):
 ])
 def test_reconstruct_script_bad_input(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
-    script = _load_script("reconstruct")
+    script = load_script("reconstruct")
     assert script.main(["--iterations", "1"] + args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
     assert list(tmp_path.iterdir()) == []  # nothing written
-
-
-def test_make_readme_images_random_weights(tmp_path, monkeypatch):
-    script = _load_script("make_readme_images")
-    # figure1 itself is covered by test_reconstruct_script_random_weights; a stand-in keeps this test fast.
-    monkeypatch.setattr(script, "figure1", lambda net, c, s, it, seed, title, progress: grid([[to_uint8(c)]], [["c"]], title))
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    out.mkdir()
-    args = ["--weights", "random", "--size", "384", "--iterations", "1", "--outdir", str(out), "--cache", str(cache)]
-    parts = ("figure1", "texture", "blend")   # the other pictures' runs differ only in their Config
-    assert script.main(args + [a for part in parts for a in ("--only", part)]) == 0
-    names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"{part}_random.jpg" for part in parts)
-    for name in names:
-        with Image.open(out / name) as im:
-            assert im.format == "JPEG" and im.width > 128
-    runs = len(list(cache.glob("*.npy")))
-    assert runs == 2 + 3   # two textures; the blend and its two single styles
-    assert script.main(args + ["--only", "blend"]) == 0 and len(list(cache.glob("*.npy"))) == runs   # all cached
-
-
-def test_make_readme_images_missing_weights(tmp_path, capsys):
-    script = _load_script("make_readme_images")
-    assert script.main(["--weights", str(tmp_path / "none.h5"), "--outdir", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.startswith("error:") and list(tmp_path.iterdir()) == []

@@ -1,0 +1,129 @@
+"""The gallery scripts: scripts/make_readme_images.py, scripts/make_tuning_images.py and gallery.py behind them.
+
+At tiny sizes with random weights, and mostly one iteration: what is under test is the grids' assembly, the run
+cache and the exit codes, not the pictures (those are looked at, with real weights; README, "What it makes").
+"""
+import importlib
+import sys
+
+import pytest
+from PIL import Image
+
+from nst_numpy.fast.threads import blas_threads
+from nst_numpy.reconstruct import grid, to_uint8
+from script_helpers import SCRIPTS, load_script, write_random_weights
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """Tiny images: extra BLAS threads only add overhead (as in test_scripts.py)."""
+    with blas_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """make_tuning_images reads a weight file, not `random`."""
+    return write_random_weights(tmp_path_factory.mktemp("weights") / "vgg19.h5")[0]
+
+
+def test_make_readme_images_random_weights(tmp_path, monkeypatch):
+    script = load_script("make_readme_images")
+    # figure1 itself is covered by test_reconstruct_script_random_weights; a stand-in keeps this test fast.
+    monkeypatch.setattr(script, "figure1", lambda net, c, s, it, seed, title, progress: grid([[to_uint8(c)]], [["c"]], title))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    out.mkdir()
+    args = ["--weights", "random", "--size", "384", "--iterations", "1", "--outdir", str(out), "--cache", str(cache)]
+    parts = ("figure1", "texture", "blend")   # the other pictures' runs differ only in their Config
+    assert script.main(args + [a for part in parts for a in ("--only", part)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{part}_random.jpg" for part in parts)
+    for name in names:
+        with Image.open(out / name) as im:
+            assert im.format == "JPEG" and im.width > 128
+    runs = len(list(cache.glob("*.npy")))
+    assert runs == 2 + 3   # two textures; the blend and its two single styles
+    assert script.main(args + ["--only", "blend"]) == 0 and len(list(cache.glob("*.npy"))) == runs   # all cached
+
+
+def test_make_readme_images_missing_weights(tmp_path, capsys):
+    script = load_script("make_readme_images")
+    assert script.main(["--weights", str(tmp_path / "none.h5"), "--outdir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error:") and list(tmp_path.iterdir()) == []
+
+
+def test_make_tuning_images_writes_grids_and_caches_runs(weights_file, tmp_path, monkeypatch):
+    """Two grids (a Config field varied; the sizes), each a JPEG, every run cached once."""
+    script = load_script("make_tuning_images")
+    configs, asked, make_config = [], [], script.Config
+
+    def one_iteration(**changes):   # the grids' assembly is under test, not the pictures: 1 scale, 1 iteration
+        asked.append(changes)
+        configs.append(make_config(**dict(changes, iterations=1, scales=1)))
+        return configs[-1]
+
+    monkeypatch.setattr(script, "Config", one_iteration)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["--weights", weights_file, "--size", "64", "--sizes", "64,80", "--outdir", str(out), "--cache", str(cache)]
+    assert script.main(args + ["--only", "tv", "--only", "sizes"]) == 0
+    assert [c.tv_weight for c in configs[:3]] == [0.0, 1.0, 10.0] and {c.size for c in configs[:3]} == {64}
+    assert [c.size for c in configs[3:]] == [64, 80]
+    assert all(a["scales"] == 3 and a["precondition_after"] == 0 for a in asked)   # the pictures' schedule
+    assert sorted(p.name for p in out.iterdir()) == ["sizes.jpg", "tv.jpg"]
+    for name, columns, side in (("tv.jpg", 5, 64), ("sizes.jpg", 4, 400)):   # one row: photo, painting, variants
+        with Image.open(out / name) as im:
+            assert im.format == "JPEG" and im.width > columns * side * 0.6 and im.height < 2 * side
+    assert len(list(cache.glob("*.npy"))) == 5
+    assert script.main(args + ["--only", "tv"]) == 0 and len(list(cache.glob("*.npy"))) == 5   # all cached
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--size", "32"], "--size"),
+    (["--sizes", "64,big"], "--sizes"),
+    (["--big-iterations", "0"], "--big-iterations"),
+    ([], "missing.h5: no such weight file"),
+])
+def test_make_tuning_images_bad_input(tmp_path, capsys, monkeypatch, args, message):
+    """A one-line error and exit status 2, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    script = load_script("make_tuning_images")
+    assert script.main(["--weights", "missing.h5", "--outdir", "out", "--cache", "cache"] + args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gallery_scripts_exit_codes(capsys):
+    """run_guarded, the body of both gallery scripts: 0, a one-line error with 2, Ctrl-C with 130."""
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        gallery = importlib.import_module("gallery")
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+    def fails(exc):
+        def work():
+            raise exc
+        return work
+    assert gallery.run_guarded(lambda: None) == 0
+    assert gallery.run_guarded(fails(OSError("out: No space\nleft"))) == 2
+    assert capsys.readouterr().err == "error: out: No space left\n"
+    assert gallery.run_guarded(fails(KeyboardInterrupt())) == 130
+    assert capsys.readouterr().err.startswith("interrupted")
+    with pytest.raises(RuntimeError):   # a bug is not bad input: it keeps its traceback
+        gallery.run_guarded(fails(RuntimeError("bug")))
+
+
+@pytest.mark.parametrize("which, message", [("weights", "not a recognised VGG19 weight file"),
+                                            ("outdir", "not a folder"), ("cache", "not a folder")])
+def test_make_tuning_images_bad_files(tmp_path, capsys, monkeypatch, weights_file, which, message):
+    """A text file as the weights, the output folder or the cache: one line and exit 2, before any run."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not weights, not a folder")
+    paths = {"weights": weights_file, "outdir": "out", "cache": "cache", which: "notes.txt"}
+    script = load_script("make_tuning_images")
+    args = [a for k in ("weights", "outdir", "cache") for a in (f"--{k}", paths[k])]
+    assert script.main(args + ["--only", "tv", "--size", "64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
