@@ -1,14 +1,26 @@
-"""What the script tests share: a script imported as a module, and a weight file of random weights.
+"""What the script tests share: a script imported as a module, a weight file of random weights, and one
+BLAS thread.
 
 The scripts in scripts/ are not a package; tests import each by its path, so its main() runs in-process.
 """
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from nst_numpy import VGG19
+from nst_numpy.fast.threads import blas_threads
 from nst_numpy.weights import save_converted
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    """Autouse in each test module that binds it by name: these tests use tiny images, where extra BLAS
+    threads only add overhead, and on a loaded machine their spinning made the slowest test ten times slower."""
+    with blas_threads(1):
+        yield
 
 
 def load_script(name):

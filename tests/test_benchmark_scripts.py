@@ -20,18 +20,14 @@ import pytest
 from PIL import Image
 
 from nst_numpy.config import Config
-from nst_numpy.fast.threads import blas_threads
 from nst_numpy.vgg_spec import LAYER_NAMES
+import script_helpers
 from script_helpers import SCRIPTS, load_script, write_random_weights
 
 NUM = r"\d+(?:\.\d+)?(?:e[-+]?\d+)?"
 
 
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """Tiny images: extra BLAS threads only add overhead (as in test_scripts.py)."""
-    with blas_threads(1):
-        yield
+one_blas_thread = script_helpers.one_blas_thread   # autouse: every test here runs on one BLAS thread
 
 
 @pytest.fixture

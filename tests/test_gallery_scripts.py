@@ -9,16 +9,12 @@ import sys
 import pytest
 from PIL import Image
 
-from nst_numpy.fast.threads import blas_threads
 from nst_numpy.reconstruct import grid, to_uint8
+import script_helpers
 from script_helpers import SCRIPTS, load_script, write_random_weights
 
 
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """Tiny images: extra BLAS threads only add overhead (as in test_scripts.py)."""
-    with blas_threads(1):
-        yield
+one_blas_thread = script_helpers.one_blas_thread   # autouse: every test here runs on one BLAS thread
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,13 @@ from PIL import Image, ImageDraw
 from nst_numpy import VGG19
 from nst_numpy.gradcheck import CheckResult, numerical_gradient, rel_error
 from nst_numpy.reconstruct import (STYLE_SETS, ContentObjective, grid, lbfgs, load_network, style_objective, white_noise)
-from nst_numpy.fast.threads import blas_threads
-from nst_numpy.weights import save_converted
-from script_helpers import load_script
+import script_helpers
+from script_helpers import load_script, write_random_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """These tests use tiny images: extra BLAS threads only add overhead, and on a loaded
-    machine their spinning made the slowest test ten times slower."""
-    with blas_threads(1):
-        yield
+one_blas_thread = script_helpers.one_blas_thread   # autouse: every test here runs on one BLAS thread
 
 
 def test_check_result_pass_logic():
@@ -195,8 +189,7 @@ def test_reconstruct_script_random_weights(tmp_path, capsys):
 
 
 def test_load_network_from_a_weights_file(tmp_path):
-    net = VGG19.random(seed=4)
-    save_converted(net, tmp_path / "vgg19.h5", net.preprocessing, "test", "0" * 64)
+    _, net = write_random_weights(tmp_path / "vgg19.h5", seed=4)
     loaded, title = load_network(str(tmp_path / "vgg19.h5"), "max", seed=0)
     assert loaded.pooling == "max" and title == "VGG19 weights: vgg19.h5"
     assert type(loaded).__name__ == "FastVGG19"   # the engine by default
