@@ -324,6 +324,8 @@ def run(args, stderr, argv=(), resume=None):
             progress(state)
         if args.save_every and state.step % args.save_every == 0:
             save_image(_snapshot_path(args.output, state.step), state.image(), text)
+    if progress is not None:
+        callback.tile = progress.tile   # stylize calls it after each tile of a tiled evaluation
 
     checkpoint = None
     if args.checkpoint_every or resume is not None:

@@ -23,7 +23,8 @@ class Progress:
         self.scale_start = (1, self.t_start)  # (scale, time it began)
         self.width = 0
         self.last_time = self.t_start
-        self.tile_time = self.t_start   # when the last tile line was written (tile)
+        self.line = ""                  # the last iteration line, which a terminal's tile count follows
+        self.last_write = self.t_start  # when the last line went to a log
 
     def __call__(self, st):
         now = self.clock()
@@ -48,29 +49,34 @@ class Progress:
                 f"tv {p.get('tv', 0):.3g})  {its:.2f} it/s  ETA {bound}{_clock_time(eta)}")
         if self.tty:
             self.stream.write("\r" + line.ljust(self.width))
-            self.width = len(line)
+            self.width, self.line = len(line), line
             if st.iteration == st.iterations and st.scale == st.n_scales:
                 self.stream.write("\n")
-                self.width = 0
+                self.width, self.line = 0, ""
         else:
             self.stream.write(line + "\n")
+            self.last_write = now
         self.stream.flush()
 
     def tile(self, done, total):
-        """Progress inside one tiled evaluation (stylize calls it after each tile of each pass).
+        """Progress inside one tiled evaluation: stylize calls it after each tile of each of the
+        evaluation's two passes (tiled_objective), done of total = 2 x tiles.
 
         Slow evaluations (minutes at 8K) would otherwise show nothing between iterations. On a
-        terminal the line is refreshed in place; in a log, a line at most every 30 s."""
+        terminal the tile count follows the last iteration's line, in place; in a log, a line
+        only once 30 s have passed without one (the iteration lines go on as usual)."""
         now = self.clock()
-        text = f"  evaluating: tile {done}/{total}"
+        n = total // 2   # tiles per pass
+        where = f"tile {done - n if done > n else done}/{n}, pass {2 if done > n else 1}/2"
         if self.tty:
+            text = f"{self.line}  [{where}]" if self.line else f"evaluating: {where}"
             self.stream.write("\r" + text.ljust(self.width))
             self.width = len(text)
-        elif now - self.tile_time >= 30 or done == total:
-            self.stream.write(text + "\n")
+        elif now - self.last_write >= 30:
+            self.stream.write(f"  evaluating: {where}\n")
+            self.last_write = now
         else:
             return
-        self.tile_time = now
         self.stream.flush()
 
     def close(self):
@@ -79,6 +85,7 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self.width = 0
+        self.line = ""   # what follows starts a new line of its own
 
 
 def _clock_time(seconds):

@@ -171,9 +171,8 @@ def _unpickle(fileobj):
 
 
 def _materialise(obj, storages):
-    """Turn {key: _TensorRef} into {key: ndarray}, reading each tensor from its raw storage."""
-    if not isinstance(obj, dict):
-        raise TorchFormatError(f"expected a state dict, found a pickled {type(obj).__name__}")
+    """Turn {key: _TensorRef} into {key: ndarray}, reading each tensor from its raw storage.
+    obj is a dict: both readers passed it through _storage_refs, which refuses anything else."""
     out = {}
     budget = sum(flat.size for flat in storages.values())  # elements copied out, all tensors together
     for key, t in obj.items():

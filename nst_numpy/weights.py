@@ -209,7 +209,8 @@ def _read_matconvnet(path):
         # Both known versions name the fields (by name, whatever their position): read them by name.
         if "weights" not in fields or "name" not in fields:
             raise WeightsError(f"{path}: conv layer struct with fields {fields}: expected 'name' and 'weights'")
-        pair = np.atleast_1d(layer.weights)
+        pair = layer.weights   # a cell: an object array, unless squeeze_me unwrapped a cell of one
+        pair = pair if isinstance(pair, np.ndarray) and pair.dtype == object else [pair]
         if len(pair) != 2:
             raise WeightsError(f"{path}: conv layer {layer.name} has {len(pair)} weight arrays, expected 2")
         kernel, bias = pair

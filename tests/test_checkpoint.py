@@ -55,6 +55,7 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_old_one(tmp_path, m
     ({"point": None}, np.zeros(3), "not a table"),
     ({"point": _point(step=None)}, np.zeros(3), "whole numbers"),
     ({"point": _point(rule="fast")}, np.zeros(3), "lists of numbers"),
+    ({"point": _point(best_loss="low")}, np.zeros(3), "no best_loss"),
     ({"point": _point(sizes=[[4, 4, 4]])}, np.zeros(3), "sizes"),
     ({"point": _point()}, np.zeros((3, 1)), "no image array"),
     ({"point": _point()}, None, "no image array"),
@@ -76,7 +77,8 @@ def test_empty_file_and_a_point_past_the_schedule_are_refused(tmp_path, net):
     with pytest.raises(Interrupted):   # a real checkpoint inside scale 1 of 2, then moved past the end
         _run(net, Checkpointer(path, every=2), callback=_stop_at(3))
     meta, arrays = load_checkpoint(path)
-    for point, message in ((dict(meta["point"], scale=2), "scale 2 of 2"), (dict(meta["point"], scale=1), "not 48x40")):
+    for point, message in ((dict(meta["point"], scale=2), "scale 2 of 2"), (dict(meta["point"], scale=1), "not 48x40"),
+                           (dict(meta["point"], sizes=[[20, 24], [41, 48]]), "made for other image sizes")):
         with pytest.raises(CheckpointError, match=message):
             _run(net, Checkpointer(path, every=2, resume=(dict(meta, point=point), arrays)))
 
@@ -98,6 +100,13 @@ def test_bad_checkpoints_are_refused_with_one_line(tmp_path):
     assert not marker.exists()
     with pytest.raises(CheckpointError, match="no such"):
         load_checkpoint(str(tmp_path / "missing.npz"))
+    other = tmp_path / "other.npz"   # a checkpoint of another program, or of a future version of this one
+    np.savez(str(other), meta=np.frombuffer(b'{"format": 99}', np.uint8), x=np.zeros(3))
+    with pytest.raises(CheckpointError, match="other.npz: checkpoint format 99, this version reads format"):
+        load_checkpoint(str(other))
+    for every in (0, 2.5):
+        with pytest.raises(ValueError, match="checkpoint-every must be a whole number >= 1"):
+            Checkpointer(str(other), every)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +127,9 @@ def _run(net, checkpoint, callback=None):
     return stylize(net, landscape(40, 48), [swirls(40, 40)], cfg, callback=callback, checkpoint=checkpoint)
 
 
-@pytest.mark.parametrize("stop_at", [3, 4, 7])   # between scales, inside scale 1, inside scale 2
+# Ctrl-C at step 3 or 4: inside scale 1 (4 iterations), resumed from its checkpoint at 2; at step 5, the
+# first of scale 2: resumed from the point saved between the scales; at 7: inside scale 2.
+@pytest.mark.parametrize("stop_at", [3, 4, 5, 7])
 def test_resumed_run_equals_the_uninterrupted_run(tmp_path, net, stop_at):
     whole = _run(net, Checkpointer(str(tmp_path / "a.npz"), every=2))
     path = str(tmp_path / "b.npz")
@@ -168,3 +179,31 @@ def test_cli_resume_after_an_interrupt_writes_the_same_picture(tmp_path, monkeyp
     assert cli.main(["--resume", ckpt, "-q"]) == 0
     assert np.max(np.abs(load_image(out) - whole)) <= 1.0   # PNG: 8-bit rounding at most
     assert cli.main(["--resume", ckpt, "--size", "64"]) == cli.EXIT_USAGE   # no other options
+
+
+def test_cli_resume_refuses_an_input_that_changed(tmp_path, monkeypatch, capsys):
+    """The checkpoint records each input's SHA-256: a photo edited since the run began is refused
+    with one line, not silently mixed into the resumed run; the checkpoint stays for a retry."""
+    from PIL import Image
+    photo = tmp_path / "photo.png"
+    Image.fromarray(landscape(40, 40).astype(np.uint8)).save(photo)
+    out, ckpt = str(tmp_path / "out.png"), str(tmp_path / "out.checkpoint.npz")
+    real, calls = optimize.run_lbfgs, []
+
+    def killed(*a, **k):   # the run dies in its second optimiser segment, after one checkpoint
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(optimize, "run_lbfgs", killed)
+    assert cli.main(["--weights", "random", "--content", str(photo), "--size", "32", "--scales", "1",
+                     "--iterations", "4", "--checkpoint-every", "2", "-q", "-o", out]) == cli.EXIT_INTERRUPTED
+    monkeypatch.setattr(optimize, "run_lbfgs", real)
+    Image.fromarray(landscape(40, 40).astype(np.uint8)[::-1]).save(photo)   # the photo is edited
+    capsys.readouterr()
+    assert cli.main(["--resume", ckpt, "-q"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err == f"error: {photo} has changed since the checkpoint was written; cannot resume\n", err
+    assert os.path.exists(ckpt)
+    Image.fromarray(landscape(40, 40).astype(np.uint8)).save(photo)   # control: put back, it resumes
+    assert cli.main(["--resume", ckpt, "-q"]) == 0 and not os.path.exists(ckpt)

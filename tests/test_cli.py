@@ -1,4 +1,5 @@
 """The command line, end to end on tiny images with random weights (never real weights)."""
+import dataclasses
 import io
 import os
 import subprocess
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_numpy import cli
+from nst_numpy import cli, optimize
 
 FAST = ["--weights", "random", "--size", "32", "--iterations", "2", "--coarse-iterations", "2"]
 _NETS = {}
@@ -146,6 +147,18 @@ def test_progress_in_place_on_a_tty(tmp_path):
     assert err.count("\r") == 2 and "it 1/2" in err and "it 2/2" in err
 
 
+def test_a_tiled_run_shows_its_tiles(tmp_path):
+    """Forced tiles (--tile-size 16 on a 96x64 picture, shallow layers: 24 windows): on a terminal,
+    the tile count follows the iteration line during each evaluation."""
+    shallow = ["--content-layers", "relu2_2", "--style-layers", "relu1_1,relu2_1", "--scales", "1"]
+    status, err = _run(FAST + shallow + ["--size", "96", "--tile-size", "16", "-o", tmp_path / "o.png"], tty=True)
+    assert status == 0, err
+    assert "\revaluating: tile 1/24, pass 1/2" in err   # the first evaluation, before any iteration line
+    assert "it 1/2  loss" in err and "  [tile 24/24, pass 2/2]" in err
+    status, err = _run(FAST + shallow + ["--size", "96", "-o", tmp_path / "o.png"], tty=True)
+    assert status == 0 and "[tile" not in err and "evaluating" not in err   # control: untiled, no count
+
+
 def _interrupt_when(monkeypatch, when):
     """Make the CLI's progress callback raise KeyboardInterrupt (as Ctrl-C would) once when(state) holds."""
     class Interrupting(cli.Progress):
@@ -247,6 +260,27 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path):
     assert all((tmp_path / n).read_bytes() == good for n in ("good.png", "out.checkpoint.npz", "out_0001.png"))
 
 
+def test_a_lowered_lbfgs_memory_is_noted_and_used(tmp_path, monkeypatch):
+    """When --max-memory fits only with fewer L-BFGS pairs (memory_plan.plan_scale lowers m; its
+    choice is tested in test_memory_plan), the CLI says so on one line and the optimiser gets that m.
+    A 32 px run never needs it, so the plan is lowered to 3 by hand here."""
+    real_plan, real_lbfgs, used = cli.plan_run, optimize.run_lbfgs, []
+
+    def record(*args, **kwargs):
+        used.append(args[6])   # run_lbfgs(f, x0, lo, hi, iterations, on_iteration, memory, ...)
+        return real_lbfgs(*args, **kwargs)
+    monkeypatch.setattr(optimize, "run_lbfgs", record)
+    argv = FAST + ["--scales", "1", "--max-memory", "8G", "-o", tmp_path / "out.png"]
+    status, err = _run(argv)
+    assert status == 0 and "note:" not in err and used == [10], err   # control: the plan keeps m = 10
+    used.clear()
+    monkeypatch.setattr(cli, "plan_run",
+                        lambda *a, **k: [dataclasses.replace(p, lbfgs_memory=3) for p in real_plan(*a, **k)])
+    status, err = _run(argv)
+    assert status == 0 and "note: --lbfgs-memory lowered from 10 to 3 to fit --max-memory 8.0 GiB\n" in err, err
+    assert used == [3]
+
+
 def test_missing_weights_and_failed_download(tmp_path, monkeypatch):
     from nst_numpy import weights
     from nst_numpy.download import DownloadError
@@ -258,6 +292,13 @@ def test_missing_weights_and_failed_download(tmp_path, monkeypatch):
     status, err = _run(["--size", "32", "--iterations", "1", "-o", tmp_path / "o.png", "-q"])
     assert status == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     assert "offline" in err
+    assert not (tmp_path / "o.png").exists()
+
+    def unreadable(*args, **kwargs):   # e.g. a file root may read but this user may not
+        raise PermissionError(13, "Permission denied", "/weights/vgg19.h5")
+    monkeypatch.setattr(cli, "get_vgg19", unreadable)
+    status, err = _run(["--size", "32", "--iterations", "1", "-o", tmp_path / "o.png", "-q"])
+    assert status == 2 and err == "error: cannot load weights: [Errno 13] Permission denied: '/weights/vgg19.h5'\n"
     assert not (tmp_path / "o.png").exists()
 
 

@@ -41,6 +41,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n" % 5000 + BODY[:1000])
             self.close_connection = True
             return
+        if self.path == "/no-length":  # HTTP/1.0 with no Content-Length: the body ends when the connection does
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(BODY)
+            self.close_connection = True
+            return
         body = self.files.get(self.path)
         if body is None:
             self.send_error(404)
@@ -74,6 +80,15 @@ def test_success_with_md5_and_sha256(server, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "100%" in err and "/s" in err and "\r" not in err  # plain lines when stderr is not a TTY
     assert err.count("100%") == 1 and 5 <= err.count("\n") <= 11  # about one line per 10%
+
+
+def test_unknown_length_shows_bytes_and_rate_without_an_eta(server, tmp_path, capsys):
+    """No Content-Length: no total to give a percentage or ETA of, so the bar shows bytes and rate;
+    the MD5 still guards the file."""
+    dest = download(f"{server}/no-length", tmp_path / "f.bin", md5=hashlib.md5(BODY).hexdigest())
+    assert dest.read_bytes() == BODY
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("293.0 KB  ") and last.endswith("/s") and "%" not in last and "ETA" not in last, last
 
 
 def test_hash_mismatch_leaves_nothing(server, tmp_path):

@@ -73,6 +73,14 @@ def test_float_image_in_0_1(tmp_path):
     assert rgb.max() == pytest.approx(255, abs=0.01)
 
 
+def test_float_image_with_nan_is_refused(tmp_path):
+    a = np.linspace(0, 1, 400, dtype=np.float32).reshape(20, 20)
+    a[3, 4] = np.nan
+    Image.fromarray(a, "F").save(tmp_path / "nan.tif")
+    with pytest.raises(I.ImageError, match="nan.tif: .*its pixels include NaN or infinite values"):
+        I.load_image(tmp_path / "nan.tif")
+
+
 def test_exif_orientation_is_applied(tmp_path):
     arr = _gradient(24, 32)
     exif = Image.Exif()
@@ -177,13 +185,17 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-def test_check_output_path(tmp_path):
+def test_check_output_path(tmp_path, monkeypatch):
     I.check_output_path(tmp_path / "fine.png")
     with pytest.raises(I.ImageError, match="does not exist"):
         I.check_output_path(tmp_path / "no" / "such" / "dir.png")
     (tmp_path / "d.png").mkdir()
     with pytest.raises(I.ImageError, match="directory"):
         I.check_output_path(tmp_path / "d.png")
+    (tmp_path / "locked.png").write_bytes(b"")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)   # as a non-root user sees a read-only file
+    with pytest.raises(I.ImageError, match="locked.png: not writable"):
+        I.check_output_path(tmp_path / "locked.png")
 
 
 def test_fit_size_and_resize():

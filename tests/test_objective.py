@@ -176,6 +176,29 @@ def test_bad_config_is_rejected(net64):
         make_objective(net64, content, [(style, 0.0)], Config())
     with pytest.raises(ValueError, match="too small for layer.*relu5_1"):
         make_objective(net64, content[:15], [(style, 1.0)], Config(style_layers=STYLE_LAYERS))   # the paper's five
+    with pytest.raises(ValueError, match="at least one style image"):
+        make_objective(net64, content, [], Config())
+    with pytest.raises(ValueError, match="a style image of 4x4 px is too small for relu4_1"):   # pools to 0x0 there
+        make_objective(net64, content, [(style, 1.0), (style[:4, :4], 1.0)], Config())
+    # weighted out of the blend, the same tiny image is never run: the targets are the first style's
+    alone, blended = (make_objective(net64, content, styles, Config()).A
+                      for styles in ([(style, 1.0)], [(style, 1.0), (style[:4, :4], 0.0)]))
+    assert all(np.array_equal(alone[n], blended[n]) for n in alone)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(style_weight=1e31), r"style-weight must be at most 1e\+30"),
+    (dict(style_scale=0.0), "style-scale and learning-rate must be > 0"),
+    (dict(learning_rate=0.0), "style-scale and learning-rate must be > 0"),
+    (dict(optimizer="sgd"), "optimizer must be one of"),
+    (dict(preserve_colors="sepia"), "preserve-colors must be one of"),
+    (dict(style_layers=()), "at least one style layer"),
+])
+def test_config_names_the_bad_field(bad, message):
+    """Config.validate's one-line messages, for callers of the API (the CLI stops these earlier)."""
+    Config().validate()   # control: the defaults pass
+    with pytest.raises(ValueError, match=message):
+        Config(**bad).validate()
 
 
 def test_30_lbfgs_iterations_at_128_px_reduce_the_loss_10x(net32):

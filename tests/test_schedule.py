@@ -105,20 +105,84 @@ def test_bad_schedule_values_are_rejected(field, value):
 
 
 def test_progress_reports_tiles_within_an_evaluation():
-    """On a terminal every tile refreshes the line; in a log, a line at most every 30 s and at the end."""
+    """On a terminal each tile refreshes the tile count after the last iteration's line; in a log, a
+    tile line only when 30 s have passed without a line. done/total counts 2 passes of 2 tiles."""
     import io
 
     class Tty(io.StringIO):
         def isatty(self):
             return True
-    clock = iter([0.0, 1.0, 2.0, 40.0, 41.0]).__next__
     log = io.StringIO()
-    p = Progress(log, clock=clock)
+    p = Progress(log, clock=iter([0.0, 1.0, 2.0, 40.0, 41.0]).__next__)
     for done in (1, 2, 3, 4):
         p.tile(done, 4)
-    assert log.getvalue().splitlines() == ["  evaluating: tile 3/4", "  evaluating: tile 4/4"]
+    assert log.getvalue().splitlines() == ["  evaluating: tile 1/2, pass 2/2"]   # at 40 s only
     tty = Tty()
-    p = Progress(tty, clock=iter([0.0, 1.0, 2.0]).__next__)
-    p.tile(1, 2)
-    p.tile(2, 2)
-    assert tty.getvalue().count("\r") == 2 and tty.getvalue().endswith("tile 2/2")
+    p = Progress(tty, clock=iter([0.0, 1.0, 2.0, 3.0]).__next__)
+    p.tile(1, 4)
+    p.tile(4, 4)
+    assert tty.getvalue() == "\revaluating: tile 1/2, pass 1/2\revaluating: tile 2/2, pass 2/2"
+    p.line = "scale 1/1 64x48  it 3/9"   # after an iteration's line, the count follows it
+    p.tile(2, 4)
+    assert tty.getvalue().endswith("\rscale 1/1 64x48  it 3/9  [tile 2/2, pass 1/2]")
+    p.close()   # Ctrl-C: the next message ("interrupted after ...") starts on its own line
+    p.close()   # and only one line end, however often it is called
+    assert tty.getvalue().endswith("pass 1/2]\n") and p.line == ""
+    Progress(log).close()
+    assert log.getvalue().endswith("pass 2/2\n")   # a log's lines already end: nothing added
+
+
+def test_bad_stylize_calls_are_one_line_errors(net):
+    """stylize's own checks, for callers of the API (the CLI rejects these before it calls stylize)."""
+    content, style = landscape(32, 32), swirls(32, 32)
+    quick = Config(**SMALL, scales=1, iterations=1)
+    assert stylize(net, content, [style], quick).shape == (32, 32, 3)   # control: a good call runs
+    cases = [
+        (dict(style_blend=(1.0, 2.0)), "1 style images but 2 style weights"),
+        (dict(init="painting.png"), "init 'painting.png': no image given"),   # a path, but no init_rgb
+        (dict(size=8), "--size 8 gives a 8x8 output; the network needs at least 16 px"),
+    ]
+    for changes, message in cases:
+        with pytest.raises(ValueError, match=message):
+            stylize(net, content, [style], Config(**dict(SMALL, **changes), scales=1, iterations=1))
+    with pytest.raises(ValueError, match="texture synthesis .* needs --init noise or an image"):
+        stylize(net, None, [style], quick)   # quick.init is "content", and there is none
+
+
+def test_init_from_an_image_starts_there(net, monkeypatch):
+    """Config.init naming an image (the CLI's --init PATH): the first scale starts from that image,
+    resized to the scale, not from the photo."""
+    from nst_numpy import optimize
+    from nst_numpy.image import resize
+    real, starts = optimize.run_lbfgs, []
+
+    def record(f, x0, *args, **kwargs):
+        starts.append(x0.copy())
+        return real(f, x0, *args, **kwargs)
+    monkeypatch.setattr(optimize, "run_lbfgs", record)
+    content, start = landscape(32, 32), swirls(20, 20)
+    stylize(net, content, [swirls(32, 32)], Config(**SMALL, scales=1, iterations=1, init="start.png"),
+            init_rgb=start)
+    rgb = net.deprocess(starts[0].reshape(32, 32, 3))
+    assert np.max(np.abs(rgb - np.clip(resize(start, (32, 32)), 0, 255))) < 1e-3   # Lanczos overshoot clipped
+    assert np.max(np.abs(rgb - content)) > 10   # control: not the photo
+
+
+def test_a_nan_loss_and_an_early_ctrl_c(net, monkeypatch):
+    """A loss that turns NaN stops the run with FloatingPointError, not a picture of NaNs; Ctrl-C
+    before the first evaluation finished has no picture to save, so it stays a KeyboardInterrupt."""
+    from nst_numpy import optimize
+    from nst_numpy.optimize import Interrupted
+    content = landscape(32, 32)
+    content[5, 5] = np.nan   # load_image refuses these; a caller of the API might not
+    with pytest.raises(FloatingPointError, match="the loss became NaN or infinite"):
+        stylize(net, content, [swirls(32, 32)], Config(**SMALL, scales=1, iterations=2))
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(optimize, "run_lbfgs", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            stylize(net, landscape(32, 32), [swirls(32, 32)], Config(**SMALL, scales=1, iterations=2))
+        except Interrupted:
+            pytest.fail("Interrupted carries a picture, and none was computed")

@@ -363,11 +363,14 @@ def test_legacy_header_and_storage_list_are_checked(tmp_path):
         (dict(keys=[0]), "bad storage key list"),
         (dict(keys=["0", "9"], storages=((4, F4), (4, F4))), "listed but no tensor uses it"),
         (dict(keys=[], storages=()), "missing"),
+        (dict(storages=()), "file ends before all storages were read"),   # no storage after the key list
         (dict(storages=((4, F4[:8]),)), "storage .0."),  # file ends inside the storage
         (dict(storages=((3, F4[:12]),)), "3 elements on disk, 4 expected"),
     ]
     for kwargs, match in cases:
         assert_refused(write_legacy(tmp_path / "l.pth", obj, **kwargs), match=match)
+    assert_refused(write_legacy(tmp_path / "tuple.pth", pkl((tensor(),))),
+                   match="expected a state dict, found a pickled tuple")
 
 
 @pytest.mark.parametrize("numel", [-1, 2**40, 2**61], ids=["negative", "2**40", "2**61"])

@@ -131,6 +131,22 @@ def test_backward_errors():
         net.backward({"relu2_1": np.zeros((4, 4, 128))})
     with pytest.raises(ValueError, match="unknown"):
         net.forward(np.zeros((8, 8, 3)), ["relu9_9"])
+    with pytest.raises(ValueError, match=r"expected an image of shape \(H, W, 3\), got \(8, 8, 4\)"):
+        net.forward(np.zeros((8, 8, 4)), ["relu1_1"])   # RGBA: the caller must composite first
+
+
+def test_bad_network_settings_are_refused():
+    from nst_numpy.gradcheck import numerical_gradient
+    from nst_numpy.vgg_spec import Preprocessing
+    with pytest.raises(ValueError, match="pooling must be 'avg' or 'max', not 'min'"):
+        VGG19.random(seed=0, pooling="min")
+    with pytest.raises(ValueError, match="channel_order must be 'RGB' or 'BGR', not 'GBR'"):
+        Preprocessing("GBR")
+    for bad in (dict(scale=0.0), dict(mean=(1.0, 2.0)), dict(std=(1.0, 0.0, 1.0))):
+        with pytest.raises(ValueError, match="invalid preprocessing"):
+            Preprocessing(**bad)
+    with pytest.raises(TypeError, match="float64"):   # float32 differences would measure rounding, not slope
+        numerical_gradient(lambda v: float(np.sum(v ** 2)), np.ones(3, np.float32))
 
 
 @pytest.mark.parametrize("pre", [VGG19.random(seed=0).preprocessing, TORCHVISION])

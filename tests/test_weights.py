@@ -257,6 +257,71 @@ def test_missing_layer_and_wrong_shapes(files, params, tmp_path):
         load_vgg19(tmp_path / "conv.h5")
 
 
+def _mat_layers(path, *layers, **top):
+    """A .mat file whose 'layers' cell holds the given structs (dicts), as MatConvNet saves them."""
+    from scipy.io import savemat
+    cell = np.empty((1, len(layers)), dtype=object)
+    for i, layer in enumerate(layers):
+        cell[0, i] = layer
+    savemat(path, dict(layers=cell, **top))
+    return path
+
+
+def _pair(*arrays):
+    weights = np.empty((1, len(arrays)), dtype=object)
+    for i, a in enumerate(arrays):
+        weights[0, i] = a
+    return weights
+
+
+def test_malformed_files_name_what_is_wrong(files, params, tmp_path):
+    """Each reader's structural checks: one WeightsError naming the file and the problem."""
+    from scipy.io import savemat
+    cases = []
+    wf.write_keras(tmp_path / "nogroup.h5", params)
+    with h5py.File(tmp_path / "nogroup.h5", "a") as f:
+        del f["block2_conv1"]   # still listed in layer_names
+    cases.append(("nogroup.h5", "layer block2_conv1 is listed in layer_names but has no group"))
+    wf.write_keras(tmp_path / "three.h5", params)
+    with h5py.File(tmp_path / "three.h5", "a") as f:
+        g = f["block1_conv1"]
+        g.create_dataset("extra:0", data=np.zeros(3, np.float32))
+        wf._set_string_list(g, "weight_names", ["block1_conv1_W_1:0", "block1_conv1_b_1:0", "extra:0"])
+    cases.append(("three.h5", r"layer block1_conv1 should hold a 4-D kernel and a bias, found shapes "
+                              r"\[\(3, 3, 3, 64\), \(64,\), \(3,\)\]"))
+    savemat(tmp_path / "nolayers.mat", {"net": np.arange(3.0)})
+    cases.append(("nolayers.mat", "a .mat file without a 'layers' variable"))
+    savemat(tmp_path / "numbers.mat", {"layers": np.arange(3.0)})
+    cases.append(("numbers.mat", "'layers' does not hold MatConvNet layer structs"))
+    _mat_layers(tmp_path / "fields.mat", {"name": "conv1_1", "type": "conv", "filters": np.zeros(3)})
+    cases.append(("fields.mat", r"conv layer struct with fields \[.*'filters'.*\]: expected 'name' and 'weights'"))
+    _mat_layers(tmp_path / "one.mat", {"name": "conv1_1", "type": "conv", "weights": _pair(np.zeros((3, 3, 3, 64)))})
+    cases.append(("one.mat", "conv layer conv1_1 has 1 weight arrays, expected 2"))
+    k, b = params["conv1_1"]
+    _mat_layers(tmp_path / "short.mat", {"name": "conv1_1", "type": "conv", "weights": _pair(k, b[None])},
+                {"name": "relu1_1", "type": "relu"})
+    cases.append(("short.mat", "missing layer.*conv1_2.*in this MatConvNet file"))
+    wf.write_matconvnet(tmp_path / "mean.mat", params, mean_rgb=(-5.0, 116.0, 104.0))
+    cases.append(("mean.mat", r"implausible mean pixel \[ *-5\. +116\. +104\.\]"))
+    state = wf.torch_state_dict(params)
+    state["features.0.weight"] = state["features.0.weight"].reshape(64, -1)
+    wf.write_torch_zip(tmp_path / "flat.pth", state)
+    cases.append(("flat.pth", r"features.0.weight has shape \(64, 27\), expected \(C_out, C_in, 3, 3\)"))
+    save_converted(params, tmp_path / "future.h5", CAFFE, "k.h5", "0" * 64)
+    with h5py.File(tmp_path / "future.h5", "a") as f:
+        f.attrs["format_version"] = 99
+    cases.append(("future.h5", "converted file format version 99, this code reads"))
+    for name, message in cases:
+        with pytest.raises(WeightsError, match=f"{name}: {message}"):
+            load_vgg19(tmp_path / name)
+    read_weights(files["mat_new"])   # control: a well-formed file of each kind these came from loads
+    read_weights(files["keras"])
+    partial = {n: params[n] for n in CONV_NAMES if n != "conv5_4"}
+    with pytest.raises(WeightsError, match="partial.h5: missing layer\\(s\\) conv5_4$"):   # and nothing written
+        save_converted(partial, tmp_path / "partial.h5", CAFFE, "k.h5", "0" * 64)
+    assert not (tmp_path / "partial.h5").exists()
+
+
 @pytest.mark.parametrize("container", ["zip", "legacy"])
 @pytest.mark.parametrize("module, name", [("os", "system"), ("builtins", "eval"), ("subprocess", "Popen"),
                                           ("posix", "system")])

@@ -377,10 +377,10 @@ class FastVGG19(VGG19):
         """layers.conv_backward of dx; when the layer below is a ReLU, also its injected gradient
         and layers.relu_backward, in the same bands. Returns (dx, gpad, the ReLU done or None)."""
         H, W = cache
-        if gpad is None:
-            gpad = self._take_padded(H, W, dx.shape[2])
-            gpad[1:1 + H, 1:1 + W] = dx
-            self._give(dx)
+        # dx always arrives padded: _inject, _relu_backward and _pool_backward all write into a
+        # padded buffer, and a conv's backward hands on an unpadded one only below conv1_1 (nothing
+        # left) or into a pool's backward (which takes any dx).
+        assert gpad is not None, name
         if below is not None and below[0].startswith("relu"):
             # dx = conv(dout, flipped kernel), then + the gradient injected at that ReLU and
             # times its mask, written into the ReLU's buffer (see _relu_target), which the
