@@ -1,4 +1,6 @@
 """Progress of a stylize run on a terminal or in a log: iteration, loss by part, it/s, ETA, tiles."""
+import os
+import re
 import time
 
 
@@ -14,8 +16,9 @@ class Progress:
     an upper bound ("ETA ≤1:05"): predicting the stop from a noisy loss curve would be a guess.
     """
 
-    def __init__(self, stream, every=None, clock=time.perf_counter):
+    def __init__(self, stream, every=None, clock=time.perf_counter, columns=None):
         self.stream = stream
+        self.columns = columns          # terminal width (None: ask the terminal at each refresh)
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.every = every or (1 if self.tty else 10)
         self.clock = clock
@@ -48,8 +51,8 @@ class Progress:
                 f"loss {st.loss:.4g} (content {p.get('content', 0):.3g}, style {p.get('style', 0):.3g}, "
                 f"tv {p.get('tv', 0):.3g})  {its:.2f} it/s  ETA {bound}{_clock_time(eta)}")
         if self.tty:
-            self.stream.write("\r" + line.ljust(self.width))
-            self.width, self.line = len(line), line
+            self._refresh(line)
+            self.line = line
             if st.iteration == st.iterations and st.scale == st.n_scales:
                 self.stream.write("\n")
                 self.width, self.line = 0, ""
@@ -69,15 +72,25 @@ class Progress:
         n = total // 2   # tiles per pass
         where = f"tile {done - n if done > n else done}/{n}, pass {2 if done > n else 1}/2"
         if self.tty:
-            text = f"{self.line}  [{where}]" if self.line else f"evaluating: {where}"
-            self.stream.write("\r" + text.ljust(self.width))
-            self.width = len(text)
+            self._refresh(f"{self.line}  [{where}]" if self.line else f"evaluating: {where}")
         elif now - self.last_write >= 30:
             self.stream.write(f"  evaluating: {where}\n")
             self.last_write = now
         else:
             return
         self.stream.flush()
+
+    def _refresh(self, text):
+        """Rewrite the terminal's current line with text, fitted to the terminal's width: a line
+        that wraps cannot be rewritten in place (a carriage return only reaches the last row), so
+        the loss breakdown goes first, then the iterations per second, then the end of the line."""
+        columns = self.columns or _terminal_columns(self.stream)
+        for drop in (r" \(content [^)]*\)", r"  [0-9.]+ it/s"):
+            if len(text) >= columns:
+                text = re.sub(drop, "", text)
+        text = text[:columns - 1]
+        self.stream.write("\r" + text.ljust(min(self.width, columns - 1)))
+        self.width = len(text)
 
     def close(self):
         """End an in-place line (e.g. after Ctrl-C) so the next message starts on its own line."""
@@ -86,6 +99,14 @@ class Progress:
             self.stream.flush()
             self.width = 0
         self.line = ""   # what follows starts a new line of its own
+
+
+def _terminal_columns(stream):
+    """The width of the terminal stream writes to; very wide when unknown (not a terminal, or no fileno)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 1 << 20
+    except (AttributeError, OSError, ValueError):   # io.UnsupportedOperation is both an OSError and a ValueError
+        return 1 << 20
 
 
 def _clock_time(seconds):

@@ -132,6 +132,30 @@ def test_progress_reports_tiles_within_an_evaluation():
     assert log.getvalue().endswith("pass 2/2\n")   # a log's lines already end: nothing added
 
 
+def test_terminal_lines_fit_the_terminal():
+    """A line wider than the terminal wraps, and a carriage return cannot rewrite a wrapped line:
+    on 80 columns the loss breakdown is dropped first, then the rate (the ETA stays), then the end is cut."""
+    from nst_numpy.optimize import State
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    st = State(1, 1, (384, 512), 7, 150, 7, 4.857, dict(content=0.00135, style=4.82, tv=0.032),
+               7.0, 150.0, None, may_stop_early=True)
+    wide, narrow = Tty(), Tty()
+    Progress(wide, clock=iter([0.0, 10.0]).__next__, columns=200)(st)
+    assert "(content 0.00135, style 4.82, tv 0.032)" in wide.getvalue()   # control: room for all of it
+    p = Progress(narrow, clock=iter([0.0, 10.0, 11.0, 12.0]).__next__, columns=80)
+    p(st)
+    p.tile(3, 8)
+    rows = narrow.getvalue().split("\r")[1:]
+    assert rows[0] == "scale 1/1 512x384  it 7/150  loss 4.857  0.70 it/s  ETA ≤3:24"
+    assert rows[1] == "scale 1/1 512x384  it 7/150  loss 4.857  ETA ≤3:24  [tile 3/4, pass 1/2]"
+    assert all(len(r) < 80 for r in rows)
+    p.columns = 40
+    p.tile(4, 8)
+    assert narrow.getvalue().split("\r")[-1] == "scale 1/1 512x384  it 7/150  loss 4.857"
+
 def test_bad_stylize_calls_are_one_line_errors(net):
     """stylize's own checks, for callers of the API (the CLI rejects these before it calls stylize)."""
     content, style = landscape(32, 32), swirls(32, 32)
