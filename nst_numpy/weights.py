@@ -311,9 +311,12 @@ def save_converted(net_or_params, path, preprocessing, source_name, source_sha25
     _atomic_write(path, write)
 
 
-def convert(source, dest):
-    """Read any supported file and write it in the converted format. Returns the info dict."""
+def convert(source, dest, source_name=None):
+    """Read any supported file and write it in the converted format. Returns the info dict.
+    source_name: the name to record for the source (default: its file name)."""
     params, prep, info = read_weights(source)
+    if source_name is not None:
+        info = dict(info, source_name=source_name)
     save_converted(params, dest, prep, info["source_name"], info["source_sha256"], info["normalized"])
     return info
 
@@ -348,7 +351,7 @@ def fetch_and_convert(dest, url=None, md5=None, progress=True):
     except DownloadError as e:
         raise WeightsError(f"{e}. {PLACE_HINT}") from None
     try:
-        return convert(raw, dest)
+        return convert(raw, dest, source_name=url.rsplit("/", 1)[-1])   # not the ".download" name
     finally:
         raw.unlink(missing_ok=True)  # keep only the converted file
 

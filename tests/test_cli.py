@@ -327,6 +327,19 @@ def test_script_runs_without_traceback(tmp_path):
     assert r.returncode == 0 and "--preserve-colors" in r.stdout and "random weights" in r.stdout
 
 
+@pytest.mark.parametrize("raised, status, line", [
+    (KeyboardInterrupt, cli.EXIT_INTERRUPTED, "interrupted\n"),   # e.g. while the style targets are computed
+    (MemoryError, cli.EXIT_USAGE, "error: out of memory; try a smaller --size\n"),
+])
+def test_ctrl_c_and_out_of_memory_outside_the_loop(tmp_path, monkeypatch, raised, status, line):
+    """Raised before the optimiser has a picture: one line, its status, no output file."""
+    def fail(*args, **kwargs):
+        raise raised
+    monkeypatch.setattr(cli, "stylize", fail)
+    assert _run(FAST + ["-o", tmp_path / "o.png"]) == (status, line)
+    assert os.listdir(tmp_path) == []
+
+
 def test_ctrl_c_while_loading_is_one_line(tmp_path):
     """The `nst-numpy` entry point (setup.cfg) with Ctrl-C arriving while numpy loads: one line,
     status 130, no traceback. A finder raising KeyboardInterrupt on `import numpy` stands in for the

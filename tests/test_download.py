@@ -203,6 +203,10 @@ def test_convert_script_download_flag(server, tmp_path, monkeypatch, capsys):
     assert main(["--download", "--quiet", "-o", str(out)]) == 0
     assert [p.name for p in out.parent.iterdir()] == ["vgg19.h5"]
     assert "wrote" in capsys.readouterr().out
+    same = tmp_path / "y" / "notop.h5"   # named as the download itself: that goes to notop.h5.download first
+    assert main(["--download", "--quiet", "-o", str(same)]) == 0
+    assert [p.name for p in same.parent.iterdir()] == ["notop.h5"]
+    assert read_weights(same)[2]["source_name"] == "notop.h5"   # the download's name, not the temporary one
     monkeypatch.setattr(weights, "KERAS_URL", f"{server}/gone.h5")
     assert main(["--download", "--quiet", "-o", str(tmp_path / "x" / "vgg19.h5")]) == 2
     err = capsys.readouterr().err

@@ -6,6 +6,7 @@ cache and the exit codes, not the pictures (those are looked at, with real weigh
 import importlib
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -40,6 +41,39 @@ def test_make_readme_images_random_weights(tmp_path, monkeypatch):
     runs = len(list(cache.glob("*.npy")))
     assert runs == 2 + 3   # two textures; the blend and its two single styles
     assert script.main(args + ["--only", "blend"]) == 0 and len(list(cache.glob("*.npy"))) == runs   # all cached
+
+
+def test_make_readme_images_other_pictures_assemble(tmp_path, monkeypatch, capsys):
+    """The four pictures the test above leaves out (their runs would take minutes), with every run
+    stood in for: each picture's file and the Config of each run it asks for."""
+    script = load_script("make_readme_images")
+    asked = []
+
+    class FakeRunner:
+        def __init__(self, weights, cache):
+            self.seconds = {}
+
+        def run(self, content, styles, config, label=""):
+            asked.append((label, content, tuple(styles), config))
+            return np.full(config.size * np.array([3, 4]) // 4, 128, np.uint8)[..., None].repeat(3, axis=2)
+    monkeypatch.setattr(script, "Runner", FakeRunner)
+    out = tmp_path / "out"
+    out.mkdir()
+    parts = ("default", "grid", "colors", "scale")
+    assert script.main(["--weights", "random", "--outdir", str(out)] + [a for p in parts for a in ("--only", p)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["colors_random.jpg", "default_run_random.jpg",
+                                                     "grid_random.jpg", "style_scale_random.jpg"]
+    by_label = {label: (content, styles, config) for label, content, styles, config in asked}
+    assert len(asked) == 1 + 12 + 3 + 3 and by_label["default run"][:2] == ("chelsea_cat", ("starry_night",))
+    assert by_label["default run"][2] == script.Config(size=512)   # no flags but the README's size
+    assert {by_label[f"colors/{m}"][2].preserve_colors for m in ("none", "luminance", "histogram")} == {
+        "none", "luminance", "histogram"}
+    assert [by_label[f"scale/{s}"][2].style_scale for s in (0.5, 1.0, 2.0)] == [0.5, 1.0, 2.0]
+    assert all(by_label[f"scale/{s}"][2].size == 256 for s in (0.5, 1.0, 2.0))   # the option pictures: half size
+    for bad, message in ((["--size", "100"], "--size must be at least 384"),
+                         (["--outdir", str(tmp_path / "none")], "no such folder")):
+        assert script.main(["--weights", "random"] + bad) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_make_readme_images_missing_weights(tmp_path, capsys):

@@ -213,3 +213,35 @@ def test_reconstruct_script_bad_input(tmp_path, capsys, monkeypatch, args, messa
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("name, args, message", [
+    ("gradcheck", ["--samples", "2"], "--samples must be at least 3"),
+    ("gradcheck", ["--seed", "-1"], "--seed must be >= 0"),
+    ("convert_weights", [], "give either SOURCE or --download"),
+    ("convert_weights", ["w.h5", "--download"], "give either SOURCE or --download"),
+    ("normalize_weights", ["--images", ".", "-o", "n.h5", "--size", "8"], "--size must be at least 16"),
+])
+def test_script_argument_errors_exit_2(tmp_path, monkeypatch, capsys, name, args, message):
+    """argparse's own error path: usage, the message, status 2, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        load_script(name).main(args)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name, args, step", [
+    ("convert_weights", ["w.h5", "-o", "out.h5"], "convert"),
+    ("normalize_weights", ["--images", ".", "-o", "n.h5"], "load_images"),
+])
+def test_weight_scripts_ctrl_c_is_one_line_and_status_130(tmp_path, monkeypatch, capsys, name, args, step):
+    monkeypatch.chdir(tmp_path)
+    script = load_script(name)
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(script, step, ctrl_c)
+    assert script.main(args) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err and "nothing" in err and list(tmp_path.iterdir()) == []

@@ -18,7 +18,7 @@ from nst_numpy import weights as weights_module
 from nst_numpy.fileio import default_file_mode
 from nst_numpy.gradcheck import rel_error
 from nst_numpy.vgg import VGG19
-from nst_numpy.vgg_spec import CAFFE, CONV_NAMES, LAYER_NAMES, TORCHVISION
+from nst_numpy.vgg_spec import CAFFE, CONV_NAMES, LAYER_NAMES, MATCONVNET, TORCHVISION
 from nst_numpy.weights import (WeightsError, default_weights_path, detect_format, file_sha256, get_vgg19,
                                keras_layer_name, load_vgg19, read_weights, save_converted)
 
@@ -301,6 +301,8 @@ def test_malformed_files_name_what_is_wrong(files, params, tmp_path):
     _mat_layers(tmp_path / "short.mat", {"name": "conv1_1", "type": "conv", "weights": _pair(k, b[None])},
                 {"name": "relu1_1", "type": "relu"})
     cases.append(("short.mat", "missing layer.*conv1_2.*in this MatConvNet file"))
+    wf.write_matconvnet(tmp_path / "nomean.mat", params, mean_rgb=None)   # no normalization recorded: VGG's mean
+    assert read_weights(tmp_path / "nomean.mat")[1] == MATCONVNET
     wf.write_matconvnet(tmp_path / "mean.mat", params, mean_rgb=(-5.0, 116.0, 104.0))
     cases.append(("mean.mat", r"implausible mean pixel \[ *-5\. +116\. +104\.\]"))
     state = wf.torch_state_dict(params)
@@ -372,6 +374,13 @@ def test_default_weights_path(monkeypatch, tmp_path):
     assert default_weights_path() == tmp_path / "mine.h5"
     monkeypatch.delenv("NST_NUMPY_WEIGHTS")
     assert default_weights_path() == REPO / "weights" / "vgg19.h5"  # the tests run from a checkout
+    # installed elsewhere (no setup.cfg beside the package): the user's cache folder
+    monkeypatch.setattr(weights_module, "__file__", str(tmp_path / "site-packages" / "nst_numpy" / "weights.py"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_weights_path() == tmp_path / "xdg" / "nst_numpy" / "vgg19.h5"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_weights_path() == tmp_path / "home" / ".cache" / "nst_numpy" / "vgg19.h5"
 
 
 def test_get_vgg19_path_and_missing_default(files, monkeypatch, tmp_path):

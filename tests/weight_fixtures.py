@@ -84,7 +84,8 @@ def write_keras(path, params, style="legacy", chunks=1, skip=(), shapes=None, re
 
 def write_matconvnet(path, params, version="new", mean_rgb=(123.68, 116.779, 103.939)):
     """version "new": struct fields name, type, weights, ... and meta.normalization.averageImage;
-    "old": fields weights first, normalization at the top level, a full average image."""
+    "old": fields weights first, normalization at the top level, a full average image.
+    mean_rgb None: no normalization recorded."""
     layers = []
     for name in CONV_NAMES:
         kernel, bias = params[name]
@@ -102,8 +103,10 @@ def write_matconvnet(path, params, version="new", mean_rgb=(123.68, 116.779, 103
     cell = np.empty((1, len(layers)), dtype=object)
     for i, layer in enumerate(layers):
         cell[0, i] = layer
-    mean = np.asarray(mean_rgb, np.float32)
-    if version == "new":
+    mean = None if mean_rgb is None else np.asarray(mean_rgb, np.float32)
+    if mean is None:   # a file that records no normalization at all
+        data = {"layers": cell}
+    elif version == "new":
         data = {"layers": cell, "meta": {"normalization": {"averageImage": mean.reshape(1, 1, 3)}}}
     else:
         data = {"layers": cell, "normalization": {"averageImage": np.tile(mean, (224, 224, 1))}}
