@@ -366,6 +366,18 @@ def test_bench_precision_measures_rounding_and_flips():
     assert r["engine"]["flips"] > 0 or r["engine"]["dx"] == r["engine"]["dx_masks"]
 
 
+def test_bench_precision_objective_errors_need_no_torch(capsys):
+    """--objective's figures: the float32 engine's loss and gradient against the float64 reference,
+    small (float32 rounding) but not zero (they are measured, not copied)."""
+    import re
+    bp = _bench_precision()
+    bp.objective_errors(bp.shared_params(0), 32, 32, 1)
+    out = capsys.readouterr().out
+    loss_err, grad_err = (float(v) for v in re.search(r"loss rel. error (\S+), gradient max\|a-b\|/max\|b\| (\S+)",
+                                                        out).groups())
+    assert loss_err < 1e-5 and 0 < grad_err < 1e-4, out   # 2e-9 and 3e-7 when written
+
+
 def test_bench_precision_script_runs_without_torch(capsys, monkeypatch):
     bp = _bench_precision()
     monkeypatch.setitem(sys.modules, "torch", None)   # import torch raises ImportError
