@@ -36,6 +36,7 @@ class Progress:
             self.stream.write(f"scale {st.scale}/{st.n_scales} {st.size[1]}x{st.size[0]}: stopped after "
                               f"{st.iteration} of {st.iterations} iterations at loss {st.loss:.4g}; {st.stopped}\n")
             self.stream.flush()
+            self.last_write = now
             return
         if st.scale != self.scale_start[0]:
             self.scale_start = (st.scale, self.last_time)
