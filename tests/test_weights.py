@@ -257,27 +257,13 @@ def test_missing_layer_and_wrong_shapes(files, params, tmp_path):
         load_vgg19(tmp_path / "conv.h5")
 
 
-def _mat_layers(path, *layers, **top):
-    """A .mat file whose 'layers' cell holds the given structs (dicts), as MatConvNet saves them."""
-    from scipy.io import savemat
-    cell = np.empty((1, len(layers)), dtype=object)
-    for i, layer in enumerate(layers):
-        cell[0, i] = layer
-    savemat(path, dict(layers=cell, **top))
-    return path
-
-
-def _pair(*arrays):
-    weights = np.empty((1, len(arrays)), dtype=object)
-    for i, a in enumerate(arrays):
-        weights[0, i] = a
-    return weights
-
-
 def test_malformed_files_name_what_is_wrong(files, params, tmp_path):
     """Each reader's structural checks: one WeightsError naming the file and the problem."""
     from scipy.io import savemat
     cases = []
+
+    def mat_layers(name, *layers):   # a .mat file whose 'layers' cell holds these structs (dicts)
+        savemat(tmp_path / name, {"layers": wf.mat_cell(*layers)})
     wf.write_keras(tmp_path / "nogroup.h5", params)
     with h5py.File(tmp_path / "nogroup.h5", "a") as f:
         del f["block2_conv1"]   # still listed in layer_names
@@ -293,13 +279,13 @@ def test_malformed_files_name_what_is_wrong(files, params, tmp_path):
     cases.append(("nolayers.mat", "a .mat file without a 'layers' variable"))
     savemat(tmp_path / "numbers.mat", {"layers": np.arange(3.0)})
     cases.append(("numbers.mat", "'layers' does not hold MatConvNet layer structs"))
-    _mat_layers(tmp_path / "fields.mat", {"name": "conv1_1", "type": "conv", "filters": np.zeros(3)})
+    mat_layers("fields.mat", {"name": "conv1_1", "type": "conv", "filters": np.zeros(3)})
     cases.append(("fields.mat", r"conv layer struct with fields \[.*'filters'.*\]: expected 'name' and 'weights'"))
-    _mat_layers(tmp_path / "one.mat", {"name": "conv1_1", "type": "conv", "weights": _pair(np.zeros((3, 3, 3, 64)))})
+    mat_layers("one.mat", {"name": "conv1_1", "type": "conv", "weights": wf.mat_cell(np.zeros((3, 3, 3, 64)))})
     cases.append(("one.mat", "conv layer conv1_1 has 1 weight arrays, expected 2"))
     k, b = params["conv1_1"]
-    _mat_layers(tmp_path / "short.mat", {"name": "conv1_1", "type": "conv", "weights": _pair(k, b[None])},
-                {"name": "relu1_1", "type": "relu"})
+    mat_layers("short.mat", {"name": "conv1_1", "type": "conv", "weights": wf.mat_cell(k, b[None])},
+               {"name": "relu1_1", "type": "relu"})
     cases.append(("short.mat", "missing layer.*conv1_2.*in this MatConvNet file"))
     wf.write_matconvnet(tmp_path / "nomean.mat", params, mean_rgb=None)   # no normalization recorded: VGG's mean
     assert read_weights(tmp_path / "nomean.mat")[1] == MATCONVNET

@@ -82,6 +82,14 @@ def write_keras(path, params, style="legacy", chunks=1, skip=(), shapes=None, re
 # MatConvNet .mat (as written by its import-caffe.py, read by scipy.io.loadmat)
 # ---------------------------------------------------------------------------
 
+def mat_cell(*items):
+    """A MATLAB cell array of one row, as savemat writes one: a (1, n) object array."""
+    cell = np.empty((1, len(items)), dtype=object)
+    for i, item in enumerate(items):
+        cell[0, i] = item
+    return cell
+
+
 def write_matconvnet(path, params, version="new", mean_rgb=(123.68, 116.779, 103.939)):
     """version "new": struct fields name, type, weights, ... and meta.normalization.averageImage;
     "old": fields weights first, normalization at the top level, a full average image.
@@ -89,8 +97,7 @@ def write_matconvnet(path, params, version="new", mean_rgb=(123.68, 116.779, 103
     layers = []
     for name in CONV_NAMES:
         kernel, bias = params[name]
-        weights = np.empty((1, 2), dtype=object)
-        weights[0, 0], weights[0, 1] = kernel, bias.reshape(1, -1)  # MatConvNet stores the bias as a row
+        weights = mat_cell(kernel, bias.reshape(1, -1))  # MatConvNet stores the bias as a row
         if version == "new":
             layers.append({"name": name, "type": "conv", "weights": weights, "size": np.array(kernel.shape, float),
                            "pad": np.ones((1, 4)), "stride": np.ones((1, 2))})
@@ -100,9 +107,7 @@ def write_matconvnet(path, params, version="new", mean_rgb=(123.68, 116.779, 103
         layers.append({"name": "relu" + name[4:], "type": "relu"})
         if name in ("conv1_2", "conv2_2", "conv3_4", "conv4_4", "conv5_4"):
             layers.append({"name": "pool" + name[4], "type": "pool", "method": "max"})
-    cell = np.empty((1, len(layers)), dtype=object)
-    for i, layer in enumerate(layers):
-        cell[0, i] = layer
+    cell = mat_cell(*layers)
     mean = None if mean_rgb is None else np.asarray(mean_rgb, np.float32)
     if mean is None:   # a file that records no normalization at all
         data = {"layers": cell}
