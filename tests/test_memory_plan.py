@@ -6,6 +6,7 @@ import sys
 import textwrap
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from nst_numpy.config import Config
@@ -119,3 +120,27 @@ def test_time_model_counts_the_restart_with_step_sizes(monkeypatch):
     assert early == pytest.approx([2 * plain[0], 2 * plain[1]])     # restarts at 5 in both scales
     assert default == pytest.approx([plain[0], 2 * plain[1]])       # at 20: the 10-iteration coarse scale never does
     assert setup(min_improvement=0.0) == pytest.approx(plain)       # automatic: no step sizes without the rule
+
+
+def test_an_api_run_plans_itself_when_memory_is_short(monkeypatch):
+    """stylize with tile_size None plans its own run when memory_plan.needs_plan says so (a big
+    picture, or under 8 GB available), as the CLI does. Here the machine is made to look short of
+    memory, so even a 32 px run is planned; the plan fits it untiled, so it is the same run."""
+    from nst_numpy import memory_plan
+    from nst_numpy.optimize import stylize
+    from nst_numpy.samples import landscape, swirls
+    net = FastVGG19.random(seed=0)
+    cfg = Config(size=32, scales=1, iterations=3, min_improvement=0.0, style_layers=("relu1_1", "relu2_1"),
+                 content_layers=("relu2_2",))
+    run = (net, landscape(32, 32), [swirls(32, 32)], cfg)
+    unplanned, real, plans = stylize(*run), memory_plan.plan_run, []
+
+    def plan_run(*args, **kwargs):
+        plans.append(real(*args, **kwargs))
+        return plans[-1]
+    monkeypatch.setattr(memory_plan, "plan_run", plan_run)
+    monkeypatch.setattr(memory_plan, "available_memory", lambda: 16 << 30)
+    assert np.max(np.abs(stylize(*run) - unplanned)) < 1e-3 and plans == []   # control: 16 GB, no plan
+    monkeypatch.setattr(memory_plan, "available_memory", lambda: 4 << 30)
+    assert np.max(np.abs(stylize(*run) - unplanned)) < 1e-3
+    assert len(plans) == 1 and plans[0][0].tiles == 1 and plans[0][0].lbfgs_memory == 10
