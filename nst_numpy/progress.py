@@ -1,6 +1,5 @@
 """Progress of a stylize run on a terminal or in a log: iteration, loss by part, it/s, ETA, tiles."""
 import os
-import re
 import time
 
 
@@ -26,7 +25,7 @@ class Progress:
         self.scale_start = (1, self.t_start)  # (scale, time it began)
         self.width = 0
         self.last_time = self.t_start
-        self.line = ""                  # the last iteration line, which a terminal's tile count follows
+        self.lines = ()                 # the last iteration line and its shorter forms (a tile count follows them)
         self.last_write = self.t_start  # when the last line went to a log
 
     def __call__(self, st):
@@ -48,17 +47,20 @@ class Progress:
         eta = (st.work_total - st.work_done) / max(rate, 1e-9)
         bound = "≤" if st.may_stop_early and st.work_total > st.work_done else ""   # nothing left: exact
         p = st.parts
-        line = (f"scale {st.scale}/{st.n_scales} {st.size[1]}x{st.size[0]}  it {st.iteration}/{st.iterations}  "
-                f"loss {st.loss:.4g} (content {p.get('content', 0):.3g}, style {p.get('style', 0):.3g}, "
-                f"tv {p.get('tv', 0):.3g})  {its:.2f} it/s  ETA {bound}{_clock_time(eta)}")
+        head = f"scale {st.scale}/{st.n_scales} {st.size[1]}x{st.size[0]}  it {st.iteration}/{st.iterations}  " \
+               f"loss {st.loss:.4g}"
+        parts = f" (content {p.get('content', 0):.3g}, style {p.get('style', 0):.3g}, tv {p.get('tv', 0):.3g})"
+        speed, eta = f"  {its:.2f} it/s", f"  ETA {bound}{_clock_time(eta)}"
+        # The whole line, then the shorter ones a narrow terminal gets (_refresh): the ETA stays.
+        lines = (head + parts + speed + eta, head + speed + eta, head + eta)
         if self.tty:
-            self._refresh(line)
-            self.line = line
+            self._refresh(lines)
+            self.lines = lines
             if st.iteration == st.iterations and st.scale == st.n_scales:
                 self.stream.write("\n")
-                self.width, self.line = 0, ""
+                self.width, self.lines = 0, ()
         else:
-            self.stream.write(line + "\n")
+            self.stream.write(lines[0] + "\n")
             self.last_write = now
         self.stream.flush()
 
@@ -73,7 +75,7 @@ class Progress:
         n = total // 2   # tiles per pass
         where = f"tile {done - n if done > n else done}/{n}, pass {2 if done > n else 1}/2"
         if self.tty:
-            self._refresh(f"{self.line}  [{where}]" if self.line else f"evaluating: {where}")
+            self._refresh([f"{line}  [{where}]" for line in self.lines] or [f"evaluating: {where}"])
         elif now - self.last_write >= 30:
             self.stream.write(f"  evaluating: {where}\n")
             self.last_write = now
@@ -81,15 +83,12 @@ class Progress:
             return
         self.stream.flush()
 
-    def _refresh(self, text):
-        """Rewrite the terminal's current line with text, fitted to the terminal's width: a line
-        that wraps cannot be rewritten in place (a carriage return only reaches the last row), so
-        the loss breakdown goes first, then the iterations per second, then the end of the line."""
+    def _refresh(self, lines):
+        """Rewrite the terminal's current line with the first of `lines` (longest first) that fits the
+        terminal's width, else the last one cut to it: a line that wraps cannot be rewritten in place
+        (a carriage return only reaches the last row)."""
         columns = self.columns or _terminal_columns(self.stream)
-        for drop in (r" \(content [^)]*\)", r"  [0-9.]+ it/s"):
-            if len(text) >= columns:
-                text = re.sub(drop, "", text)
-        text = text[:columns - 1]
+        text = next((t for t in lines if len(t) < columns), lines[-1][:columns - 1])
         self.stream.write("\r" + text.ljust(min(self.width, columns - 1)))
         self.width = len(text)
 
@@ -99,7 +98,7 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self.width = 0
-        self.line = ""   # what follows starts a new line of its own
+        self.lines = ()   # what follows starts a new line of its own
 
 
 def _terminal_columns(stream):

@@ -122,12 +122,12 @@ def test_progress_reports_tiles_within_an_evaluation():
     p.tile(1, 4)
     p.tile(4, 4)
     assert tty.getvalue() == "\revaluating: tile 1/2, pass 1/2\revaluating: tile 2/2, pass 2/2"
-    p.line = "scale 1/1 64x48  it 3/9"   # after an iteration's line, the count follows it
+    p.lines = ("scale 1/1 64x48  it 3/9",)   # after an iteration's line, the count follows it
     p.tile(2, 4)
     assert tty.getvalue().endswith("\rscale 1/1 64x48  it 3/9  [tile 2/2, pass 1/2]")
     p.close()   # Ctrl-C: the next message ("interrupted after ...") starts on its own line
     p.close()   # and only one line end, however often it is called
-    assert tty.getvalue().endswith("pass 1/2]\n") and p.line == ""
+    assert tty.getvalue().endswith("pass 1/2]\n") and p.lines == ()
     Progress(log).close()
     assert log.getvalue().endswith("pass 2/2\n")   # a log's lines already end: nothing added
 
