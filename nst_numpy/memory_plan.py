@@ -271,16 +271,20 @@ def plan_run(net, scale_hws, style_hws_per_scale, config, cap=None, timed=False)
         for k, p in enumerate(plans):
             net_s = cost.seconds(*p.window, tiled=p.tiles > 1) * p.tiles
             p.seconds_per_iteration = EVALUATIONS_PER_ITERATION * net_s + per_value * 3 * p.hw[0] * p.hw[1]
-            # scipy's fmin_l_bfgs_b turns the bounds into arrays with Python loops over every value
-            # (about 1 us each, measured at n = 3 million), and every start evaluates once more;
-            # L-BFGS-B starts again at Config.restart_with_step_sizes_at() if the scale's budget goes past it.
+            # Every start of L-BFGS-B sets up its bounds (LBFGS_SETUP_SECONDS_PER_VALUE) and evaluates
+            # once more; it starts again at Config.restart_with_step_sizes_at() if the scale's budget goes past it.
             budget = config.iterations if k == len(plans) - 1 else config.coarse_iterations
             starts = 2 if lbfgs and 0 < config.restart_with_step_sizes_at() < budget else 1
-            p.setup_seconds = starts * (net_s + (1e-6 * 3 * p.hw[0] * p.hw[1] if lbfgs else 0.0))
+            p.setup_seconds = starts * (net_s + (LBFGS_SETUP_SECONDS_PER_VALUE * 3 * p.hw[0] * p.hw[1]
+                                                 if lbfgs else 0.0))
     return plans
 
 
 EVALUATIONS_PER_ITERATION = 1.04   # scipy L-BFGS-B's line search, measured (lbfgs.run_lbfgs)
+# scipy's fmin_l_bfgs_b turns the bounds into arrays with Python loops over every value before its
+# first step: 2.1-2.3 us per value with scipy 1.17 on the test machine (n = 3 million, 3 runs; 0.45 s at
+# 320x240, 5.5 s at 1024x768), paid at every start of L-BFGS-B.
+LBFGS_SETUP_SECONDS_PER_VALUE = 2.2e-6
 
 
 def _optimizer_seconds_per_value(optimizer):
