@@ -16,6 +16,7 @@ to 8 bits, as written to the PNG): make_objective(net, content resized to the ou
 --curve prints, for one run, the content term, the style term of each layer and the TV term
 against iteration and seconds (every iteration at the last scale, every 10th before).
 """
+import os
 import time
 
 import numpy as np
@@ -49,9 +50,22 @@ def parse_set(items):
     return out
 
 
+def split_pair(pair):
+    """'content.jpg:style.jpg' -> ('content.jpg', 'style.jpg').
+
+    A path may hold a colon itself, so the split is at the first colon with an existing file on
+    both sides; if there is none, at the first colon (the loader then names the missing file).
+    """
+    for i, ch in enumerate(pair):
+        if ch == ":" and os.path.isfile(pair[:i]) and os.path.isfile(pair[i + 1:]):
+            return pair[:i], pair[i + 1:]
+    content, _, style = pair.partition(":")
+    return content, style
+
+
 def load_pair(pair, size, style_scale):
     """'content.jpg:style.jpg' -> (content RGB, style RGB), read as the CLI reads them."""
-    content, _, style = pair.partition(":")
+    content, style = split_pair(pair)
     return (load_image(content, max_side=size),
             load_image(style, max_side=max(16, round(size * style_scale))))
 

@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from bench_schedule import split_pair   # scripts/ is on sys.path, as benchmark.py imports both
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -29,7 +31,7 @@ def overhead(net, pair, side, tile, repeat):
     from nst_numpy.config import Config
     from nst_numpy.image import load_image, resize
     from nst_numpy.objective import make_objective
-    content_path, style_path = pair.split(":")
+    content_path, style_path = split_pair(pair)
     content = net.preprocess(resize(load_image(content_path), (side, side)))
     style = net.preprocess(resize(load_image(style_path), (side, side)))
     x = content.astype(np.float64).ravel()
@@ -68,7 +70,7 @@ def _crop_16x9(path, folder):
 
 def run(weights, pair, side, max_memory, overrides):
     """The CLI at `side` on a 16:9 crop: dry run, then the real run; plan against measurement."""
-    content_path, style_path = pair.split(":")
+    content_path, style_path = split_pair(pair)
     with tempfile.TemporaryDirectory() as tmp:
         content = _crop_16x9(content_path, tmp)
         args = [sys.executable, os.path.join(ROOT, "scripts", "stylize.py"), "--weights", weights,

@@ -279,6 +279,19 @@ def test_parse_set_takes_types_from_config(bench):
         B.parse_set(["normalize=0"])
 
 
+def test_pairs_split_where_both_files_exist(bench, tmp_path):
+    """--pairs joins two paths with a colon, and a path may hold one itself: the split is at the
+    colon with an existing file on both sides (control: the first colon would split inside one)."""
+    B = importlib.import_module("bench_schedule")
+    content, style = tmp_path / "photo:2024.png", tmp_path / "a:b.png"
+    for path in (content, style):
+        path.write_bytes(b"")
+    pair = f"{content}:{style}"
+    assert B.split_pair(pair) == (str(content), str(style))
+    assert pair.partition(":")[0] != str(content)                     # the control: first colon is wrong
+    assert B.split_pair(f"{tmp_path / 'nope.png'}:{style}") == (str(tmp_path / "nope.png"), str(style))
+
+
 def test_schedule_mode_compares_new_and_old_runs(bench, weights_file, pair, capsys, monkeypatch):
     """A row per size: the new run (with --set) and the old one (OLD), both scored by the same final loss;
     the ratios are new / old."""
