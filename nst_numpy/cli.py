@@ -174,8 +174,8 @@ def build_parser():
     mem.add_argument("--dry-run", action="store_true",
                      help="print the plan (sizes, tiles, peak memory, seconds per iteration) and exit; writes nothing")
     mem.add_argument("--checkpoint-every", type=_number(int, 1), metavar="N",
-                     help="every N iterations, save the run next to the output (-o out.png: out.checkpoint.npz; the optimiser restarts "
-                          "there, so a resumed run is the same run); deleted when the run ends")
+                     help="every N iterations, save the run next to the output (-o out.png: out.checkpoint.npz; "
+                          "the optimiser restarts there, so a resumed run is the same run); deleted when the run ends")
     mem.add_argument("--resume", metavar="CHECKPOINT",
                      help="continue the run saved in CHECKPOINT (after a crash or kill); takes no other options "
                           "but --quiet")
