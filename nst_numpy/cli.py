@@ -15,7 +15,8 @@ import numpy as np
 
 from . import __version__
 from .console import EXIT_INTERRUPTED
-from .config import AUTO_PRECONDITION_AFTER, MAX_LBFGS_MEMORY, MAX_WEIGHT, OPTIMIZERS, PRESERVE, Config
+from .config import (AUTO_LBFGS_MEMORY, AUTO_PRECONDITION_AFTER, MAX_LBFGS_MEMORY, MAX_WEIGHT, OPTIMIZERS,
+                     PLAIN_LBFGS_MEMORY, PRESERVE, Config)
 from .checkpoint import Checkpointer, load_checkpoint
 from .image import MAX_PIXELS, ImageError, check_output_path, check_writable, fit_size, load_image, save_image
 from .memory_plan import default_cap, describe, needs_plan, parse_size, plan_run
@@ -135,7 +136,7 @@ def build_parser():
                      help=f"Adam's step in 0..255 pixel units (default: {d.learning_rate})")
     opt.add_argument("--lbfgs-memory", type=_number(int, 1, maximum=MAX_LBFGS_MEMORY), default=d.lbfgs_memory,
                      help=f"L-BFGS correction pairs, 1 to {MAX_LBFGS_MEMORY}; each costs 16 bytes per pixel-channel "
-                          f"(default: {d.lbfgs_memory})")
+                          f"(default: {AUTO_LBFGS_MEMORY}, or {PLAIN_LBFGS_MEMORY} with --min-improvement 0)")
     opt.add_argument("--precondition-after", type=_number(int, 0), default=d.precondition_after, metavar="N",
                      help=f"after N iterations of a scale, restart L-BFGS with per-pixel step sizes from the "
                           f"gradient (faster to a low loss); 0 never does (default: {AUTO_PRECONDITION_AFTER}, "
@@ -307,9 +308,9 @@ def run(args, stderr, argv=(), resume=None):
     if args.dry_run:
         print(describe(plans, iteration_budgets(config, len(sizes)), cap))
         return 0
-    m = min(p.lbfgs_memory for p in plans) if plans else config.lbfgs_memory
-    if config.optimizer == "lbfgs" and m < config.lbfgs_memory and not args.quiet:
-        stderr.write(f"note: --lbfgs-memory lowered from {config.lbfgs_memory} to {m} to fit --max-memory "
+    m = min(p.lbfgs_memory for p in plans) if plans else config.correction_pairs()
+    if config.optimizer == "lbfgs" and m < config.correction_pairs() and not args.quiet:
+        stderr.write(f"note: --lbfgs-memory lowered from {config.correction_pairs()} to {m} to fit --max-memory "
                      f"{cap / 2 ** 30:.1f} GiB\n")
     config.extra = {"content": args.content or "built-in chelsea_cat.jpg",
                     "style": ",".join(styles) or "built-in starry_night.jpg",

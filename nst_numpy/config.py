@@ -28,6 +28,8 @@ OPTIMIZERS = ("lbfgs", "adam")
 PRESERVE = ("none", "luminance", "histogram")
 MAX_WEIGHT = 1e30        # loss weights above this overflow the float32 loss and gradient (max ~3.4e38)
 AUTO_PRECONDITION_AFTER = 20  # plain iterations before the step sizes (10 was worse at 320 px; README, Time to a result)
+AUTO_LBFGS_MEMORY = 5    # correction pairs with the stopping rule: m = 10's loss, 5% less time (README, Time to a result)
+PLAIN_LBFGS_MEMORY = 10  # correction pairs without it: the fixed-length run of earlier versions
 MAX_LBFGS_MEMORY = 1000  # correction pairs: 16 bytes per value each, so 1000 is 3.7 GB at 320x240
 
 
@@ -48,7 +50,8 @@ class Config:
                                            # step sizes from the gradient (lbfgs.step_scales); 0 = never; None =
                                            # automatic (restart_with_step_sizes_at: 20, 0 if min_improvement is 0)
     optimizer: str = "lbfgs"               # "lbfgs" (scipy L-BFGS-B with pixel bounds) or "adam"
-    lbfgs_memory: int = 10                 # L-BFGS correction pairs (scipy's maxcor); 16 bytes per value each
+    lbfgs_memory: int = None               # L-BFGS correction pairs (scipy's maxcor); 16 bytes per value each;
+                                           # None = automatic (correction_pairs: 5, 10 if min_improvement is 0)
     learning_rate: float = 2.0             # Adam's step, in 0..255 pixel units (unused by L-BFGS)
     init: str = "content"                  # "content", "noise", or a path to an image file
     # (Pooling and the engine belong to the network, not here: load_vgg19(pooling=, engine=).)
@@ -72,6 +75,14 @@ class Config:
             return self.precondition_after
         return AUTO_PRECONDITION_AFTER if self.min_improvement > 0 else 0
 
+    def correction_pairs(self):
+        """lbfgs_memory with None resolved: AUTO_LBFGS_MEMORY when the stopping rule is on, else
+        PLAIN_LBFGS_MEMORY. Why: 5 pairs reach the loss of 10 in the default run, in less time and half
+        the optimiser's memory, while `--min-improvement 0` keeps the earlier versions' 10 exactly."""
+        if self.lbfgs_memory is not None:
+            return self.lbfgs_memory
+        return AUTO_LBFGS_MEMORY if self.min_improvement > 0 else PLAIN_LBFGS_MEMORY
+
     def validate(self):
         """Raise ValueError with a one-line message for the first invalid field."""
         for name in ("content_weight", "style_weight", "tv_weight", "learning_rate", "style_scale"):
@@ -92,7 +103,8 @@ class Config:
             raise ValueError(f"precondition-after must be a whole number >= 0, got {self.precondition_after}")
         if not isinstance(self.min_improvement, (int, float)) or not 0 <= self.min_improvement < 1:
             raise ValueError(f"min-improvement must be a fraction in [0, 1), got {self.min_improvement}")
-        if int(self.lbfgs_memory) != self.lbfgs_memory or not 1 <= self.lbfgs_memory <= MAX_LBFGS_MEMORY:
+        if self.lbfgs_memory is not None and (int(self.lbfgs_memory) != self.lbfgs_memory
+                                              or not 1 <= self.lbfgs_memory <= MAX_LBFGS_MEMORY):
             raise ValueError(f"lbfgs-memory must be a whole number from 1 to {MAX_LBFGS_MEMORY}, "
                              f"got {self.lbfgs_memory}")
         if self.scales is not None and (int(self.scales) != self.scales or self.scales < 1):

@@ -224,7 +224,8 @@ def plan_scale(cost, hw, style_hws, config, cap, base):
         sides = [config.tile_size]
     else:
         sides = [0] + [t for t in TILE_SIDES if t < max(hw)]
-    ms = [config.lbfgs_memory] if config.optimizer == "adam" else range(config.lbfgs_memory, MIN_LBFGS_MEMORY - 1, -1)
+    most = config.correction_pairs()
+    ms = [most] if config.optimizer == "adam" else range(most, MIN_LBFGS_MEMORY - 1, -1)
     # Windows of cores under EFFICIENT_TILE px spend most of their time on the halo, so a smaller
     # L-BFGS memory is tried with large tiles before small tiles are tried at all.
     order = ([(m, t) for m in ms for t in sides if t == 0 or t >= EFFICIENT_TILE] +

@@ -269,7 +269,7 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                 if reason is not None:
                     raise Converged(reason)
 
-            m = plans[k].lbfgs_memory if plans else config.lbfgs_memory
+            m = plans[k].lbfgs_memory if plans else config.correction_pairs()
             every = checkpoint.every if checkpoint is not None else budgets[k]
 
             def save(k, done, x, rule, best_loss):

@@ -115,7 +115,8 @@ def schedule(net, pairs, sizes, overrides):
     inputs = [(size, pair, load_pair(pair, size, new.style_scale)) for size in sizes for pair in pairs]
     print(f"new schedule: scales={new.scales} coarse_iterations={new.coarse_iterations} "
           f"iterations={new.iterations} min_improvement={new.min_improvement:g} "
-          f"step sizes after {new.restart_with_step_sizes_at()} iterations; old: {OLD}")
+          f"step sizes after {new.restart_with_step_sizes_at()} iterations, L-BFGS memory {new.correction_pairs()}; "
+          f"old: {OLD}")
     print("| pair | size | old s | old loss | new s | new loss | time ratio | loss ratio | new iterations / evaluations |")
     print("|---|---|---|---|---|---|---|---|---|")
     ratios = []

@@ -311,9 +311,11 @@ def test_schedule_mode_compares_new_and_old_runs(bench, weights_file, pair, caps
     head, rows = _table(out)
     assert head == ["pair", "size", "old s", "old loss", "new s", "new loss", "time ratio", "loss ratio",
                     "new iterations / evaluations"]
-    # Per row the new run first, then the old one: one scale, no early stop, OLD's iterations, no step sizes.
-    assert [(c.size, c.iterations, c.scales, c.min_improvement, c.restart_with_step_sizes_at()) for c, _ in runs] \
-        == [(32, 2, None, 5e-4, 20), (32, 3, 1, 0.0, 0), (48, 2, None, 5e-4, 20), (48, 3, 1, 0.0, 0)]
+    # Per row the new run first, then the old one: one scale, no early stop, OLD's iterations, no step
+    # sizes, 10 correction pairs.
+    assert [(c.size, c.iterations, c.scales, c.min_improvement, c.restart_with_step_sizes_at(), c.correction_pairs())
+            for c, _ in runs] == [(32, 2, None, 5e-4, 20, 5), (32, 3, 1, 0.0, 0, 10), (48, 2, None, 5e-4, 20, 5),
+                                  (48, 3, 1, 0.0, 0, 10)]
     time_ratios = []
     for size, row, (_, new_s), (_, old_s) in zip((32, 48), rows, runs[::2], runs[1::2]):
         label, printed_size, _, old_loss, _, new_loss, time_ratio, loss_ratio, its = row

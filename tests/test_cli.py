@@ -272,12 +272,12 @@ def test_a_lowered_lbfgs_memory_is_noted_and_used(tmp_path, monkeypatch):
     monkeypatch.setattr(optimize, "run_lbfgs", record)
     argv = FAST + ["--scales", "1", "--max-memory", "8G", "-o", tmp_path / "out.png"]
     status, err = _run(argv)
-    assert status == 0 and "note:" not in err and used == [10], err   # control: the plan keeps m = 10
+    assert status == 0 and "note:" not in err and used == [5], err   # control: the plan keeps the default m = 5
     used.clear()
     monkeypatch.setattr(cli, "plan_run",
                         lambda *a, **k: [dataclasses.replace(p, lbfgs_memory=3) for p in real_plan(*a, **k)])
     status, err = _run(argv)
-    assert status == 0 and "note: --lbfgs-memory lowered from 10 to 3 to fit --max-memory 8.0 GiB\n" in err, err
+    assert status == 0 and "note: --lbfgs-memory lowered from 5 to 3 to fit --max-memory 8.0 GiB\n" in err, err
     assert used == [3]
 
 

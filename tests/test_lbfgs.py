@@ -102,6 +102,15 @@ def test_automatic_step_sizes_follow_the_stopping_rule():
     assert Config(precondition_after=0).restart_with_step_sizes_at() == 0
 
 
+def test_automatic_lbfgs_memory_follows_the_stopping_rule():
+    """None: 5 correction pairs with the stopping rule, 10 without it (the plain run of earlier versions);
+    a number given is used as it is, with or without the rule."""
+    assert Config().lbfgs_memory is None and Config().correction_pairs() == 5
+    assert Config(min_improvement=0.0).correction_pairs() == 10
+    assert Config(min_improvement=0.0, lbfgs_memory=7).correction_pairs() == 7
+    assert Config(lbfgs_memory=10).correction_pairs() == 10
+
+
 @pytest.mark.parametrize("sizes", [None, lambda g: step_scales(g, HW)])
 def test_the_start_is_evaluated_once(sizes):
     """run_lbfgs needs the gradient at the start (for its first-step scale and D) and hands that

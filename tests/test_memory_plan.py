@@ -32,7 +32,7 @@ def cost():
 
 
 def test_plan_is_untiled_when_it_fits_else_tiled_else_lower_m_else_a_clear_refusal(cost):
-    hw, cfg = (1200, 900), Config()
+    hw, cfg = (1200, 900), Config(lbfgs_memory=10)
     whole = estimate(cost, hw, [], cfg, 0, 10, 0)
     assert plan_scale(cost, hw, [], cfg, whole.peak, 0).tiles == 1
     tiled = plan_scale(cost, hw, [], cfg, whole.peak - 1, 0)

@@ -218,7 +218,8 @@ def test_30_lbfgs_iterations_at_128_px_reduce_the_loss_10x(net32):
 
 
 def test_lbfgs_memory_reaches_scipy(net32, monkeypatch):
-    """Config.lbfgs_memory is the maxcor scipy's L-BFGS-B runs with (it sets the optimiser's memory)."""
+    """Config.lbfgs_memory is the maxcor scipy's L-BFGS-B runs with (it sets the optimiser's memory);
+    unset, 5 with the stopping rule and 10 without it."""
     import nst_numpy.lbfgs as O
     seen = []
     real = O.fmin_l_bfgs_b
@@ -228,9 +229,10 @@ def test_lbfgs_memory_reaches_scipy(net32, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(O, "fmin_l_bfgs_b", spy)
-    for m in (3, 10):
-        stylize(net32, landscape(32, 32), [swirls(32, 32)], Config(size=32, iterations=2, scales=1, lbfgs_memory=m))
-    assert seen == [3, 10]
+    for m, rule in ((3, 5e-4), (10, 5e-4), (None, 5e-4), (None, 0.0)):
+        stylize(net32, landscape(32, 32), [swirls(32, 32)],
+                Config(size=32, iterations=2, scales=1, lbfgs_memory=m, min_improvement=rule))
+    assert seen == [3, 10, 5, 10]
 
 
 def test_lbfgs_runs_every_openblas_on_one_thread(monkeypatch):
