@@ -308,9 +308,10 @@ def run(args, stderr, argv=(), resume=None):
     if args.dry_run:
         print(describe(plans, iteration_budgets(config, len(sizes)), cap))
         return 0
-    m = min(p.lbfgs_memory for p in plans) if plans else config.correction_pairs()
-    if config.optimizer == "lbfgs" and m < config.correction_pairs() and not args.quiet:
-        stderr.write(f"note: --lbfgs-memory lowered from {config.correction_pairs()} to {m} to fit --max-memory "
+    asked = config.correction_pairs()   # --lbfgs-memory, or its automatic value
+    m = min(p.lbfgs_memory for p in plans) if plans else asked
+    if config.optimizer == "lbfgs" and m < asked and not args.quiet:
+        stderr.write(f"note: --lbfgs-memory lowered from {asked} to {m} to fit --max-memory "
                      f"{cap / 2 ** 30:.1f} GiB\n")
     config.extra = {"content": args.content or "built-in chelsea_cat.jpg",
                     "style": ",".join(styles) or "built-in starry_night.jpg",
