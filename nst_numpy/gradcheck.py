@@ -85,8 +85,8 @@ def check_network(net, x, taps, rng, n_samples=None, h=1e-5):
 
     net: a float64 network (the gradient checks run on the reference VGG19); x: (H, W, 3) float64; taps: layer names.
     f(x) = sum_l sum(act_l(x) * g_l) with random g_l, so the gradients of all taps
-    must be accumulated correctly. n_samples: probe that many random pixels
-    (default: all).
+    must be accumulated correctly. n_samples: probe that many random input values
+    (pixel-channel entries; default: all).
     """
     acts = net.forward(x, taps)
     ups = {name: rng.standard_normal(a.shape) for name, a in acts.items()}
@@ -262,9 +262,9 @@ def _objective_checks(net, rng, n_samples):
     x = x.reshape(-1)
     idx = rng.choice(x.size, size=min(n_samples, x.size), replace=False)
     # Pixel values are ~100 in network units. h = 1e-4 keeps truncation and rounding near 1e-8, and
-    # rarely straddles a ReLU's kink: with h = 1e-3, probing all 768 values (--samples 768 or more)
-    # put one across a kink, 4.8e-2 off at that value and 6.8e-4 overall, though the gradient is right
-    # (5e-9 at h = 1e-4).
+    # rarely straddles a ReLU's kink: with h = 1e-3, probing all 768 values (--samples 2304 or more,
+    # as this row probes a third of --samples) put one across a kink, 4.8e-2 off at that value and
+    # 6.8e-4 overall, though the gradient is right (5e-9 at h = 1e-4).
     numeric = numerical_gradient(lambda z: f(z)[0], x.copy(), 1e-4, idx)
     err = rel_error(f(x)[1][idx], numeric)
     f.tv_w = 0.0  # the same objective, but its gradient forgets the TV term
@@ -276,7 +276,7 @@ def _objective_checks(net, rng, n_samples):
 def run_all_checks(seed=0, n_samples=12):
     """Run every gradient check at small sizes; returns a list of CheckResult, in table order.
 
-    n_samples: pixels probed by finite differences in the whole-network checks
+    n_samples: input values (pixel-channel entries) probed by finite differences in the whole-network checks
     (each probe costs two forward passes).
     """
     from .vgg import VGG19

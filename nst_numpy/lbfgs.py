@@ -12,7 +12,7 @@ from scipy.optimize import fmin_l_bfgs_b
 from .fast.threads import blas_threads
 
 SCALE_BLUR = 2.0          # px: step_scales smooths |gradient| over neighbouring pixels first
-SCALE_RANGE = (0.1, 10.0)  # step_scales' clip: no value moves more than 10x faster or slower than typical
+SCALE_RANGE = (0.1, 10.0)  # step_scales' clip on D; a step in x scales as D^2, so at most 100x faster or slower
 SCALE_LEVELS = 4          # step_scales rounds to 2^(k/4): a few distinct values keep the bounds list small
 
 
@@ -20,7 +20,7 @@ def step_scales(grad, hw):
     """Per-value step sizes D for the change of variables x = D z, from the gradient at the start.
 
     grad: (n,) gradient at the start point, n = H W 3; hw: (H, W). Returns D: (n,) float64,
-    D = (|grad| blurred over SCALE_BLUR px / its median) ** -1/2, clipped to SCALE_RANGE.
+    D = (|grad| blurred over SCALE_BLUR px / its median) ** (-1/2), clipped to SCALE_RANGE.
 
     Why: L-BFGS's first guess of the inverse Hessian is one number times the identity, the same
     step for every pixel. Pixels whose loss moves a lot (edges, texture) then overshoot while flat
@@ -45,8 +45,8 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
     """scipy L-BFGS-B with box bounds lo <= x <= hi; x0, lo, hi: (n,) float64 (n = H W 3). Returns x (n,).
 
     memory: correction pairs kept (maxcor). Each costs two float64 vectors of x's size, so at
-    1024 px, 10 pairs are 0.5 GB; 20 pairs changed the loss after 200 iterations by 0.4%
-    (256 px, random weights), not worth another 0.5 GB.
+    1024 px, 10 pairs are 0.5 GB. stylize passes Config.correction_pairs() (5 in a default run);
+    the default 10 here is config.PLAIN_LBFGS_MEMORY, the fixed-length run, which reconstruct.py uses.
     on_iteration(i), if given, is called after each iteration.
     step_sizes(grad) -> D (n,) > 0, if given: optimise z with x = D z instead, D from the gradient
     at x0 (step_scales); the result is still returned as x. None: D = 1, plain L-BFGS-B.
@@ -82,7 +82,8 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
         # With no curvature known yet, L-BFGS-B's first trial step is z0 - grad. The normalised losses
         # (~1) have gradients of ~1e-5 per pixel, a step lost in float32 rounding, after which the line
         # search can give up. So minimise loss_scale * f instead, chosen so that the first step
-        # moves the steepest pixel by one RGB level. Scaling f by a constant > 0 moves no minimum.
+        # moves the steepest value of z by one RGB level (with step sizes, value i of x then moves
+        # D_i levels). Scaling f by a constant > 0 moves no minimum.
         level = float(np.min(hi - lo)) / 255.0  # one RGB level in network units
         g_max = float(np.max(np.abs(times_d(g0))))
         loss_scale = level / g_max if g_max > 0 else 1.0

@@ -36,7 +36,8 @@ def content_loss(F, P):
 def gram_matrix(F):
     """Gram matrix of a layer's activations.
 
-    F: (H, W, C) -> G: (C, C), G_ij = sum_k F_ik F_jk over the M = H*W positions k.
+    F: (H, W, C) -> G: (C, C), G[i, j] = sum_k F2d[k, i] F2d[k, j] over the M = H*W positions k,
+    F2d = F.reshape(M, C); in the paper's (channel, position) layout, G_ij = sum_k F_ik F_jk.
     """
     F2d = F.reshape(-1, F.shape[-1])  # (M, N): the paper's F^l transposed
     return F2d.T @ F2d                # Gatys et al. 2016, eq. 3: G = F F^T in the paper's layout
@@ -82,9 +83,9 @@ def style_loss_from_gram(G, A, M):
 def style_layer_loss(F, A):
     """One layer's style loss E_l and its gradient.
 
-    F: (H, W, C) activations of the image being optimised; A: (C, C) the target Gram
-    matrix (of the style image, for the same number of positions M = H*W).
-    Returns (E, dE/dF) with E a float and dE/dF: (H, W, C).
+    F: (H, W, N) activations of the image being optimised (N channels, the paper's N_l);
+    A: (N, N) the target Gram matrix (of the style image, for the same number of positions M = H*W).
+    Returns (E, dE/dF) with E a float and dE/dF: (H, W, N).
     """
     H, W, N = F.shape
     loss, K = style_loss_from_gram(gram_matrix(F), A, H * W)   # checks A's shape

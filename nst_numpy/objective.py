@@ -171,6 +171,7 @@ def _layer_sizes(shape, layers):
 
     Convolutions keep the size (3x3, padding 1); each 2x2 pooling halves it, rounding down.
     """
+    # name[4] is the block digit: every prefix (conv, relu, pool) has four letters.
     channels = {int(n[4]): c_out for n, _, c_out in CONV_SPECS}  # block -> its width (all convs in a block agree)
     sizes = {}
     for name in layers:

@@ -90,7 +90,9 @@ def run_adam(f, x0, lo, hi, iterations, lr, on_iteration, beta1=0.9, beta2=0.999
     """Adam (Kingma & Ba 2015) with projection onto lo <= x <= hi.
 
     x0: flat float64 image (H*W*3,); lo, hi, lr: per channel, (3,) (bounds and step sizes).
-    Updated in place, one temporary at a time: at 8K an image-sized float64 array is 0.8 GB.
+    x0 is not modified and nothing is returned: f must be a _Tracker, whose best_x is the result.
+    The working arrays x, m, v are updated in place, one temporary at a time: at 8K an image-sized
+    float64 array is 0.8 GB.
     """
     x = x0.copy()
     m = np.zeros_like(x)

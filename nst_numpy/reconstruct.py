@@ -66,7 +66,8 @@ def lbfgs(f, x0, net, iterations):
     """Minimise f from x0 (network space, (H, W, 3)) with L-BFGS-B, pixels kept inside 0..255.
 
     Returns the final image in network space, (H, W, 3) float64. The optimiser is
-    the one stylize uses (lbfgs.run_lbfgs); only the bounds are set up here.
+    the one stylize uses (lbfgs.run_lbfgs), run plain: 10 correction pairs and no step sizes,
+    as in a run with --min-improvement 0. Only the bounds are set up here.
     """
     lo, hi = (np.broadcast_to(b, x0.shape).reshape(-1) for b in pixel_bounds(net))  # per channel -> per pixel
     return run_lbfgs(f, np.asarray(x0, np.float64).reshape(-1), lo, hi, iterations).reshape(x0.shape)

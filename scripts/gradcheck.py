@@ -41,7 +41,7 @@ def main(argv=None):
     """Run all checks, print the table; returns the exit status (0 = all passed)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=12,
-                        help="pixels probed in each whole-network check (default 12; each costs 2 forward passes)")
+                        help="input values probed in each whole-network check (default 12; each costs 2 forward passes)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs and upstream gradients")
     args = parser.parse_args(argv)
     if args.samples < 3:
