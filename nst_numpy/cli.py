@@ -15,6 +15,7 @@ import numpy as np
 
 from . import __version__
 from .console import EXIT_INTERRUPTED
+from .fast.threads import available_cores
 from .config import (AUTO_LBFGS_MEMORY, AUTO_PRECONDITION_AFTER, MAX_LBFGS_MEMORY, MAX_WEIGHT, OPTIMIZERS,
                      PLAIN_LBFGS_MEMORY, PRESERVE, Config)
 from .checkpoint import Checkpointer, load_checkpoint
@@ -162,7 +163,7 @@ def build_parser():
     run.add_argument("--engine", choices=sorted(ENGINES), default="fast",
                      help="fast: the optimised engine (nst_numpy/fast/); reference: the readable network "
                           "of nst_numpy/vgg.py, the same numbers many times slower (default: fast)")
-    run.add_argument("--threads", type=_number(int, 1), default=os.cpu_count() or 1,
+    run.add_argument("--threads", type=_number(int, 1), default=available_cores(),
                      help="threads for the convolutions of the fast engine (default: all cores)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     mem = p.add_argument_group("memory and long runs")

@@ -48,7 +48,8 @@ def gram_matrix_banded(F, dtype=np.float64, band_values=1 << 22):
 
     F: (H, W, N), any strides (a tile's owned part is a strided view) -> G: (N, N) float64.
     Why bands: a float64 copy, or a contiguous copy of a strided view, of a large layer would
-    be large itself (relu1_1 at 1024 px: 0.5 GB in float64).
+    be large itself (relu1_1 at 1024 px: 0.5 GB in float64). Checked against gram_matrix by
+    tests/test_memory_paths.py::test_gram_matrix_banded_equals_gram_matrix.
     """
     N = F.shape[-1]
     rows = max(1, band_values // max(1, F.shape[1] * N))

@@ -18,7 +18,7 @@ import numpy as np
 
 from .fast import ActivationTimes
 from .losses import content_loss, gram_matrix_banded, style_layer_loss, style_loss_from_gram, tv_loss_banded
-from .vgg_spec import CONV_SPECS
+from .vgg_spec import activation_shape
 
 
 def pixel_bounds(net):
@@ -171,13 +171,10 @@ def _layer_sizes(shape, layers):
 
     Convolutions keep the size (3x3, padding 1); each 2x2 pooling halves it, rounding down.
     """
-    # name[4] is the block digit: every prefix (conv, relu, pool) has four letters.
-    channels = {int(n[4]): c_out for n, _, c_out in CONV_SPECS}  # block -> its width (all convs in a block agree)
     sizes = {}
     for name in layers:
-        block = int(name[4])
-        pools = block if name.startswith("pool") else block - 1  # poolings up to and including this layer
-        sizes[name] = ((shape[0] // 2 ** pools) * (shape[1] // 2 ** pools), channels[block])
+        H, W, C = activation_shape(name, shape[:2])
+        sizes[name] = (H * W, C)
     return sizes
 
 

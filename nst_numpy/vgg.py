@@ -36,6 +36,7 @@ class VGG19:
         self.preprocessing = preprocessing
         self.params = checked_params(params, self.dtype)
         self._caches = None  # [(layer name, cache)] of the last forward call, in network order
+        self._input_hw = None  # (H, W) of the last forward's input: backward checks gradient shapes by it
 
     @classmethod
     def from_arrays(cls, params, pooling="avg", preprocessing=CAFFE, dtype=np.float32):
@@ -67,6 +68,7 @@ class VGG19:
         layers = list(layers)
         x = np.asarray(x, dtype=self.dtype)
         names = check_forward(x.shape, layers)
+        self._input_hw = x.shape[:2]
         self._caches = []
         out = {}
         for name in names:
@@ -88,7 +90,7 @@ class VGG19:
 
         Walks the caches in reverse, calling each layer's backward. Returns dL/dx, (H, W, 3).
         """
-        check_backward(None if self._caches is None else [n for n, _ in self._caches], grads)
+        check_backward(None if self._caches is None else [n for n, _ in self._caches], grads, self._input_hw)
         d = None   # dL/d(output of the current layer); None above the deepest tap
         for name, cache in reversed(self._caches):
             if name in grads:

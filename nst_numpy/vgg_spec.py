@@ -35,6 +35,18 @@ def _layer_sequence():
 
 
 LAYER_NAMES = _layer_sequence()  # 37 names: 16 conv + 16 relu + 5 pool
+# name[4] is the block digit: every prefix (conv, relu, pool) has four letters.
+BLOCK_WIDTH = {int(name[4]): c_out for name, _, c_out in CONV_SPECS}   # block -> C_out (a block's convs agree)
+
+
+def activation_shape(name, hw):
+    """(H_l, W_l, C_l) of layer name's output for an input of hw = (H, W).
+
+    3x3 convolutions with padding 1 keep the size; each 2x2 pooling halves it, rounding down.
+    """
+    block = int(name[4])
+    pools = block if name.startswith("pool") else block - 1   # poolings up to and including this layer
+    return hw[0] // 2 ** pools, hw[1] // 2 ** pools, BLOCK_WIDTH[block]
 
 
 @dataclass(frozen=True)
@@ -126,8 +138,10 @@ def check_forward(x_shape, layers):
     return LAYER_NAMES[:last + 1]
 
 
-def check_backward(ran, grads):
-    """Validate a backward(grads) request against the layer names the last forward ran (None: none)."""
+def check_backward(ran, grads, hw):
+    """Validate a backward(grads) request against the layer names the last forward ran (None: none)
+    and its input size hw = (H, W): each gradient must have its activation's shape (no broadcasting).
+    An ActivationTimes gradient checks its own arrays (its check_shape)."""
     if ran is None:
         raise RuntimeError("backward() called before forward()")
     missing = [n for n in grads if n not in ran]
@@ -136,3 +150,9 @@ def check_backward(ran, grads):
         raise ValueError(f"no activation for {missing} in the last forward pass (it ran {span})")
     if not grads:
         raise ValueError("backward() needs at least one gradient")
+    for name, g in grads.items():
+        want = activation_shape(name, hw)
+        if hasattr(g, "check_shape"):
+            g.check_shape(name, want)
+        elif np.shape(g) != want:
+            raise ValueError(f"the gradient for {name} has shape {np.shape(g)}; its activation has shape {want}")

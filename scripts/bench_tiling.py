@@ -15,6 +15,7 @@ and their ratio (the target at 2048 px: at most 1.5).
 real; it prints the plan beside the measured peak RSS (the child's, from wait4) and wall time.
 """
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,5 +98,8 @@ def run(weights, pair, side, max_memory, overrides):
         print(f"measured: exit {code}, wall {wall:.0f} s, peak RSS {peak / 2 ** 30:.2f} GiB")
         keep = os.environ.get("NST_BENCH_KEEP")   # a folder to keep the picture in, to look at it
         if keep and code == 0:
-            os.replace(os.path.join(tmp, "out.png"), os.path.join(keep, f"tiled_{side}_{int(time.time())}.png"))
+            # Copy into keep, then rename there: a rename across filesystems (tmp to keep) would fail.
+            final = os.path.join(keep, f"tiled_{side}_{int(time.time())}.png")
+            shutil.copyfile(os.path.join(tmp, "out.png"), final + ".tmp")
+            os.replace(final + ".tmp", final)
         return code

@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from nst_numpy import FastVGG19  # noqa: E402
 from nst_numpy.vgg_spec import CONV_SPECS, LAYER_NAMES  # noqa: E402
 from nst_numpy.config import Config  # noqa: E402
+from nst_numpy.fast.threads import available_cores  # noqa: E402
 from nst_numpy.weights import WeightsError  # noqa: E402
 
 TORCH_EVALUATIONS = 3   # --table: PyTorch objective evaluations per size (median); it has no optimiser state
@@ -190,7 +191,7 @@ def compare_torch(sizes, repeat, threads):
     except ImportError:
         print("--compare-torch: torch is not importable here (pip install torch); nothing to compare")
         return 2
-    n = threads or len(os.sched_getaffinity(0))
+    n = threads or available_cores()
     cfg = Config()   # the objective make_numpy_objective builds
     deepest = max(cfg.content_layers + cfg.style_layers, key=LAYER_NAMES.index)
     print(f"torch {torch.__version__}, {n} threads for both; float32; VGG19 to {deepest}, avg pooling, content "
@@ -281,7 +282,7 @@ def table_worker(size, iterations, threads, framework):
 
 
 def table(sizes, iterations, threads, torch_column):
-    n = threads or len(os.sched_getaffinity(0))
+    n = threads or available_cores()
     rows = []
     for size in sizes:
         row = {"size": size}

@@ -12,8 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from nst_numpy.weights import (WeightsError, get_vgg19, load_images, normalize_vgg19,  # noqa: E402
-                               read_weights, default_weights_path, save_converted)
+from nst_numpy.normalize import load_images, normalize_vgg19  # noqa: E402
+from nst_numpy.weights import (WeightsError, get_vgg19, read_weights, default_weights_path,  # noqa: E402
+                               save_converted)
 
 
 def main(argv=None):

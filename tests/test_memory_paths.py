@@ -14,7 +14,7 @@ from nst_numpy import FastVGG19
 from nst_numpy import layers as L
 from nst_numpy.fast import ActivationTimes, winograd
 from nst_numpy.gradcheck import numerical_gradient, rel_error
-from nst_numpy.losses import gram_matrix, style_layer_loss, style_loss_from_gram
+from nst_numpy.losses import gram_matrix, gram_matrix_banded, style_layer_loss, style_loss_from_gram
 from test_engine_vs_reference import AT_CASES
 
 F64 = 1e-12
@@ -105,7 +105,7 @@ def test_padded_buffer_holds_the_activation_and_zeros(nets, pooling):
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_gram_split_over_threads_equals_gram_matrix(threads):
-    """VGG19.gram sums one partial Gram per thread: equal to gram_matrix of the activation up to
+    """FastVGG19.gram sums one partial Gram per thread: equal to gram_matrix of the activation up to
     float rounding, for a layer large enough to be split (relu1_1) and one that is not (relu5_1)."""
     net = FastVGG19.random(seed=4, dtype=np.float64)
     net.set_threads(threads)
@@ -165,8 +165,8 @@ def test_repeated_evaluations_are_bit_identical_and_the_arena_settles(nets):
 
 
 def test_free_memory_then_forward_still_works(nets):
-    """free_memory() drops buffers and kernels; backward then has nothing to work on, and a
-    new forward (and backward) gives the same as before."""
+    """free_memory() drops buffers, kernels and the worker threads (with their band scratch);
+    backward then has nothing to work on, and a new forward (and backward) gives the same as before."""
     net = nets["avg"]
     x = _image(13, 17, seed=9)
     taps = ["relu1_2", "relu2_1"]
@@ -174,7 +174,7 @@ def test_free_memory_then_forward_still_works(nets):
     g = {n: np.random.default_rng(10).standard_normal(a.shape) for n, a in before.items()}
     dx_before = net.backward(g)
     net.free_memory()
-    assert net._arena.nbytes == 0
+    assert net._arena.nbytes == 0 and net._conv is None and not net._wino
     with pytest.raises(RuntimeError):
         net.backward(g)
     after = net.forward(x, taps)
@@ -303,13 +303,19 @@ def test_mask_from_and_add_may_share_memory_with_out(engine):
     Fv = buf[:H, :W]
     engine.conv(gp, U, buf, add=lambda r0, r1: Fv[r0:r1] @ K, mask_from=Fv)
     assert rel_error(buf[:H, :W], ref) < F64
+    # add as an array that views out: each band's slice is copied before the band is written.
+    buf[:H, :W] = F
+    engine.conv(gp, U, buf, add=Fv, mask_from=Fv)
+    assert rel_error(buf[:H, :W], (L.conv_backward(gp[1:H + 1, 1:W + 1], (None, w)) + F) * (F > 0)) < F64
 
 
 def test_add_needs_a_mask(engine):
     """add without mask_from is a caller error (add belongs to the ReLU backward)."""
     gp, U, F, add, _ = _backward_case()
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match="add comes with a ReLU's mask"):
         _run_backward(engine, gp, U, F.shape, add=add)
+    with pytest.raises(ValueError, match="out has shape"):
+        engine.conv(gp, U, np.zeros((1, 1, U.shape[2])))
 
 
 # ---------------------------------------------------------------------------
@@ -331,10 +337,25 @@ def test_style_loss_from_gram_is_eq_4_and_6():
     assert rel_error(grad, style_layer_loss(F, A)[1]) < F64   # the reference layer loss is this product
     numeric = numerical_gradient(lambda z: style_loss_from_gram(gram_matrix(z), A, 35)[0], F.copy())
     assert rel_error(grad, numeric) < 1e-8
+    assert rel_error(grad / 2, numeric) > 1e-2   # control: one of the Gram matrix's two factors forgotten
     # the Gram matrix of a zero-padded copy gives the same loss (how the objective calls it)
     padded = np.zeros((8, 10, 6))
     padded[1:6, 1:8] = F
     assert abs(style_loss_from_gram(gram_matrix(padded), A, 35)[0] - E) <= 1e-12 * abs(E)
+
+
+@pytest.mark.parametrize("band_values", [7 * 6, 3 * 7 * 6, 1 << 22])   # 1 row a band; 3 (the last one short); all
+def test_gram_matrix_banded_equals_gram_matrix(band_values):
+    """losses.gram_matrix_banded sums gram_matrix over bands of rows in float64, from a strided view
+    (a tile's owned part) as from a whole array."""
+    F = np.random.default_rng(12).standard_normal((11, 9, 6))
+    view = F[1:11, 1:8]                                     # (10, 7, 6), not contiguous
+    want = gram_matrix(np.ascontiguousarray(view))
+    got = gram_matrix_banded(view, np.float64, band_values)
+    assert got.dtype == np.float64 and rel_error(got, want) < F64
+    # float32 products summed in float64: float32 rounding, nothing worse
+    assert rel_error(gram_matrix_banded(view, np.float32, band_values), want) < 1e-6
+    assert rel_error(gram_matrix_banded(view[:-1], np.float64, band_values), want) > 1e-3   # control: a row short
 
 
 def test_style_loss_from_gram_does_not_modify_its_inputs():

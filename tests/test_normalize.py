@@ -8,8 +8,8 @@ from PIL import Image
 
 from nst_numpy.vgg import VGG19
 from nst_numpy.vgg_spec import CONV_NAMES, TORCHVISION
-from nst_numpy.weights import (WeightsError, load_images, mean_activations, normalize_vgg19, read_weights,
-                               save_converted)
+from nst_numpy.normalize import load_images, mean_activations, normalize_vgg19
+from nst_numpy.weights import WeightsError, read_weights, save_converted
 
 REPO = Path(__file__).resolve().parent.parent
 RELUS = ["relu" + n[4:] for n in CONV_NAMES]
@@ -123,7 +123,6 @@ def test_normalize_script_writes_a_normalised_file(case, tmp_path, capsys):
     assert "already normalised" in err and err.count("\n") == 1
     assert not (tmp_path / "again.h5").exists()
     # an image too small for the poolings (the real normalize_vgg19 refuses it): one line, exit 2
-    from nst_numpy.weights import normalize_vgg19
     script["main"].__globals__["normalize_vgg19"] = normalize_vgg19
     tiny = tmp_path / "tiny"
     tiny.mkdir()

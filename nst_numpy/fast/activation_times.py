@@ -23,6 +23,13 @@ class ActivationTimes:
     plus: Optional[np.ndarray] = None
     window: Optional[tuple] = None
 
+    def check_shape(self, name, shape):
+        """Raise ValueError unless K is (C, C) and plus (if any) is shape, the activation's (H, W, C)."""
+        if np.shape(self.K) != (shape[2], shape[2]):
+            raise ValueError(f"the K for {name} has shape {np.shape(self.K)}; it needs ({shape[2]}, {shape[2]})")
+        if self.plus is not None and np.shape(self.plus) != tuple(shape):
+            raise ValueError(f"the plus for {name} has shape {np.shape(self.plus)}; its activation has shape {shape}")
+
     def rows(self, F, r0, r1):
         """Rows r0..r1 of F @ K (+ plus), F: (H, W, C) the layer's activation -> (r1 - r0, W, C)."""
         if self.window is None:

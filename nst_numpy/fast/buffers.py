@@ -115,6 +115,12 @@ class BufferArena:
         key = id(arr.base if arr.base is not None else arr)   # numpy's .base is the take's own array
         return key if key in self._live else None
 
+    def may_share_memory(self, arr):
+        """True if arr may overlap the arena or a buffer in use (numpy's bounds test: no false negatives)."""
+        if self._arena is not None and np.may_share_memory(arr, self._arena):
+            return True
+        return any(np.may_share_memory(arr, base) for _, _, base, _ in self._live.values())
+
     def give(self, arr):
         """Hand back an array from take(), or any view of it."""
         key = self.owner(arr)

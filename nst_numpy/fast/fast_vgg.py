@@ -5,7 +5,7 @@ which reference step each trick replaces and which test proves they agree.
     acts = net.forward(x, ["relu1_1", "relu4_2"])     # {name: (H_l, W_l, C_l)}
     dx = net.backward({"relu1_1": g1, "relu4_2": ActivationTimes(K)})  # (H, W, 3)
 """
-import os
+import dataclasses
 import time
 
 import numpy as np
@@ -66,7 +66,7 @@ class FastVGG19(VGG19):
 
     def _engine(self):
         if self._conv is None:
-            n = self.threads or len(os.sched_getaffinity(0))
+            n = self.threads or T.available_cores()
             self._conv = winograd.WinogradConv(threads=n)
         return self._conv
 
@@ -80,7 +80,11 @@ class FastVGG19(VGG19):
         return self._wino[name, backward]
 
     def free_memory(self):
-        """Drop every buffer and transformed kernel (they are made again when needed)."""
+        """Drop every buffer and transformed kernel, and the worker threads with their band scratch
+        (all are made again when needed)."""
+        if self._conv is not None:
+            self._conv.close()
+            self._conv = None
         self._arena.clear()
         self._held, self._taps, self._caches = {}, {}, None
         self._input, self._bufs_for = None, None
@@ -230,6 +234,7 @@ class FastVGG19(VGG19):
         layers = list(layers)
         x = np.asarray(x, dtype=self.dtype)
         seq = check_forward(x.shape, layers)
+        self._input_hw = x.shape[:2]
         self._give_all()   # what the last forward kept
         self._caches = None
         self._arena.begin()
@@ -263,8 +268,7 @@ class FastVGG19(VGG19):
                 self._give(prev)   # read by this layer and not requested: no longer needed
             self._time(timed, "forward", t0)
             i += 1
-        if not self._is_held(xp):
-            self._give(xp)         # the last layer's output, when only its input was requested
+        # Nothing to give back here: the loop ends at the deepest requested layer, whose buffer is held.
         self._caches = caches
         self._layers, self._spent = layers, False
         return out
@@ -322,7 +326,7 @@ class FastVGG19(VGG19):
         Returns dL/dx, (H, W, 3). A gradient injected at a layer is added to the
         gradient flowing back from the layers above it, as in vgg.VGG19.backward.
         """
-        check_backward(None if self._caches is None else [n for n, _ in self._caches], grads)
+        check_backward(None if self._caches is None else [n for n, _ in self._caches], grads, self._input_hw)
         unkept = [n for n, g in grads.items() if isinstance(g, ActivationTimes) and n not in self._layers]
         if unkept:
             raise ValueError(f"an ActivationTimes gradient needs its layer requested in forward(): {unkept}")
@@ -333,8 +337,7 @@ class FastVGG19(VGG19):
             H, W = self._bufs_for
             self.forward(self._input[1:1 + H, 1:1 + W].copy(), self._layers, copy=False)
         self._spent = True
-        grads = {n: g if isinstance(g, ActivationTimes) else np.asarray(g, dtype=self.dtype)
-                 for n, g in grads.items()}
+        grads = {n: self._unaliased(g) for n, g in grads.items()}
         names = [n for n, _ in self._caches]
         steps = self._caches[:max(names.index(n) for n in grads) + 1]
         dx = None      # gradient w.r.t. the output of the current layer, (H_l, W_l, C_l)
@@ -345,9 +348,7 @@ class FastVGG19(VGG19):
             if name == skip:
                 continue
             if name in grads:
-                dx, gpad = self._inject(grads[name], name, dx, gpad)
-            if dx is None:
-                continue
+                dx, gpad = self._inject(grads[name], name, dx, gpad)   # steps end at the deepest one: dx is set
             t0 = time.perf_counter()
             if name.startswith("conv"):
                 dx, gpad, skip = self._conv_backward(name, cache, steps[k - 1] if k > 0 else None, dx, gpad, grads)
@@ -360,6 +361,18 @@ class FastVGG19(VGG19):
         self._give(dx)
         self._give_all()
         return result
+
+    def _unaliased(self, g):
+        """A gradient backward may read after writing over the network's buffers: an array g (or an
+        ActivationTimes' plus) that shares memory with them, such as a view from forward(copy=False),
+        is copied first; the backward pass would otherwise read its own partial results.
+        (ActivationTimes' F is read band by band before that band is written, so it is safe.)"""
+        if isinstance(g, ActivationTimes):
+            if g.plus is not None and self._arena.may_share_memory(g.plus):
+                g = dataclasses.replace(g, plus=g.plus.copy())
+            return g
+        g = np.asarray(g, dtype=self.dtype)
+        return g.copy() if self._arena.may_share_memory(g) else g
 
     def _inject(self, g, name, dx, gpad):
         """dx + the gradient g injected at layer name (vgg.VGG19.backward's `d + g`); at the deepest
@@ -401,7 +414,8 @@ class FastVGG19(VGG19):
         return res[:H, :W], None, None
 
     def _relu_backward(self, cache, dx, gpad):
-        """layers.relu_backward, reached only when the layer above was not a conv (or nothing):
+        """layers.relu_backward, reached only at the deepest gradient (a conv's or a pool's backward
+        does the ReLU below it in its own bands):
         dL/dconv = dL/drelu where the unit was active, written into the padded buffer that the
         conv's backward reads next. Returns (dx, gpad)."""
         target, mask_src = self._relu_target(cache)

@@ -70,6 +70,13 @@ def _fns():
     return _lib
 
 
+def available_cores():
+    """Cores this process may run on: its CPU affinity where the OS has one (Linux), else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def available():
     """True when the BLAS thread count can be controlled."""
     return bool(_fns())
