@@ -14,6 +14,8 @@ and those are exactly what a checkpoint holds.
 """
 import json
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -49,7 +51,13 @@ def load_checkpoint(path):
         meta = json.loads(arrays.pop("meta").tobytes().decode())
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
-    except (OSError, ValueError, KeyError, UnicodeDecodeError, EOFError) as e:   # EOFError: an empty file
+    except (zipfile.BadZipFile, zlib.error) as e:   # cut short, or bytes changed: its CRC no longer matches
+        raise CheckpointError(f"{path}: damaged checkpoint ({' '.join(str(e).split())})") from None
+    except ValueError as e:
+        if "pickle" in str(e):   # numpy's advice to load the file unsafely is not for a checkpoint
+            raise CheckpointError(f"{path}: not a checkpoint of this program (not a NumPy archive of plain arrays)") from None
+        raise CheckpointError(f"{path}: not a checkpoint of this program ({' '.join(str(e).split())})") from None
+    except (OSError, KeyError, UnicodeDecodeError, EOFError) as e:   # EOFError: an empty file
         raise CheckpointError(f"{path}: not a checkpoint of this program ({' '.join(str(e).split())})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {meta.get('format') if isinstance(meta, dict) else '?'}, "
@@ -69,6 +77,8 @@ def _structure_problem(meta, arrays):
     (CheckpointError then, not a TypeError deep inside the resumed run)."""
     if "argv" in meta and not (isinstance(meta["argv"], list) and all(isinstance(a, str) for a in meta["argv"])):
         return "argv is not a list of strings"
+    if "cwd" in meta and not isinstance(meta["cwd"], str):
+        return "cwd is not a path"
     if "inputs" in meta and not (isinstance(meta["inputs"], dict)
                                  and all(isinstance(v, str) for v in meta["inputs"].values())):
         return "inputs is not a table of file hashes"

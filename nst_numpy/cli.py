@@ -208,14 +208,18 @@ def _checkpoint_path(output):
 
 
 def _check_side_files(args, inputs):
-    """The checkpoint and snapshots written beside the output: each must be writable (a long output
-    name may leave no room for `.checkpoint.npz`) and none may be an input, which it would overwrite
-    (and a finished run delete its checkpoint). Checked before the run, not when the first is due."""
+    """The output, and the checkpoint and snapshots written beside it: none may be an input, which
+    it would overwrite (and a finished run delete its checkpoint), and each side file must be writable
+    (a long output name may leave no room for `.checkpoint.npz`). Checked before the run, not when
+    the first is due."""
     root, ext = os.path.splitext(os.path.realpath(args.output))
     snapshot = re.compile(re.escape(root) + r"_\d{4,}" + re.escape(ext))
     checkpoint = os.path.realpath(args.resume or _checkpoint_path(args.output))
     for q in inputs:
         path = os.path.realpath(q)
+        if path == os.path.realpath(args.output):
+            raise UsageError(f"-o {args.output} is also an input ({q}), which the output would overwrite; "
+                             f"choose another output")
         if args.checkpoint_every and path == checkpoint:
             raise UsageError(f"{q} is an input, and --checkpoint-every would write the checkpoint over it")
         if args.save_every and snapshot.fullmatch(path):
@@ -242,6 +246,22 @@ def _resumed(argv):
     if args.quiet and "--quiet" not in saved:
         saved.append("--quiet")
     return saved, (meta, arrays, args.resume)
+
+
+def _in_directory(args, cwd):
+    """A resumed run's paths, taken relative to the directory its first command ran in (the
+    checkpoint's cwd), so that --resume works from any directory. Absolute paths stay as they are."""
+    def at(p):
+        return os.path.join(cwd, p)
+    if args.content is not None and args.content.lower() != "none":
+        args.content = at(args.content)
+    args.style = [at(s) for s in args.style] if args.style else args.style
+    if args.init not in (None, "content", "noise"):
+        args.init = at(args.init)
+    if args.weights not in (None, "random"):
+        args.weights = at(args.weights)
+    args.output = at(args.output)
+    return args
 
 
 def run(args, stderr, argv=(), resume=None):
@@ -332,9 +352,13 @@ def run(args, stderr, argv=(), resume=None):
 
     checkpoint = None
     if args.checkpoint_every or resume is not None:
-        meta = {"argv": argv, "inputs": {q: file_sha256(q) for q in inputs}}
+        # argv's paths are relative to cwd, the first command's directory: a resumed run keeps it
+        # and resolves them there (_in_directory).
+        cwd = os.getcwd() if resume is None else resume[0].get("cwd", os.getcwd())
+        meta = {"argv": argv, "cwd": cwd, "inputs": {os.path.abspath(q): file_sha256(q) for q in inputs}}
         if resume is not None:
-            changed = [q for q, h in resume[0].get("inputs", {}).items() if meta["inputs"].get(q) != h]
+            changed = [q for q, h in resume[0].get("inputs", {}).items()
+                       if meta["inputs"].get(os.path.join(cwd, q)) != h]
             if changed:
                 raise UsageError(f"{changed[0]} has changed since the checkpoint was written; cannot resume")
         checkpoint = Checkpointer(args.resume or _checkpoint_path(args.output), args.checkpoint_every or 1 << 30,
@@ -364,6 +388,7 @@ def main(argv=None, stderr=None):
         run_argv, resume = _resumed(argv)
         args = build_parser().parse_args(run_argv)
         if resume is not None:
+            args = _in_directory(args, resume[0].get("cwd", os.getcwd()))
             args.resume = resume[2]
         return run(args, stderr, run_argv, resume and resume[:2])
     except (UsageError, ImageError, ValueError, FloatingPointError) as e:

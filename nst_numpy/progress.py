@@ -22,7 +22,8 @@ class Progress:
         self.every = every or (1 if self.tty else 10)
         self.clock = clock
         self.t_start = clock()
-        self.scale_start = (1, self.t_start)  # (scale, time it began)
+        self.scale_start = (1, self.t_start, 0)  # (scale, time it began, its iterations done before then)
+        self.work_before = None         # work done before this process's first iteration (a resumed run's)
         self.width = 0
         self.last_time = self.t_start
         self.lines = ()                 # the last iteration line and its shorter forms (a tile count follows them)
@@ -37,13 +38,18 @@ class Progress:
             self.stream.flush()
             self.last_write = now
             return
+        if self.work_before is None:
+            # The first call comes after one iteration of this process. A resumed run starts with
+            # the checkpoint's work done: rates count only what this process did in its own time.
+            self.work_before = st.work_done - st.size[0] * st.size[1]
+            self.scale_start = (st.scale, self.t_start, st.iteration - 1)
         if st.scale != self.scale_start[0]:
-            self.scale_start = (st.scale, self.last_time)
+            self.scale_start = (st.scale, self.last_time, 0)
         self.last_time = now
         if st.iteration % self.every and st.iteration != st.iterations:
             return
-        its = st.iteration / max(now - self.scale_start[1], 1e-9)
-        rate = st.work_done / max(now - self.t_start, 1e-9)  # pixel-iterations per second over the run
+        its = (st.iteration - self.scale_start[2]) / max(now - self.scale_start[1], 1e-9)
+        rate = (st.work_done - self.work_before) / max(now - self.t_start, 1e-9)  # pixel-iterations per second
         eta = (st.work_total - st.work_done) / max(rate, 1e-9)
         bound = "≤" if st.may_stop_early and st.work_total > st.work_done else ""   # nothing left: exact
         p = st.parts

@@ -52,6 +52,7 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_old_one(tmp_path, m
 @pytest.mark.parametrize("meta, x, problem", [
     ({"argv": "--size 64", "point": _point()}, np.zeros(3), "argv"),
     ({"inputs": ["a.png"], "point": _point()}, np.zeros(3), "inputs"),
+    ({"cwd": 3, "point": _point()}, np.zeros(3), "cwd"),
     ({"point": None}, np.zeros(3), "not a table"),
     ({"point": _point(step=None)}, np.zeros(3), "whole numbers"),
     ({"point": _point(rule="fast")}, np.zeros(3), "lists of numbers"),
@@ -83,6 +84,21 @@ def test_empty_file_and_a_point_past_the_schedule_are_refused(tmp_path, net):
             _run(net, Checkpointer(path, every=2, resume=(dict(meta, point=point), arrays)))
 
 
+def test_cut_or_corrupted_checkpoints_are_one_line_errors(tmp_path):
+    """A checkpoint cut short (a full disk, a partial copy) or with bytes changed: 'damaged', not a traceback."""
+    path = tmp_path / "c.npz"
+    save_checkpoint(str(path), {"point": _point()}, x=np.random.default_rng(0).standard_normal(4000))
+    data = path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[:1000])
+    flipped = bytearray(data)
+    flipped[len(data) // 2:len(data) // 2 + 64] = bytes(b ^ 0xFF for b in flipped[len(data) // 2:len(data) // 2 + 64])
+    (tmp_path / "flipped.npz").write_bytes(bytes(flipped))
+    assert load_checkpoint(str(path))[0]["point"] == _point()   # the control: the file as written loads
+    for name in ("cut.npz", "flipped.npz"):
+        with pytest.raises(CheckpointError, match=f"{name}: damaged checkpoint"):
+            load_checkpoint(str(tmp_path / name))
+
+
 def test_bad_checkpoints_are_refused_with_one_line(tmp_path):
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not a zip file")
@@ -95,7 +111,7 @@ def test_bad_checkpoints_are_refused_with_one_line(tmp_path):
         def __reduce__(self):
             return (pathlib.Path.touch, (marker,))
     np.savez(str(pickled), meta=np.array([Payload()], dtype=object))
-    with pytest.raises(CheckpointError, match="not a checkpoint.*allow_pickle"):   # refused before loading
+    with pytest.raises(CheckpointError, match="not a checkpoint.*plain arrays.$"):   # refused before loading
         load_checkpoint(str(pickled))
     assert not marker.exists()
     with pytest.raises(CheckpointError, match="no such"):
@@ -207,3 +223,32 @@ def test_cli_resume_refuses_an_input_that_changed(tmp_path, monkeypatch, capsys)
     assert os.path.exists(ckpt)
     Image.fromarray(landscape(40, 40).astype(np.uint8)).save(photo)   # control: put back, it resumes
     assert cli.main(["--resume", ckpt, "-q"]) == 0 and not os.path.exists(ckpt)
+
+
+def test_cli_resume_from_another_directory_finds_relative_paths(tmp_path, monkeypatch):
+    """A run started with relative paths in one directory resumes from another: its inputs are read,
+    and its checkpoint and output written, where the first command meant them."""
+    from PIL import Image
+    (tmp_path / "run").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    Image.fromarray(landscape(40, 40).astype(np.uint8)).save(tmp_path / "run" / "photo.png")
+    monkeypatch.chdir(tmp_path / "run")
+    real, calls = optimize.run_lbfgs, []
+
+    def killed(*a, **k):   # the run dies in its second optimiser segment, after one checkpoint
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(optimize, "run_lbfgs", killed)
+    assert cli.main(["--weights", "random", "--content", "photo.png", "--size", "32", "--scales", "1",
+                     "--iterations", "6", "--checkpoint-every", "2", "-q", "-o", "out.png"]) == cli.EXIT_INTERRUPTED
+    monkeypatch.setattr(optimize, "run_lbfgs", killed)   # dies again: the checkpoint it rewrites must resume too
+    calls.clear()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    ckpt = str(tmp_path / "run" / "out.checkpoint.npz")
+    assert cli.main(["--resume", ckpt, "-q"]) == cli.EXIT_INTERRUPTED
+    monkeypatch.setattr(optimize, "run_lbfgs", real)
+    assert cli.main(["--resume", ckpt, "-q"]) == 0
+    assert (tmp_path / "run" / "out.png").exists() and not os.path.exists(ckpt)
+    assert os.listdir(tmp_path / "elsewhere") == []

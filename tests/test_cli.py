@@ -245,6 +245,21 @@ def _bad_inputs(tmp_path):
     }
 
 
+@pytest.mark.parametrize("flag", ["--content", "--style", "--init"])
+def test_the_output_may_not_be_an_input(tmp_path, flag):
+    """-o naming an input (here through another spelling of its path) would overwrite it: refused."""
+    photo = tmp_path / "photo.png"
+    _picture(photo)
+    before = photo.read_bytes()
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", flag, photo,
+                        "-o", tmp_path / "." / "photo.png"])
+    assert status == 2 and "is also an input" in err and err.count("\n") == 1
+    assert photo.read_bytes() == before
+    status, _ = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-q", flag, photo,
+                      "-o", tmp_path / "other.png"])
+    assert status == 0 and photo.read_bytes() == before   # the control: another output is fine
+
+
 def test_bad_input_one_line_exit_2_no_output(tmp_path):
     for case, argv in _bad_inputs(tmp_path).items():
         out = tmp_path / "out.png"

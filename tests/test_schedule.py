@@ -141,11 +141,12 @@ def test_terminal_lines_fit_the_terminal():
         def isatty(self):
             return True
     st = State(1, 1, (384, 512), 7, 150, 7, 4.857, dict(content=0.00135, style=4.82, tv=0.032),
-               7.0, 150.0, None, may_stop_early=True)
+               7.0 * 384 * 512, 150.0 * 384 * 512, None, may_stop_early=True)
     wide, narrow = Tty(), Tty()
-    Progress(wide, clock=iter([0.0, 10.0]).__next__, columns=200)(st)
+    # This process's first iteration (the 7th: a resumed run) took 1/0.7 s: 0.70 it/s.
+    Progress(wide, clock=iter([0.0, 1 / 0.7]).__next__, columns=200)(st)
     assert "(content 0.00135, style 4.82, tv 0.032)" in wide.getvalue()   # control: room for all of it
-    p = Progress(narrow, clock=iter([0.0, 10.0, 11.0, 12.0]).__next__, columns=80)
+    p = Progress(narrow, clock=iter([0.0, 1 / 0.7, 11.0, 12.0]).__next__, columns=80)
     p(st)
     p.tile(3, 8)
     rows = narrow.getvalue().split("\r")[1:]
@@ -210,3 +211,21 @@ def test_a_nan_loss_and_an_early_ctrl_c(net, monkeypatch):
             stylize(net, landscape(32, 32), [swirls(32, 32)], Config(**SMALL, scales=1, iterations=2))
         except Interrupted:
             pytest.fail("Interrupted carries a picture, and none was computed")
+
+
+def test_a_resumed_run_counts_only_its_own_iterations_in_its_rate_and_eta():
+    """Resumed at iteration 44 of 200, 4 iterations a second: the line says 4.00 it/s and 0:39 left
+    (156 iterations), not 45 iterations over this process's first 0.25 s."""
+    from nst_numpy.optimize import State
+    hw = (48, 64)
+    log = io.StringIO()
+    p = Progress(log, every=1, clock=iter([0.0, 0.25, 0.5]).__next__)
+    for i in (45, 46):
+        p(State(1, 1, hw, i, 200, i, 1.0, {}, i * hw[0] * hw[1], 200 * hw[0] * hw[1], lambda: None))
+    last = log.getvalue().splitlines()[-1]
+    assert "it 46/200" in last and "4.00 it/s" in last and "ETA 0:38" in last   # 154 left at 4 a second
+    fresh = io.StringIO()
+    p = Progress(fresh, every=1, clock=iter([0.0, 0.25, 0.5]).__next__)
+    for i in (1, 2):    # the control: a run from the start gives the same rate
+        p(State(1, 1, hw, i, 200, i, 1.0, {}, i * hw[0] * hw[1], 200 * hw[0] * hw[1], lambda: None))
+    assert "4.00 it/s" in fresh.getvalue().splitlines()[-1]
