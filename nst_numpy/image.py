@@ -37,7 +37,9 @@ def _to_rgb(im):
         if not np.all(np.isfinite(a)):   # float TIFFs may hold inf or NaN: no picture to scale
             raise ValueError("its pixels include NaN or infinite values")   # load_image names the file
         top = float(a.max()) if a.size else 0.0
-        if mode == "F" and top <= 1.0:
+        if mode.startswith("I;16"):
+            a = a * (255.0 / 65535.0)     # 16-bit by its mode, however dark the picture
+        elif mode == "F" and top <= 1.0:
             a = a * 255.0                 # float images in 0..1
         elif top > 255.0:
             # 16-bit data (I;16, or 16-bit PNGs that Pillow opens as "I"); above that, stretch.

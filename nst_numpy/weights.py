@@ -134,6 +134,13 @@ def _check_shapes(params, path):
         if kernel.shape != shape or bias.shape != (shape[3],):
             raise WeightsError(f"{path}: {name} has kernel {kernel.shape} and bias {bias.shape}, "
                                f"expected {shape} and ({shape[3]},) for VGG19")
+        for what, a in (("kernel", kernel), ("bias", bias)):
+            # Integers would be cast to floats without their scale, and a NaN would surface only
+            # as a NaN loss, far from its cause.
+            if np.asarray(a).dtype.kind != "f":
+                raise WeightsError(f"{path}: {name}'s {what} holds {np.asarray(a).dtype} values, not floating point")
+            if not np.all(np.isfinite(a)):
+                raise WeightsError(f"{path}: {name}'s {what} holds NaN or infinite values")
 
 
 def file_sha256(path):

@@ -66,6 +66,14 @@ def test_16_bit_images_are_scaled_to_0_255(tmp_path, mode):
     assert np.allclose(rgb[..., 0], a / 257.0, atol=0.01)
 
 
+def test_a_dark_16_bit_image_stays_dark(tmp_path):
+    """Values 0..200 of 65535 are 16-bit by the file's mode: 0..0.78 after scaling, not 0..200."""
+    a = (np.arange(20 * 20).reshape(20, 20) % 201).astype(np.uint16)
+    Image.fromarray(a).save(tmp_path / "dark.png")
+    rgb = I.load_image(tmp_path / "dark.png")
+    assert np.allclose(rgb[..., 0], a / 257.0, atol=0.01) and rgb.max() < 1
+
+
 def test_float_image_in_0_1(tmp_path):
     a = np.linspace(0, 1, 400, dtype=np.float32).reshape(20, 20)
     Image.fromarray(a, "F").save(tmp_path / "f.tif")

@@ -257,6 +257,27 @@ def test_missing_layer_and_wrong_shapes(files, params, tmp_path):
         load_vgg19(tmp_path / "conv.h5")
 
 
+def test_weights_that_are_not_finite_floats_are_refused(params, tmp_path):
+    """A NaN kernel would surface only as a NaN loss mid-run, and integers would lose their scale:
+    refused when read, and when converted, naming the layer."""
+    nan = dict(params, conv2_1=(params["conv2_1"][0].copy(), params["conv2_1"][1]))
+    nan["conv2_1"][0][0, 0, 0, 0] = np.nan
+    wf.write_keras(tmp_path / "nan.h5", nan)
+    with pytest.raises(WeightsError, match="conv2_1's kernel holds NaN or infinite values"):
+        load_vgg19(tmp_path / "nan.h5")
+    with pytest.raises(WeightsError, match="conv2_1's kernel holds NaN"):
+        save_converted(nan, tmp_path / "nan_converted.h5", CAFFE, "k.h5", "0" * 64)
+    assert not (tmp_path / "nan_converted.h5").exists()
+    save_converted(params, tmp_path / "int.h5", CAFFE, "k.h5", "0" * 64)
+    load_vgg19(tmp_path / "int.h5")   # the control: as written, it loads
+    with h5py.File(tmp_path / "int.h5", "a") as f:
+        bias = f["conv3_1"]["bias"][...]
+        del f["conv3_1"]["bias"]
+        f["conv3_1"]["bias"] = bias.astype(np.int8)
+    with pytest.raises(WeightsError, match="conv3_1's bias holds int8 values, not floating point"):
+        load_vgg19(tmp_path / "int.h5")
+
+
 def test_malformed_files_name_what_is_wrong(files, params, tmp_path):
     """Each reader's structural checks: one WeightsError naming the file and the problem."""
     from scipy.io import savemat
