@@ -9,7 +9,9 @@ import argparse
 import math
 import os
 import re
+import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -338,6 +340,8 @@ def run(args, stderr, argv=(), resume=None):
                     "style": ",".join(styles) or "built-in starry_night.jpg",
                     "weights": args.weights or str(default_weights_path()), "pooling": args.pooling,
                     "engine": args.engine}
+    if args.engine == "fast":
+        config.extra["threads"] = args.threads   # the bands, so the float32 rounding, follow the thread count
     text = {"Software": f"nst_numpy {__version__}", "Parameters": config.as_text()}
 
     progress = None if args.quiet else Progress(stderr)
@@ -370,7 +374,11 @@ def run(args, stderr, argv=(), resume=None):
         if progress is not None:
             progress.close()
         save_image(args.output, e.rgb, dict(text, Interrupted=f"after {e.iteration} iterations"))
-        stderr.write(f"interrupted after {e.iteration} iterations: wrote the best image so far to {args.output}\n")
+        resume_hint = ""
+        if checkpoint is not None and os.path.exists(checkpoint.path):
+            resume_hint = f"; continue from its last checkpoint with --resume {checkpoint.path}"
+        stderr.write(f"interrupted after {e.iteration} iterations: wrote the best image so far to {args.output}"
+                     f"{resume_hint}\n")
         return EXIT_INTERRUPTED
     save_image(args.output, out, text)
     if checkpoint is not None:
@@ -380,9 +388,24 @@ def run(args, stderr, argv=(), resume=None):
     return 0
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt   # kill, a job scheduler, a closing terminal: saved like Ctrl-C
+
+
 def main(argv=None, stderr=None):
-    """Entry point. Returns (and, as a console script, exits with) 0, 2 (bad input) or 130 (Ctrl-C)."""
+    """Entry point. Returns (and, as a console script, exits with) 0, 2 (bad input) or 130 (Ctrl-C,
+    or SIGTERM, which is handled the same way: the best image so far is saved)."""
     stderr = stderr or sys.stderr
+    in_main = threading.current_thread() is threading.main_thread()   # only there can a handler be set
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main else None
+    try:
+        return _main(argv, stderr)
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv, stderr):
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         run_argv, resume = _resumed(argv)

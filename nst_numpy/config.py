@@ -93,6 +93,8 @@ class Config:
         for name in ("content_weight", "style_weight", "tv_weight"):
             if getattr(self, name) > MAX_WEIGHT:
                 raise ValueError(f"{name.replace('_', '-')} must be at most {MAX_WEIGHT:g}, got {getattr(self, name)}")
+        if max(self.content_weight, self.style_weight, self.tv_weight) <= 0:
+            raise ValueError("content-weight, style-weight and tv-weight are all 0: there is nothing to optimise")
         if self.style_scale <= 0 or self.learning_rate <= 0:
             raise ValueError("style-scale and learning-rate must be > 0")
         for name in ("iterations", "coarse_iterations"):
@@ -143,7 +145,9 @@ class Config:
         return tuple(float(w) for w in self.style_layer_weights)
 
     def as_text(self):
-        """Parameters as 'key=value' lines, for the PNG text chunk (no timestamps: outputs stay reproducible)."""
+        """Parameters as 'key=value' lines, for the PNG text chunk (no timestamps: outputs stay reproducible).
+        The automatic L-BFGS memory and restart with step sizes appear as the values the run uses."""
         d = asdict(self)
+        d["lbfgs_memory"], d["precondition_after"] = self.correction_pairs(), self.restart_with_step_sizes_at()
         extra = d.pop("extra")
         return "\n".join(f"{k}={v}" for k, v in list(d.items()) + sorted(extra.items()))

@@ -104,6 +104,16 @@ def test_layer_flags_reach_the_run(tmp_path):
     assert "style_layer_weights=(3.0, 1.0)" in text
 
 
+def test_the_png_records_the_values_the_run_used(tmp_path):
+    """Automatic settings appear resolved, and the thread count, which sets the float32 rounding."""
+    out = tmp_path / "o.png"
+    for extra, memory, after in (([], 5, 20), (["--min-improvement", "0"], 10, 0)):
+        assert _run(["--weights", "random", "--size", "32", "--iterations", "2", "--threads", "3", "-q", "-o", out]
+                    + extra)[0] == 0
+        lines = Image.open(out).text["Parameters"].splitlines()
+        assert f"lbfgs_memory={memory}" in lines and f"precondition_after={after}" in lines and "threads=3" in lines
+
+
 def test_the_png_names_the_weight_file_taken_from_the_environment(tmp_path, monkeypatch):
     """With no --weights, the file NST_NUMPY_WEIGHTS points at is the one recorded, not 'default'."""
     from nst_numpy.vgg import VGG19
@@ -179,6 +189,36 @@ def test_ctrl_c_writes_best_image_and_exits_130(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["o.png"]
 
 
+def test_sigterm_is_handled_like_ctrl_c(tmp_path, monkeypatch):
+    """kill (SIGTERM) mid-run saves the best image and exits 130, as Ctrl-C does; main puts the
+    previous handler back."""
+    import signal
+
+    class Killed(cli.Progress):
+        def __call__(self, state):
+            if state.step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)   # handled in this (the main) thread
+    monkeypatch.setattr(cli, "Progress", Killed)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "o.png"
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "50", "-o", out])
+    assert status == 130 and err.splitlines()[-1].startswith("interrupted after 2 iterations")
+    assert "Interrupted" in Image.open(out).text
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_interrupted_run_with_checkpoints_says_how_to_resume(tmp_path, monkeypatch):
+    _interrupt_when(monkeypatch, lambda state: state.step == 5)
+    out = tmp_path / "o.png"
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "50", "--checkpoint-every", "2",
+                        "-o", out])
+    assert status == 130
+    assert err.splitlines()[-1].endswith(f"; continue from its last checkpoint with --resume {tmp_path / 'o.checkpoint.npz'}")
+    _interrupt_when(monkeypatch, lambda state: state.step == 5)
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "50", "-o", tmp_path / "p.png"])
+    assert status == 130 and "--resume" not in err   # the control: no checkpoints, no hint
+
+
 def test_ctrl_c_in_a_later_scale_writes_the_output_size(tmp_path, monkeypatch):
     _interrupt_when(monkeypatch, lambda state: state.scale == 2)
     out = tmp_path / "o.png"
@@ -210,6 +250,7 @@ def _bad_inputs(tmp_path):
         "size beyond memory": ["--size", "100000"],
         "bad style weights": ["--style", good, "--style-weights", "1,2"],
         "zero style weights": ["--style-weights", "0"],
+        "every loss weight zero": ["--content-weight", "0", "--style-weight", "0", "--tv-weight", "0"],
         "negative style weight": ["--style-weights", "-1"],
         "unknown option": ["--frobnicate"],
         "unknown optimizer": ["--optimizer", "sgd"],
