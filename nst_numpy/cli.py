@@ -329,7 +329,7 @@ def run(args, stderr, argv=(), resume=None):
         except MemoryError as e:
             raise UsageError(str(e))
     if args.dry_run:
-        print(describe(plans, iteration_budgets(config, len(sizes)), cap))
+        print(describe(plans, iteration_budgets(config, len(sizes)), cap, given=bool(args.max_memory)))
         return 0
     asked = config.correction_pairs()   # --lbfgs-memory, or its automatic value
     m = min(p.lbfgs_memory for p in plans) if plans else asked

@@ -107,6 +107,14 @@ def gib(n):
     return f"{n / 2 ** 30:.2f} GiB"
 
 
+def over(need, cap):
+    """'N GiB, over the memory cap C GiB', in MiB when GiB would print the two as equal."""
+    a, b = gib(need), gib(cap)
+    if a == b:
+        a, b = f"{need / 2 ** 20:.0f} MiB", f"{cap / 2 ** 20:.0f} MiB"
+    return f"{a}, over the memory cap {b}"
+
+
 class WindowCost:
     """Network memory and time of one tile's work (tiling.tile_gradient), by measurement.
 
@@ -237,14 +245,13 @@ def plan_scale(cost, hw, style_hws, config, cap, base):
     if config.tile_size:
         least = estimate(cost, hw, style_hws, config, config.tile_size, ms[-1], base)
         raise MemoryError(f"at {hw[1]}x{hw[0]} with --tile-size {config.tile_size} the run needs about "
-                          f"{gib(least.peak)}, over --max-memory {gib(cap)}; use a smaller --tile-size or none (automatic)")
+                          f"{over(least.peak, cap)}; use a smaller --tile-size or none (automatic)")
     smallest = estimate(cost, hw, style_hws, config, sides[-1], ms[-1] if config.optimizer == "lbfgs" else 0, base)
     adam = estimate(cost, hw, style_hws, replace(config, optimizer="adam"), sides[-1], 0, base)
     hint = (f"; --optimizer adam needs about {gib(adam.peak)}" if config.optimizer == "lbfgs" else "")
     lbfgs = f"L-BFGS with --lbfgs-memory {MIN_LBFGS_MEMORY}, " if config.optimizer == "lbfgs" else ""
     tiles = f"tiles of {sides[-1]} px, halo {halo} px" if sides[-1] else "untiled: too small for tiles"
-    raise MemoryError(f"a {hw[1]}x{hw[0]} run needs at least {gib(smallest.peak)} ({lbfgs}{tiles}), "
-                      f"over --max-memory {gib(cap)}{hint}")
+    raise MemoryError(f"a {hw[1]}x{hw[0]} run needs at least {over(smallest.peak, cap)} ({lbfgs}{tiles}){hint}")
 
 
 AUTO_PLAN_PIXELS = 1024 * 1024   # untiled runs up to this output size fit in a few GB (measured: 2.9 GB at 1024²)
@@ -296,12 +303,14 @@ def _optimizer_seconds_per_value(optimizer):
     return 0.2e-6 if optimizer == "lbfgs" else 0.02e-6
 
 
-def describe(plans, budgets, cap):
-    """The --dry-run text: one line per scale, then the peak and the time."""
-    lines = [f"memory cap {gib(cap)} (--max-memory)"]
+def describe(plans, budgets, cap, given=True):
+    """The --dry-run text: one line per scale, then the peak and the time. given: the cap came
+    from --max-memory (else it is default_cap())."""
+    source = "--max-memory" if given else f"default: {SAFE_SHARE:.0%} of the memory available; --max-memory sets it"
+    lines = [f"memory cap {gib(cap)} ({source})"]
     total = 0.0
     for k, (p, its) in enumerate(zip(plans, budgets)):
-        how = (f"{p.tiles} tiles of {p.window[1]}x{p.window[0]} px (core {p.tile} px)" if p.tiles > 1
+        how = (f"{p.tiles} tiles of {p.window[1]}x{p.window[0]} px (cores of at most {p.tile} px)" if p.tiles > 1
                else "untiled")
         opt = f"L-BFGS m={p.lbfgs_memory}" if p.optimizer == "lbfgs" else "Adam"
         sec = "" if p.seconds_per_iteration is None else f", ~{p.seconds_per_iteration:.1f} s/iteration"

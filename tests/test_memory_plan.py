@@ -87,11 +87,12 @@ def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     assert cli.main(["--weights", "random", "--size", "64", "--scales", "2", "--dry-run", "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "scale 2/2: 64x" in text and "untiled" in text and "peak estimate" in text and "s/iteration" in text
+    assert "of the memory available; --max-memory sets it)" in text   # no --max-memory: the default cap
     assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--max-memory", "1M"], "over --max-memory 0.00 GiB; --optimizer adam needs about"),
+    (["--max-memory", "1M"], "over the memory cap 0.00 GiB (L-BFGS with --lbfgs-memory 3, untiled: too small for tiles); --optimizer adam needs about"),
     (["--max-memory", "lots"], "not understood"),
     (["--tile-size", "40"], "multiple of 16"),
 ])
@@ -145,3 +146,10 @@ def test_an_api_run_plans_itself_when_memory_is_short(monkeypatch):
     monkeypatch.setattr(memory_plan, "available_memory", lambda: 4 << 30)
     assert np.max(np.abs(stylize(*run) - unplanned)) < 1e-3
     assert len(plans) == 1 and plans[0][0].tiles == 1 and plans[0][0].lbfgs_memory == 10
+
+
+def test_over_the_cap_never_prints_two_equal_figures():
+    """0.521 and 0.518 GiB both print as 0.52 GiB: then MiB say which is larger."""
+    from nst_numpy.memory_plan import over
+    assert over(int(0.521 * 2 ** 30), int(0.518 * 2 ** 30)) == "534 MiB, over the memory cap 530 MiB"
+    assert over(2 * 2 ** 30, 2 ** 30) == "2.00 GiB, over the memory cap 1.00 GiB"
