@@ -345,12 +345,20 @@ def run(args, stderr, argv=(), resume=None):
     text = {"Software": f"nst_numpy {__version__}", "Parameters": config.as_text()}
 
     progress = None if args.quiet else Progress(stderr)
+    unsaved = []   # snapshots that could not be written: a full disk should not end a long run
 
     def callback(state):
         if progress is not None:
             progress(state)
         if args.save_every and state.step % args.save_every == 0:
-            save_image(_snapshot_path(args.output, state.step), state.image(), text)
+            try:
+                save_image(_snapshot_path(args.output, state.step), state.image(), text)
+            except ImageError as e:
+                if not unsaved:   # once: the next ones would fail the same way
+                    if progress is not None:
+                        progress.close()
+                    stderr.write(f"warning: {' '.join(str(e).split())}; the run goes on without this snapshot\n")
+                unsaved.append(state.step)
     if progress is not None:
         callback.tile = progress.tile   # stylize calls it after each tile of a tiled evaluation
 

@@ -60,6 +60,8 @@ def load_image(path, max_side=None, max_pixels=MAX_PIXELS):
     max_pixels, since they will be shrunk, and lets JPEG decode at reduced size.
     """
     name = os.fspath(path)
+    if not name:
+        raise ImageError("an image path is empty")
     if not os.path.exists(name):
         raise ImageError(f"{name}: no such file")
     if os.path.isdir(name):

@@ -67,7 +67,8 @@ def load_images(directory, max_side=256):
     from PIL import Image, UnidentifiedImageError
     directory = pathlib.Path(directory)
     if not directory.is_dir():
-        raise WeightsError(f"image directory {directory} does not exist")
+        what = "is not a directory" if directory.exists() else "does not exist"
+        raise WeightsError(f"image directory {directory} {what}")
     images = []
     for p in sorted(directory.iterdir()):
         if not p.is_file() or p.name.startswith("."):

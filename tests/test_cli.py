@@ -151,6 +151,22 @@ def test_save_every_writes_numbered_snapshots(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["o.png", "o_0001.png", "o_0002.png"]
 
 
+def test_a_snapshot_that_cannot_be_written_is_a_warning_not_the_end(tmp_path, monkeypatch):
+    """A full disk at a snapshot: one warning, the run goes on and writes its output (exit 0)."""
+    real = cli.save_image
+
+    def full_disk_for_snapshots(path, *a, **k):
+        if "_000" in str(path):
+            raise cli.ImageError(f"{path}: cannot write ([Errno 28] No space left on device)")
+        return real(path, *a, **k)
+    monkeypatch.setattr(cli, "save_image", full_disk_for_snapshots)
+    out = tmp_path / "o.png"
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "3", "--save-every", "1",
+                        "-o", out, "-q"])
+    assert status == 0 and os.listdir(tmp_path) == ["o.png"]
+    assert err.count("warning:") == 1 and "o_0001.png: cannot write" in err and "the run goes on" in err
+
+
 def test_progress_in_place_on_a_tty(tmp_path):
     status, err = _run(FAST + ["-o", tmp_path / "o.png"], tty=True)
     assert status == 0
@@ -277,6 +293,7 @@ def _bad_inputs(tmp_path):
         "layer weight beyond float32": ["--style-layers", "relu1_1", "--style-layer-weights", "1e308"],
         "empty layer weights": ["--style-layer-weights", ""],
         "empty init": ["--init", ""],
+        "empty content path": ["--content", ""],
         "colours of no content": ["--content", "none", "--preserve-colors", "luminance"],
         "format without an RGB writer": ["-o", tmp_path / "out.xbm"],
         "checkpoint over an input": ["--style", tmp_path / "out.checkpoint.npz", "--checkpoint-every", "1"],
@@ -416,3 +433,11 @@ def test_ctrl_c_while_loading_is_one_line(tmp_path):
     assert not os.listdir(tmp_path)                        # no output.png, nothing else
     entry = [line for line in open(os.path.join(root, "setup.cfg")) if line.strip().startswith("nst-numpy")]
     assert entry and entry[0].split("=")[1].strip() == "nst_numpy.console:main"
+
+
+def test_python_dash_m_runs_the_command(tmp_path):
+    """`python -m nst_numpy` is the nst-numpy command: --version prints it and exits 0."""
+    root = os.path.join(os.path.dirname(__file__), "..")
+    r = subprocess.run([sys.executable, "-m", "nst_numpy", "--version"], capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.path.abspath(root)})
+    assert r.returncode == 0 and "nst_numpy" in r.stdout + r.stderr, (r.stdout, r.stderr)

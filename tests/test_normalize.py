@@ -88,6 +88,9 @@ def test_load_images_converts_modes_and_resizes(tmp_path):
         load_images(tmp_path / "empty")
     with pytest.raises(WeightsError, match="does not exist"):
         load_images(tmp_path / "absent")
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(WeightsError, match="a.png is not a directory"):
+        load_images(tmp_path / "a.png")
 
 
 def test_normalize_script_writes_a_normalised_file(case, tmp_path, capsys):
