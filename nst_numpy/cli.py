@@ -21,7 +21,7 @@ from .fast.threads import available_cores
 from .config import (AUTO_LBFGS_MEMORY, AUTO_PRECONDITION_AFTER, MAX_LBFGS_MEMORY, MAX_WEIGHT, OPTIMIZERS,
                      PLAIN_LBFGS_MEMORY, PRESERVE, Config)
 from .checkpoint import Checkpointer, load_checkpoint
-from .image import MAX_PIXELS, ImageError, check_output_path, check_writable, fit_size, load_image, save_image
+from .image import MAX_PIXELS, MIN_SIDE, ImageError, check_output_path, check_writable, fit_size, load_image, save_image
 from .memory_plan import default_cap, describe, needs_plan, parse_size, plan_run
 from .optimize import AUTO_COARSEST, Interrupted, check_style_sizes, iteration_budgets, scale_sizes, stylize
 from .progress import Progress
@@ -266,6 +266,24 @@ def _in_directory(args, cwd):
     return args
 
 
+def _given(argv, option):
+    return any(a == option or a.startswith(option + "=") for a in argv)
+
+
+def _ignored(argv, args, n_scales):
+    """Notes on flags given on the command line that this run cannot use (the run goes on without them)."""
+    if args.optimizer == "lbfgs" and _given(argv, "--learning-rate"):
+        yield "--learning-rate is Adam's step size; L-BFGS ignores it"
+    for flag in ("--lbfgs-memory", "--precondition-after"):
+        if args.optimizer == "adam" and _given(argv, flag):
+            yield f"{flag} is for L-BFGS; --optimizer adam ignores it"
+    if args.engine == "reference" and _given(argv, "--threads"):
+        yield "--threads sets the fast engine's threads; --engine reference ignores it"
+    if args.scales is not None and args.scales > n_scales:
+        yield (f"--scales {args.scales} gives {n_scales} scale(s) at --size {args.size}: halving further "
+               f"would go below {MIN_SIDE} px")
+
+
 def run(args, stderr, argv=(), resume=None):
     """Everything after parsing; raises UsageError / ImageError for bad input."""
     check_output_path(args.output)
@@ -316,6 +334,9 @@ def run(args, stderr, argv=(), resume=None):
 
     sizes = scale_sizes(content.shape if content is not None else style_imgs[0].shape, args.size, config.scales)
     check_style_sizes([s.shape for s in style_imgs], sizes, config.style_scale)   # --dry-run included
+    if not args.quiet:
+        for note in _ignored(argv, args, len(sizes)):
+            stderr.write(f"note: {note}\n")
 
     net = _load_network(args)
     if hasattr(net, "set_threads"):   # the reference network has no threads of its own

@@ -441,3 +441,19 @@ def test_python_dash_m_runs_the_command(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nst_numpy", "--version"], capture_output=True, text=True, timeout=60,
                        cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.path.abspath(root)})
     assert r.returncode == 0 and "nst_numpy" in r.stdout + r.stderr, (r.stdout, r.stderr)
+
+
+def test_flags_this_run_cannot_use_get_a_note(tmp_path):
+    """Given but unused flags are noted (the run goes on); a flag the run uses gets none."""
+    out = tmp_path / "o.png"
+    cases = [(["--learning-rate", "3"], "--learning-rate is Adam's step size"),
+             (["--optimizer", "adam", "--lbfgs-memory", "7"], "--lbfgs-memory is for L-BFGS"),
+             (["--optimizer", "adam", "--precondition-after=3"], "--precondition-after is for L-BFGS"),
+             (["--engine", "reference", "--threads", "2"], "--threads sets the fast engine's threads"),
+             (["--scales", "20"], "--scales 20 gives 1 scale(s) at --size 32: halving further would go below 16 px")]
+    for extra, note in cases:
+        status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-o", out] + extra)
+        assert status == 0 and f"note: {note}" in err, (extra, err)
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-o", out,
+                        "--optimizer", "adam", "--learning-rate", "3", "--scales", "1"])
+    assert status == 0 and "note:" not in err   # the control: every flag used
