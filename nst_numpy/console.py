@@ -4,9 +4,19 @@ Loading numpy and scipy takes a moment; Ctrl-C then must not print a traceback. 
 so there is nothing to save: print one line and exit 130, as a Ctrl-C later in the run does.
 This module and the package's __init__ import nothing heavy, so the handler is in place first.
 """
+import argparse
 import sys
 
 EXIT_INTERRUPTED = 130   # the same status cli.py returns for Ctrl-C during a run
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for the scripts: a bad argument is one line, `error: ...`, and exit status 2
+    (argparse's own status), without the usage block above it; --help still shows the usage."""
+
+    def error(self, message):
+        sys.stderr.write(f"error: {' '.join(message.split())}\n")
+        sys.exit(2)
 
 
 def main(argv=None):

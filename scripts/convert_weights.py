@@ -7,17 +7,17 @@
 --download fetches the Keras notop file from its canonical URL, checks its pinned MD5, converts
 it and deletes the download. Errors print one line and exit with status 2.
 """
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from nst_numpy.console import OneLineParser  # noqa: E402
 from nst_numpy.weights import WeightsError, convert, default_weights_path, fetch_and_convert  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", nargs="?", help="a Keras .h5, MatConvNet .mat or torchvision .pth file")
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help=f"converted file to write (default: {default_weights_path()})")

@@ -9,7 +9,6 @@ bound. Rows marked "expected to fail" are negative controls: they feed a
 deliberately wrong gradient and pass only if the check catches it, which
 shows the check can fail. Exit status: 0 if every row passes, 1 otherwise.
 """
-import argparse
 import os
 import sys
 import time
@@ -17,6 +16,7 @@ import time
 # Run from a clone without installing: put the repository root on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from nst_numpy.console import OneLineParser  # noqa: E402
 from nst_numpy.gradcheck import run_all_checks  # noqa: E402
 
 
@@ -39,13 +39,13 @@ def format_table(rows):
 
 def main(argv=None):
     """Run all checks, print the table; returns the exit status (0 = all passed)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=12,
                         help="input values probed in each whole-network check (default 12; each costs 2 forward passes)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs and upstream gradients")
     args = parser.parse_args(argv)
     if args.samples < 3:
-        parser.error("--samples must be at least 3")  # prints usage and exits with status 2
+        parser.error("--samples must be at least 3")  # one line, exit status 2 (OneLineParser)
     if args.seed < 0:
         parser.error("--seed must be >= 0")
     start = time.perf_counter()

@@ -6,19 +6,19 @@
 The network computes the same features up to a positive scale per channel, but the layers'
 activations (and so the style losses) become comparable. Errors print one line and exit 2.
 """
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from nst_numpy.console import OneLineParser  # noqa: E402
 from nst_numpy.normalize import load_images, normalize_vgg19  # noqa: E402
 from nst_numpy.weights import (WeightsError, get_vgg19, read_weights, default_weights_path,  # noqa: E402
                                save_converted)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", required=True, type=Path, help="directory of images (any Pillow format)")
     parser.add_argument("-o", "--output", required=True, type=Path, help="normalised weight file to write")
     parser.add_argument("--weights", type=Path, default=None,

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from nst_numpy.console import OneLineParser  # noqa: E402
 from nst_numpy.image import MIN_SIDE, check_output_path, fit_size, load_image, resize, save_image  # noqa: E402
 from nst_numpy.reconstruct import figure1, load_network  # noqa: E402
 from nst_numpy.samples import landscape, swirls  # noqa: E402
@@ -29,8 +30,8 @@ MAX_SIZE = 1024
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--content", help="content image (default: the built-in landscape sample)")
     p.add_argument("--style", help="style image (default: the built-in swirls sample)")
     # Defaults: 30 s wall time (40 s of CPU) for all 10 cells with --weights random on a 2-core
@@ -60,6 +61,8 @@ def main(argv=None):
     """Returns the exit status: 0 on success, 2 on bad input (message on stderr)."""
     args = parse_args(argv)
     try:
+        if args.seed < 0:
+            raise ValueError(f"--seed must be at least 0, got {args.seed}")
         if args.iterations < 1:
             raise ValueError(f"--iterations must be at least 1, got {args.iterations}")
         if args.size < MIN_SIDE:

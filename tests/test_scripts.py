@@ -216,6 +216,7 @@ def test_load_network_from_a_weights_file(tmp_path):
     (["--iterations", "0"], "--iterations"),
     (["--output", "figure.unknownext"], "output format"),
     (["--weights", "missing.h5"], "missing.h5"),
+    (["--seed", "-1"], "--seed must be at least 0"),
 ])
 def test_reconstruct_script_bad_input(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
@@ -232,13 +233,16 @@ def test_reconstruct_script_bad_input(tmp_path, capsys, monkeypatch, args, messa
     ("convert_weights", [], "give either SOURCE or --download"),
     ("convert_weights", ["w.h5", "--download"], "give either SOURCE or --download"),
     ("normalize_weights", ["--images", ".", "-o", "n.h5", "--size", "8"], "--size must be at least 16"),
+    ("reconstruct", ["--size", "many"], "argument --size: invalid int value: 'many'"),
+    ("convert_weights", ["w.h5", "--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_script_argument_errors_exit_2(tmp_path, monkeypatch, capsys, name, args, message):
-    """argparse's own error path: usage, the message, status 2, nothing written."""
+    """argparse's error path (console.OneLineParser): one line naming the problem, status 2, nothing written."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as e:
         load_script(name).main(args)
-    assert e.value.code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: ") and message in err and err.count("\n") == 1, err
     assert list(tmp_path.iterdir()) == []
 
 
