@@ -64,7 +64,7 @@ class Config:
                                            # (tiling.py, exact); None = automatic: untiled if the run fits the
                                            # memory cap, else tiles sized to it (memory_plan.py)
     preserve_colors: str = "none"          # "none", "luminance" (transfer on Y only), "histogram" (recolour style)
-    seed: int = 0                          # seeds the noise init (and --weights random): same seed, same bytes
+    seed: int = 0                          # seeds the noise init: same seed (and --threads), same bytes
     extra: dict = field(default_factory=dict, repr=False)  # free-form notes recorded with the output
 
     def restart_with_step_sizes_at(self):
