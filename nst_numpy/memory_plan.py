@@ -14,9 +14,9 @@ Peak memory is modelled as the sum of
   the content targets; counted from the code below and in optimize.py, objective.py.
 
 Tiling (tiling.py) trades time for memory: the plan takes the whole image in one window
-when that fits the cap, else the largest tile that fits. If none fits, it lowers L-BFGS's
-memory m (down to MIN_LBFGS_MEMORY), and if even that does not fit, it says so and what
-would (Adam, or a larger cap).
+when that fits the cap, else the largest tile of at least EFFICIENT_TILE px that fits, else a
+lower L-BFGS memory m (down to MIN_LBFGS_MEMORY) with such tiles, and only then smaller tiles
+(plan_scale). If even that does not fit, it says so and what would (Adam, or a larger cap).
 """
 import math
 import os
@@ -233,7 +233,9 @@ def plan_scale(cost, hw, style_hws, config, cap, base):
     else:
         sides = [0] + [t for t in TILE_SIDES if t < max(hw)]
     most = config.correction_pairs()
-    ms = [most] if config.optimizer == "adam" else range(most, MIN_LBFGS_MEMORY - 1, -1)
+    # The m values to try, from the asked one down to MIN_LBFGS_MEMORY (Adam has none; an asked m
+    # below MIN_LBFGS_MEMORY is tried as it is).
+    ms = [most] if config.optimizer == "adam" or most <= MIN_LBFGS_MEMORY else range(most, MIN_LBFGS_MEMORY - 1, -1)
     # Windows of cores under EFFICIENT_TILE px spend most of their time on the halo, so a smaller
     # L-BFGS memory is tried with large tiles before small tiles are tried at all.
     order = ([(m, t) for m in ms for t in sides if t == 0 or t >= EFFICIENT_TILE] +
@@ -249,7 +251,7 @@ def plan_scale(cost, hw, style_hws, config, cap, base):
     smallest = estimate(cost, hw, style_hws, config, sides[-1], ms[-1] if config.optimizer == "lbfgs" else 0, base)
     adam = estimate(cost, hw, style_hws, replace(config, optimizer="adam"), sides[-1], 0, base)
     hint = (f"; --optimizer adam needs about {gib(adam.peak)}" if config.optimizer == "lbfgs" else "")
-    lbfgs = f"L-BFGS with --lbfgs-memory {MIN_LBFGS_MEMORY}, " if config.optimizer == "lbfgs" else ""
+    lbfgs = f"L-BFGS with --lbfgs-memory {ms[-1]}, " if config.optimizer == "lbfgs" else ""
     tiles = f"tiles of {sides[-1]} px, halo {halo} px" if sides[-1] else "untiled: too small for tiles"
     raise MemoryError(f"a {hw[1]}x{hw[0]} run needs at least {over(smallest.peak, cap)} ({lbfgs}{tiles}){hint}")
 

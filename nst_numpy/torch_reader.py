@@ -5,8 +5,8 @@ never calls ``pickle.load``: it uses an Unpickler whose ``find_class`` knows onl
 globals a state dict of plain tensors needs, maps them to harmless stand-ins defined here,
 and refuses every other global (``os.system``, ``builtins.eval``, ...) before it is called.
 Nor may a hostile file take memory out of proportion to its size: zip members are inflated
-only up to the size their storage needs, tensors may hold no more elements than the stored
-bytes, and error messages quote file data through a bounded repr. tests/test_torch_reader_hostile.py
+only up to the size their storage needs and at most MAX_INFLATION times their stored bytes,
+tensors may hold no more elements than the stored bytes, and error messages quote file data through a bounded repr. tests/test_torch_reader_hostile.py
 tries each attack.
 
 Two container formats exist (torch.serialization):
@@ -33,6 +33,10 @@ import zlib
 
 import numpy as np
 
+# torch.save stores zip members uncompressed. A file zipped again deflates float weights by ~1.1x,
+# and nothing real by more than MAX_INFLATION; zeros deflate ~1000x: that is a bomb, refused unread.
+MAX_INFLATION = 4
+MAX_PICKLE_BYTES = 16 << 20   # a state dict's pickle holds names and shapes only: a VGG19's is ~3 KB
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 # The first bytes of a legacy file: PROTO 2, then LONG1 of 10 bytes holding LEGACY_MAGIC.
@@ -192,8 +196,9 @@ def _materialise(obj, storages):
 
 
 def _member(z, name, size):
-    """Open a member only if it is stored or deflated, unencrypted, and inflates to at most size bytes
-    (zipfile stops inflating at the declared size, so this bounds memory)."""
+    """Open a member only if it is stored or deflated, unencrypted, inflates to at most size bytes
+    (zipfile stops inflating at the declared size) and to at most MAX_INFLATION times its stored bytes:
+    memory stays in proportion to the file, whatever sizes the file declares."""
     try:
         info = z.getinfo(name)
     except KeyError:
@@ -202,6 +207,9 @@ def _member(z, name, size):
         raise TorchFormatError(f"{_short(name)}: encrypted or compressed in a way torch.save never writes")
     if info.file_size > size:
         raise TorchFormatError(f"{_short(name)}: {info.file_size} bytes, expected at most {size}")
+    if info.file_size > MAX_INFLATION * info.compress_size + 64:   # + 64: tiny members deflate poorly anyway
+        raise TorchFormatError(f"{_short(name)}: {info.compress_size} bytes that inflate to {info.file_size}, "
+                               f"a compression ratio torch.save never makes")
     return z.open(info)
 
 
@@ -213,7 +221,7 @@ def _read_zip(path):
         prefix = pkls[0][: -len("data.pkl")]
         if prefix + "byteorder" in z.namelist() and _member(z, prefix + "byteorder", 16).read().strip() != b"little":
             raise TorchFormatError("big-endian torch files are not supported")
-        with _member(z, pkls[0], z.getinfo(pkls[0]).file_size) as f:  # streamed: a deflate bomb fails early
+        with _member(z, pkls[0], MAX_PICKLE_BYTES) as f:
             obj = _unpickle(f)
         refs = _storage_refs(obj)
         storages = {}
@@ -244,16 +252,16 @@ def _read_legacy(path):
                 raise TorchFormatError("file ends before all storages were read (truncated?)")
             (numel,) = struct.unpack("<q", head)
             if key not in refs:
-                raise TorchFormatError(f"storage {key!r} is listed but no tensor uses it")
+                raise TorchFormatError(f"storage {_short(key)} is listed but no tensor uses it")
             ref = refs[key]
             if numel != ref.numel:
-                raise TorchFormatError(f"storage {key!r}: {numel} elements on disk, {ref.numel} expected")
+                raise TorchFormatError(f"storage {_short(key)}: {numel} elements on disk, {ref.numel} expected")
             if numel * ref.dtype.itemsize > os.fstat(f.fileno()).st_size - f.tell():
-                raise TorchFormatError(f"storage {key!r}: {numel} elements declared, more than the file holds")
+                raise TorchFormatError(f"storage {_short(key)}: {numel} elements declared, more than the file holds")
             storages[key] = _frombuffer(f.read(numel * ref.dtype.itemsize), ref, key, numel)
     missing = set(refs) - set(storages)
     if missing:
-        raise TorchFormatError(f"storages {sorted(missing)[:3]} are missing")
+        raise TorchFormatError(f"storages {_short(sorted(missing)[:3])} are missing")
     return _materialise(obj, storages)
 
 
@@ -273,7 +281,7 @@ def _storage_refs(obj):
 def _frombuffer(raw, ref, key, numel=None):
     numel = ref.numel if numel is None else numel
     if len(raw) != numel * ref.dtype.itemsize:
-        raise TorchFormatError(f"storage {key!r} has {len(raw)} bytes, expected {numel * ref.dtype.itemsize} "
+        raise TorchFormatError(f"storage {_short(key)} has {len(raw)} bytes, expected {numel * ref.dtype.itemsize} "
                                "(truncated?)")
     return np.frombuffer(raw, ref.dtype)
 
@@ -285,8 +293,8 @@ def read_state_dict(path):
     if head.startswith(b"PK\x03\x04"):
         try:
             return _read_zip(path)
-        except (zipfile.BadZipFile, EOFError, zlib.error) as e:
-            raise TorchFormatError(f"corrupt zip archive ({e})") from None
+        except (zipfile.BadZipFile, EOFError, zlib.error, UnicodeDecodeError) as e:   # Unicode: a member's name
+            raise TorchFormatError(f"corrupt zip archive ({_short(str(e))})") from None
     if head == LEGACY_PREFIX:
         return _read_legacy(path)
     raise TorchFormatError("not a torch.save file (neither a zip archive nor the legacy magic number)")

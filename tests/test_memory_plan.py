@@ -48,6 +48,11 @@ def test_plan_is_untiled_when_it_fits_else_tiled_else_lower_m_else_a_clear_refus
     assert plan_scale(cost, hw, [], adam, estimate(cost, hw, [], adam, 0, 0, 0).peak, 0).tiles == 1
     with pytest.raises(MemoryError, match="tile-size"):   # a forced tile that cannot fit
         plan_scale(cost, hw, [], replace(cfg, tile_size=512), 1 << 20, 0)
+    # an asked m below MIN_LBFGS_MEMORY (3) is planned as it is, not lowered further
+    two = replace(cfg, lbfgs_memory=2)
+    assert plan_scale(cost, hw, [], two, 1 << 40, 0).lbfgs_memory == 2
+    with pytest.raises(MemoryError, match=r"--lbfgs-memory 2, tiles of"):
+        plan_scale(cost, hw, [], two, 1 << 20, 0)
 
 
 SMALL_RUN = textwrap.dedent("""

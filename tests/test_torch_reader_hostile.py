@@ -289,14 +289,21 @@ def test_two_pickles_and_big_endian_are_refused(tmp_path):
 
 
 def _bomb(path, member, size=32 << 20):
-    """A torch-like archive where `member` inflates to `size` bytes of zeros (a ~32 KB deflate stream)."""
+    """A torch-like archive where `member` inflates to `size` bytes (a ~32 KB deflate stream) that a
+    reader inflating it would keep: data.pkl starts a BINBYTES8 of them (a valid pickle, read whole
+    before it fails), and the storage is declared with as many elements (numel = size / 4)."""
+    numel = size // 4
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in (("archive/data.pkl", pkl({"w": tensor()})), ("archive/byteorder", b"little"),
-                           ("archive/data/0", F4)):
+        for name, data in (("archive/data.pkl", pkl({"w": tensor(size=(numel,), numel=numel)})),
+                           ("archive/byteorder", b"little"), ("archive/data/0", F4)):
             if name != member:
                 z.writestr(name, data)
                 continue
             with z.open(name, "w") as w:
+                if name.endswith("data.pkl"):   # PROTO 4, BINBYTES8 of size - 10 bytes: the rest
+                    w.write(b"\x80\x04\x8e" + (size - 11).to_bytes(8, "little"))
+                    size -= 11
+                w.write(bytes(size % (1 << 20)))
                 for _ in range(size >> 20):
                     w.write(bytes(1 << 20))
     return path
@@ -378,3 +385,25 @@ def test_legacy_declared_storage_size_is_checked_before_reading(tmp_path, numel)
     """A legacy storage declaring -1, 2**40 or 2**61 elements: TorchFormatError, not Value/Memory/OverflowError."""
     path = write_legacy(tmp_path / "big.pth", pkl({"w": tensor((1,), (1,), numel=numel)}), storages=((numel, F4),))
     assert_refused(path)
+
+
+def test_a_member_name_that_is_not_utf8_is_a_format_error(tmp_path):
+    """A name flagged UTF-8 (bit 11) whose bytes are not: zipfile raises UnicodeDecodeError, we a format error."""
+    path = tmp_path / "names.pth"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", pkl({"w": tensor()}))
+        z.writestr("archive/data/0", F4)
+        z.writestr("archive/xx", b"")
+    patch_member(path, "archive/xx", flags=0x800)
+    assert read_state_dict(path)["w"].shape == (4,)   # the control: a valid name reads
+    path.write_bytes(path.read_bytes().replace(b"archive/xx", b"archive/\xff\xfe"))
+    assert_refused(path, match="corrupt zip archive")
+
+
+def test_messages_quote_file_data_briefly(tmp_path):
+    """A 100 000-character storage key that no tensor uses: the message quotes it in a bounded repr."""
+    key = "k" * 100_000
+    path = write_legacy(tmp_path / "longkey.pth", pkl({"w": tensor()}), keys=("0", key), storages=((4, F4), (1, F4[:4])))
+    with pytest.raises(TorchFormatError, match="is listed but no tensor uses it") as e:
+        read_state_dict(path)
+    assert len(str(e.value)) < 200
