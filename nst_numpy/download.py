@@ -91,8 +91,13 @@ def _fetch(url, tmp, md5, sha256, progress, timeout):
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise DownloadError(f"could not download {url}: {reason} (no network?)") from None
+        except http.client.HTTPException as e:   # a garbled status line or header: not an OSError
+            raise DownloadError(f"could not download {url}: bad reply ({type(e).__name__})") from None
         with response:
-            total = int(response.headers.get("Content-Length") or 0) or None
+            try:   # http.client tolerates a garbled Content-Length; so do we: the hash still checks the file
+                total = int(response.headers.get("Content-Length") or 0) or None
+            except ValueError:
+                total = None
             bar = Progress(total) if progress else None
             done = 0
             while True:

@@ -14,6 +14,7 @@ builds the papers' normalised network from them.
 import hashlib
 import os
 import pathlib
+import tempfile
 
 import h5py
 import numpy as np
@@ -144,7 +145,11 @@ def _check_shapes(params, path):
 
 
 def file_sha256(path):
-    h = hashlib.sha256()
+    return _file_hash(path, hashlib.sha256)
+
+
+def _file_hash(path, kind):
+    h = kind()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
@@ -348,18 +353,27 @@ def default_weights_path():
 
 def fetch_and_convert(dest, url=None, md5=None, progress=True):
     """Download the Keras notop file (default KERAS_URL, KERAS_MD5) next to dest, verify its MD5,
-    convert it to dest, delete the download."""
+    convert it to dest, delete the download. A file of that name already next to dest with that
+    MD5 (placed there by hand) is converted instead, and kept; any other file there is left alone."""
     dest = pathlib.Path(dest)
     url, md5 = url or KERAS_URL, md5 or KERAS_MD5
-    raw = dest.parent / url.rsplit("/", 1)[-1]
-    if raw == dest:
-        raw = dest.with_name(dest.name + ".download")
+    name = url.rsplit("/", 1)[-1]
+    placed = dest.parent / name
+    if placed != dest and placed.is_file() and _file_hash(placed, hashlib.md5) == md5:
+        return convert(placed, dest, source_name=name)
     try:
-        download(url, raw, md5=md5, progress=progress)
-    except DownloadError as e:
-        raise WeightsError(f"{e}. {PLACE_HINT}") from None
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, raw = tempfile.mkstemp(dir=dest.parent, prefix=f".{name}.", suffix=".download")   # a name of its own
+        os.close(fd)
+    except OSError as e:
+        raise WeightsError(f"cannot write in {dest.parent}: {e}") from None
+    raw = pathlib.Path(raw)
     try:
-        return convert(raw, dest, source_name=url.rsplit("/", 1)[-1])   # not the ".download" name
+        try:
+            download(url, raw, md5=md5, progress=progress)
+        except DownloadError as e:
+            raise WeightsError(f"{e}. {PLACE_HINT}") from None
+        return convert(raw, dest, source_name=name)   # not the temporary name
     finally:
         raw.unlink(missing_ok=True)  # keep only the converted file
 

@@ -41,6 +41,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n" % 5000 + BODY[:1000])
             self.close_connection = True
             return
+        if self.path == "/garbled-length":  # a Content-Length that is not a number: ignored, the hash decides
+            self.send_response(200)
+            self.send_header("Content-Length", "5, 5")
+            self.end_headers()
+            self.wfile.write(BODY)
+            self.close_connection = True
+            return
+        if self.path == "/bad-status":  # not HTTP at all: http.client's BadStatusLine
+            self.wfile.write(b"GARBAGE\r\n\r\n")
+            self.close_connection = True
+            return
         if self.path == "/no-length":  # HTTP/1.0 with no Content-Length: the body ends when the connection does
             self.send_response(200)
             self.end_headers()
@@ -187,6 +198,40 @@ def test_get_vgg19_downloads_verifies_converts_and_keeps_only_the_converted_file
     info = read_weights(dest_dir / "vgg19.h5")[2]
     assert info["source_name"] == "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
     assert info["source_sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_garbled_replies(server, tmp_path):
+    """A Content-Length that is no number is ignored (the hash still checks the file); a reply that is not
+    HTTP is a one-line DownloadError, and nothing is left behind."""
+    dest = tmp_path / "f.bin"
+    download(f"{server}/garbled-length", dest, md5=hashlib.md5(BODY).hexdigest(), progress=False)
+    assert dest.read_bytes() == BODY
+    with pytest.raises(DownloadError, match="bad reply"):
+        download(f"{server}/bad-status", tmp_path / "g.bin", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_a_keras_file_already_in_the_weights_folder_is_kept(server, tmp_path, monkeypatch):
+    """The user's own file with the Keras name: used without a download if its MD5 is the pinned one,
+    else left untouched while the download goes to a name of its own."""
+    raw = tmp_path / "raw.h5"
+    wf.write_keras(raw, wf.random_params(seed=2))
+    body = raw.read_bytes()
+    name = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    monkeypatch.setitem(Handler.files, f"/{name}", body)
+    monkeypatch.setattr(weights, "KERAS_URL", f"{server}/{name}")
+    monkeypatch.setattr(weights, "KERAS_MD5", hashlib.md5(body).hexdigest())
+    folder = tmp_path / "w"
+    folder.mkdir()
+    (folder / name).write_bytes(b"the user's own, different file")
+    weights.fetch_and_convert(folder / "vgg19.h5", progress=False)      # downloads: the MD5 differs
+    assert (folder / name).read_bytes() == b"the user's own, different file"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([name, "vgg19.h5"])
+    (folder / "vgg19.h5").unlink()
+    (folder / name).write_bytes(body)
+    monkeypatch.setitem(Handler.files, f"/{name}", b"")                   # a download would now fail
+    weights.fetch_and_convert(folder / "vgg19.h5", progress=False)      # the placed file, converted
+    assert (folder / name).read_bytes() == body and (folder / "vgg19.h5").exists()
 
 
 def test_convert_script_download_flag(server, tmp_path, monkeypatch, capsys):
