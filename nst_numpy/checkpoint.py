@@ -13,6 +13,7 @@ where nothing but the image, the stopping rule's history and counters carries ov
 and those are exactly what a checkpoint holds.
 """
 import json
+import math
 import os
 import zipfile
 import zlib
@@ -46,9 +47,17 @@ def save_checkpoint(path, meta, **arrays):
 def load_checkpoint(path):
     """(meta dict, {name: array}) from a file save_checkpoint wrote. CheckpointError otherwise."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):   # a single .npy array: no archive, no meta
+            raise CheckpointError(f"{path}: not a checkpoint of this program (one array, not an archive)")
+        with z:
+            for k in z.files:   # an array's header declares its size: more than the member holds is damage
+                if _declared_bytes(z, k) > z.zip.getinfo(k + ".npy").file_size:
+                    raise CheckpointError(f"{path}: damaged checkpoint ({k} declares more bytes than it holds)")
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except CheckpointError:
+        raise
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except (zipfile.BadZipFile, zlib.error) as e:   # cut short, or bytes changed: its CRC no longer matches
@@ -68,8 +77,24 @@ def load_checkpoint(path):
     return meta, arrays
 
 
+def _declared_bytes(z, name):
+    """Bytes the .npy header of archive member name declares, read without loading the array."""
+    fmt = np.lib.format
+    readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+    with z.zip.open(name + ".npy") as f:
+        read = readers.get(fmt.read_magic(f))
+        if read is None:
+            return 0   # a header version np.savez does not write: left to np.load's own checks
+        shape, _, dtype = read(f)
+    return math.prod(shape) * dtype.itemsize
+
+
 def _is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _whole(v):
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _structure_problem(meta, arrays):
@@ -89,14 +114,15 @@ def _structure_problem(meta, arrays):
         return "the resume point is not a table"
     ints = ("scale", "iteration", "step")
     lists = ("work", "rule")
-    if not all(isinstance(point.get(k), int) and point[k] >= 0 for k in ints):
+    if not all(_whole(point.get(k)) and point[k] >= 0 for k in ints):
         return f"the resume point needs whole numbers {', '.join(ints)}"
-    if not all(isinstance(point.get(k), list) and all(_is_number(v) for v in point[k]) for k in lists):
-        return f"the resume point needs lists of numbers {', '.join(lists)}"
-    if not _is_number(point.get("best_loss")):
+    if not all(isinstance(point.get(k), list) and all(_is_number(v) and math.isfinite(v) for v in point[k])
+               for k in lists):
+        return f"the resume point needs lists of finite numbers {', '.join(lists)}"
+    if not _is_number(point.get("best_loss")):   # inf is allowed: saved between scales, before any loss
         return "the resume point has no best_loss"
     sizes = point.get("sizes")
-    if not (isinstance(sizes, list) and all(isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) for v in s)
+    if not (isinstance(sizes, list) and all(isinstance(s, list) and len(s) == 2 and all(_whole(v) and v > 0 for v in s)
                                             for s in sizes)):
         return "the resume point's sizes are not (H, W) pairs"
     x = arrays.get("x")

@@ -63,8 +63,11 @@ def normalize_vgg19(net, images):
 
 
 def load_images(directory, max_side=256):
-    """Every image file in directory as RGB float64 (H, W, 3) in 0..255, longest side resized to max_side."""
+    """Every image file in directory as RGB float64 (H, W, 3) in 0..255, longest side resized to max_side.
+    Converted as stylize's inputs are (image.py: 16-bit scaled, transparency on white)."""
     from PIL import Image, UnidentifiedImageError
+
+    from .image import _to_rgb, resize
     directory = pathlib.Path(directory)
     if not directory.is_dir():
         what = "is not a directory" if directory.exists() else "does not exist"
@@ -75,16 +78,18 @@ def load_images(directory, max_side=256):
             continue
         try:
             with Image.open(p) as im:
-                im = im.convert("RGB")
-                scale = max_side / max(im.size)
-                if scale < 1:  # only shrink: enlarging adds no information
-                    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-                                   Image.LANCZOS)
-                images.append(np.asarray(im, np.float64))
+                rgb = _to_rgb(im)
         except (UnidentifiedImageError, OSError):
             continue  # not an image (a README, a .DS_Store ...): skip it
         except Image.DecompressionBombError:
             raise WeightsError(f"{p}: too many pixels to decode safely") from None
+        except ValueError as e:   # e.g. a float image holding NaN
+            raise WeightsError(f"{p}: {e}") from None
+        h, w = rgb.shape[:2]
+        scale = max_side / max(h, w)
+        if scale < 1:  # only shrink: enlarging adds no information
+            rgb = resize(rgb, (max(1, round(h * scale)), max(1, round(w * scale))))
+        images.append(rgb.astype(np.float64))
     if not images:
         raise WeightsError(f"no readable images in {directory}")
     return images

@@ -55,7 +55,10 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_old_one(tmp_path, m
     ({"cwd": 3, "point": _point()}, np.zeros(3), "cwd"),
     ({"point": None}, np.zeros(3), "not a table"),
     ({"point": _point(step=None)}, np.zeros(3), "whole numbers"),
-    ({"point": _point(rule="fast")}, np.zeros(3), "lists of numbers"),
+    ({"point": _point(rule="fast")}, np.zeros(3), "lists of finite numbers"),
+    ({"point": _point(work=[float("nan")])}, np.zeros(3), "lists of finite numbers"),
+    ({"point": _point(scale=True)}, np.zeros(3), "whole numbers"),
+    ({"point": _point(sizes=[[-4, 0]])}, np.zeros(3), "sizes"),
     ({"point": _point(best_loss="low")}, np.zeros(3), "no best_loss"),
     ({"point": _point(sizes=[[4, 4, 4]])}, np.zeros(3), "sizes"),
     ({"point": _point()}, np.zeros((3, 1)), "no image array"),
@@ -97,6 +100,28 @@ def test_cut_or_corrupted_checkpoints_are_one_line_errors(tmp_path):
     for name in ("cut.npz", "flipped.npz"):
         with pytest.raises(CheckpointError, match=f"{name}: damaged checkpoint"):
             load_checkpoint(str(tmp_path / name))
+
+
+def test_an_npy_file_and_an_array_larger_than_its_bytes_are_refused(tmp_path):
+    """--resume on a single .npy array, or on an archive whose array header declares 10^11 values in
+    24 bytes (which np.load would try to allocate): one line each, nothing allocated."""
+    import io
+    import zipfile
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    with pytest.raises(CheckpointError, match="one.npy: not a checkpoint of this program .one array, not an archive.$"):
+        load_checkpoint(str(tmp_path / "one.npy"))
+    path = tmp_path / "huge.npz"
+    save_checkpoint(str(path), {"point": _point()}, x=np.zeros(3))
+    assert load_checkpoint(str(path))[0]["point"] == _point()   # the control: as written, it loads
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10 ** 11,)})
+    with zipfile.ZipFile(path) as z:
+        meta = z.read("meta.npy")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("meta.npy", meta)
+        z.writestr("x.npy", header.getvalue() + bytes(24))
+    with pytest.raises(CheckpointError, match="damaged checkpoint .x declares more bytes than it holds."):
+        load_checkpoint(str(path))
 
 
 def test_bad_checkpoints_are_refused_with_one_line(tmp_path):

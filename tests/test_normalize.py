@@ -79,6 +79,9 @@ def test_load_images_converts_modes_and_resizes(tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     images = load_images(tmp_path, max_side=32)
     assert [im.shape for im in images] == [(16, 32, 3), (20, 10, 3)]
+    assert np.all(images[1] == 255)   # transparent: on white, as stylize's inputs
+    Image.fromarray(np.full((8, 8), 30000, np.uint16)).save(tmp_path / "deep.png")   # 16-bit: 30000 -> 116.7
+    assert np.allclose(load_images(tmp_path, max_side=32)[0], 30000 / 257, atol=0.01)
     with pytest.MonkeyPatch.context() as m:   # a decompression bomb is one line, not Pillow's traceback
         m.setattr(Image, "MAX_IMAGE_PIXELS", 100)   # Pillow refuses images over twice this
         with pytest.raises(WeightsError, match="grey.png: too many pixels"):
