@@ -17,6 +17,12 @@ def default_file_mode():
     return 0o666 & ~umask
 
 
+def temp_prefix(name):
+    """A temporary file's name prefix for `name`: hidden, recognisable, and short enough that a name
+    the file system allows still leaves room for the random part (255 bytes is the usual limit)."""
+    return f".{name[:100]}."
+
+
 @contextmanager
 def atomic_path(path, suffix=".tmp"):
     """Yield a temporary path next to `path`; on success rename it to `path`, on any exception delete it.
@@ -25,7 +31,7 @@ def atomic_path(path, suffix=".tmp"):
     (empty) when the block starts; writers may reopen or overwrite it by name.
     """
     path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=suffix)
     os.close(fd)
     tmp = pathlib.Path(tmp)
     try:

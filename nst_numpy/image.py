@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
-from .fileio import atomic_path
+from .fileio import atomic_path, temp_prefix
 
 MIN_SIDE = 16             # relu5_1 sits after 4 poolings (each halves, rounding down): 16 px -> 1 position
 MAX_PIXELS = 40_000_000   # larger inputs need --size to shrink them (memory: ~4 bytes * 3 per pixel, many copies)
@@ -161,8 +161,14 @@ def check_writable(path):
         raise ImageError(f"{name}: directory {folder} does not exist")
     if os.path.exists(name) and not os.access(name, os.W_OK):
         raise ImageError(f"{name}: not writable")
+    try:
+        longest = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):   # no pathconf (Windows) or no answer: the usual limit
+        longest = 255
+    if len(os.fsencode(os.path.basename(name))) > longest:
+        raise ImageError(f"{name}: the name is longer than the {longest} bytes this file system allows")
     try:  # os.access says yes to root everywhere; a real file says whether the directory takes one
-        fd, probe = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(name) + ".", suffix=".tmp")
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=temp_prefix(os.path.basename(name)), suffix=".tmp")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:

@@ -15,6 +15,7 @@ import hashlib
 import os
 import pathlib
 import tempfile
+import zlib
 
 import h5py
 import numpy as np
@@ -97,8 +98,9 @@ def read_weights(path):
         params, prep, info = readers[fmt](path)
     except WeightsError:
         raise
-    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError) as e:
-        # h5py/scipy raise these on truncated or malformed files; keep the message to one line.
+    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, zlib.error, MemoryError) as e:
+        # h5py/scipy raise these on truncated or malformed files (zlib.error: a corrupt compressed .mat;
+        # MemoryError: a .mat declaring a huge array); keep the message to one line.
         msg = " ".join(str(e).split())
         raise WeightsError(f"{path}: cannot read this {fmt} file ({type(e).__name__}: {msg})") from None
     _check_shapes(params, path)
@@ -160,6 +162,17 @@ def _file_hash(path, kind):
 # Keras (legacy HDF5 weights: layer_names / weight_names attributes)
 # ---------------------------------------------------------------------------
 
+MAX_ARRAY_BYTES = 64 << 20   # VGG19's largest array, a 512x512 kernel, is 9.4 MB in float32 (19 MB in float64)
+
+
+def _read_dataset(dataset, path):
+    """An HDF5 dataset as an array, refused before reading when its header declares more than any
+    VGG19 array holds (a 7 KB file may declare terabytes)."""
+    if dataset.size * dataset.dtype.itemsize > MAX_ARRAY_BYTES:
+        raise WeightsError(f"{path}: {dataset.name} declares shape {dataset.shape}, larger than any VGG19 array")
+    return np.asarray(dataset)
+
+
 def _string_list_attr(group, name):
     """A list-of-strings attribute, joining the chunks name0, name1, ... Keras uses for long lists."""
     if name in group.attrs:
@@ -181,7 +194,7 @@ def _read_keras(path):
             group = root[layer]
             names = _string_list_attr(group, "weight_names")
             if names:
-                weighted.append((layer, [np.asarray(group[n]) for n in names]))
+                weighted.append((layer, [_read_dataset(group[n], path) for n in names]))
     by_name = dict(weighted)
     params = {}
     if all(keras_layer_name(n) in by_name for n in CONV_NAMES):
@@ -209,7 +222,11 @@ def _read_keras(path):
 
 def _read_matconvnet(path):
     from scipy.io import loadmat  # imported here: loading scipy.io costs time the other formats do not need
-    data = loadmat(str(path), squeeze_me=True, struct_as_record=False)
+    from scipy.io.matlab import MatReadError
+    try:
+        data = loadmat(str(path), squeeze_me=True, struct_as_record=False)
+    except MatReadError as e:   # an Exception of scipy's own, not among read_weights' (OSError, ValueError, ...)
+        raise WeightsError(f"{path}: cannot read this matconvnet file ({' '.join(str(e).split())})") from None
     if "layers" not in data:
         raise WeightsError(f"{path}: a .mat file without a 'layers' variable: not a MatConvNet network")
     convs = []  # (name, kernel, bias) in network order
@@ -282,7 +299,7 @@ def _read_converted(path):
         for name in CONV_NAMES:
             if name not in f:
                 raise WeightsError(f"{path}: missing layer {name}")
-            params[name] = (np.asarray(f[name]["kernel"]), np.asarray(f[name]["bias"]))
+            params[name] = (_read_dataset(f[name]["kernel"], path), _read_dataset(f[name]["bias"], path))
         a = f.attrs
         prep = Preprocessing(str(a["channel_order"]), float(a["scale"]), tuple(float(v) for v in a["mean"]),
                              tuple(float(v) for v in a["std"]))

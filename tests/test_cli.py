@@ -298,7 +298,7 @@ def _bad_inputs(tmp_path):
         "format without an RGB writer": ["-o", tmp_path / "out.xbm"],
         "checkpoint over an input": ["--style", tmp_path / "out.checkpoint.npz", "--checkpoint-every", "1"],
         "snapshot over an input": ["--content", tmp_path / "out_0001.png", "--save-every", "1"],
-        "checkpoint name too long": ["-o", tmp_path / ("a" * 235 + ".png"), "--checkpoint-every", "1"],
+        "checkpoint name too long": ["-o", tmp_path / ("a" * 245 + ".png"), "--checkpoint-every", "1"],   # 260 bytes
         "weights not a weights file": ["--weights", good],
     }
 
@@ -316,6 +316,24 @@ def test_the_output_may_not_be_an_input(tmp_path, flag):
     status, _ = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-q", flag, photo,
                       "-o", tmp_path / "other.png"])
     assert status == 0 and photo.read_bytes() == before   # the control: another output is fine
+
+
+def test_a_long_output_name_the_file_system_allows_is_written(tmp_path):
+    """A 250-byte name (the limit is 255): its temporary file's name must not be the one that is too long."""
+    out = tmp_path / ("a" * 246 + ".png")
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-q", "-o", out])
+    assert status == 0 and out.exists(), err
+
+
+def test_without_pathconf_names_are_held_to_255_bytes(tmp_path, monkeypatch):
+    from nst_numpy.image import ImageError, check_writable
+
+    def no_answer(*a):
+        raise OSError("no pathconf here")
+    monkeypatch.setattr(os, "pathconf", no_answer)
+    check_writable(tmp_path / ("a" * 251 + ".png"))                  # 255 bytes: fine
+    with pytest.raises(ImageError, match="longer than the 255 bytes"):
+        check_writable(tmp_path / ("a" * 252 + ".png"))
 
 
 def test_bad_input_one_line_exit_2_no_output(tmp_path):

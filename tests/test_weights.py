@@ -278,6 +278,25 @@ def test_weights_that_are_not_finite_floats_are_refused(params, tmp_path):
         load_vgg19(tmp_path / "int.h5")
 
 
+def test_a_huge_declared_array_or_corrupt_compression_is_a_one_line_error(params, tmp_path):
+    """A small HDF5 file whose kernel declares 4 * 10^11 bytes is refused before reading it; a compressed
+    .mat with damaged bytes is a WeightsError, not zlib's traceback."""
+    from scipy.io import savemat
+    save_converted(params, tmp_path / "huge.h5", CAFFE, "k.h5", "0" * 64)
+    with h5py.File(tmp_path / "huge.h5", "a") as f:
+        del f["conv1_1"]["kernel"]
+        f["conv1_1"].create_dataset("kernel", shape=(10 ** 11,), dtype="f4")   # declared, never written
+    with pytest.raises(WeightsError, match=r"conv1_1/kernel declares shape \(100000000000,\), larger than any VGG19"):
+        load_vgg19(tmp_path / "huge.h5")
+    savemat(tmp_path / "z.mat", {"layers": np.arange(50000.0)}, do_compression=True)
+    data = bytearray((tmp_path / "z.mat").read_bytes())
+    data[300:400] = bytes(100)
+    (tmp_path / "z.mat").write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="z.mat: cannot read this matconvnet file") as e:
+        load_vgg19(tmp_path / "z.mat")
+    assert "\n" not in str(e.value)
+
+
 def test_malformed_files_name_what_is_wrong(files, params, tmp_path):
     """Each reader's structural checks: one WeightsError naming the file and the problem."""
     from scipy.io import savemat
