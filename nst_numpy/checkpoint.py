@@ -40,8 +40,21 @@ def save_checkpoint(path, meta, **arrays):
                 np.savez(f, meta=np.frombuffer(text, np.uint8), **arrays)
                 f.flush()
                 os.fsync(f.fileno())
+        _sync_folder(path)   # the rename itself is in the folder's entry: flush that too
     except OSError as e:
         raise CheckpointError(f"{path}: cannot write the checkpoint ({e.strerror or e})") from None
+
+
+def _sync_folder(path):
+    """fsync the folder holding path, where the OS allows opening a folder (POSIX; not Windows)."""
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path):

@@ -73,14 +73,38 @@ def _proc_kb(path, key):
 
 
 def available_memory():
-    """Bytes the kernel could give this process now without swapping (MemAvailable), else physical memory."""
+    """Bytes the kernel could give this process now without swapping (MemAvailable), else physical
+    memory; in a container with a memory limit (cgroup), at most what the limit leaves."""
     avail = _proc_kb("/proc/meminfo", "MemAvailable")
-    if avail is not None:
-        return avail
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            avail = 8 << 30
+    room = cgroup_room()
+    return avail if room is None else min(avail, room)
+
+
+# cgroup v2, then v1: (limit file, usage file). A container sees the host's MemAvailable, but the
+# kernel kills it at its own limit.
+CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+
+
+def cgroup_room(files=CGROUP_FILES):
+    """Bytes this process's memory cgroup still allows (its limit less its usage), or None without a limit."""
+    for limit_file, usage_file in files:
+        try:
+            with open(limit_file) as f:
+                limit = f.read().strip()
+            with open(usage_file) as f:
+                usage = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit == "max" or not limit.isdigit() or int(limit) >= 1 << 60:   # v1 says "no limit" with a huge number
+            return None
+        return max(int(limit) - usage, 0)
+    return None
 
 
 def default_cap():

@@ -158,3 +158,21 @@ def test_over_the_cap_never_prints_two_equal_figures():
     from nst_numpy.memory_plan import over
     assert over(int(0.521 * 2 ** 30), int(0.518 * 2 ** 30)) == "534 MiB, over the memory cap 530 MiB"
     assert over(2 * 2 ** 30, 2 ** 30) == "2.00 GiB, over the memory cap 1.00 GiB"
+
+
+def test_a_container_limit_caps_the_memory_available(tmp_path, monkeypatch):
+    """cgroup v2's memory.max less memory.current (v1: limit_in_bytes less usage_in_bytes); 'max' or v1's
+    huge number means no limit; no files: no limit."""
+    from nst_numpy import memory_plan
+    from nst_numpy.memory_plan import cgroup_room
+
+    def files(limit, usage):
+        (tmp_path / "max").write_text(limit + "\n")
+        (tmp_path / "current").write_text(usage + "\n")
+        return ((str(tmp_path / "missing"), str(tmp_path / "missing")), (str(tmp_path / "max"), str(tmp_path / "current")))
+    assert cgroup_room(files(str(6 << 30), str(1 << 30))) == 5 << 30
+    assert cgroup_room(files("max", str(1 << 30))) is None
+    assert cgroup_room(files(str(1 << 62), "0")) is None
+    assert cgroup_room(((str(tmp_path / "none"), str(tmp_path / "none")),)) is None
+    monkeypatch.setattr(memory_plan, "cgroup_room", lambda: 3 << 30)
+    assert memory_plan.available_memory() <= 3 << 30
