@@ -27,7 +27,7 @@ def step_scales(grad, hw):
     regions crawl. Optimising z instead makes the guess proportional to D^2 ~ 1/|grad|, the
     diagonal scaling Adam and AdaGrad take from the gradient's size (Kingma & Ba 2015). It is a change of variables with
     D > 0: the same minima, and the box lo <= x <= hi is the box lo/D <= z <= hi/D. The exponent,
-    blur and start point were measured at 320 px (README, "Time to a result").
+    blur and start point were measured at 320 px (docs/performance.md).
     """
     from scipy.ndimage import gaussian_filter
     size = gaussian_filter(np.abs(grad).reshape(hw + (3,)), (SCALE_BLUR, SCALE_BLUR, 0), mode="nearest")
