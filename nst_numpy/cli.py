@@ -337,6 +337,9 @@ def run(args, stderr, argv=(), resume=None):
     if not args.quiet:
         for note in _ignored(argv, args, len(sizes)):
             stderr.write(f"note: {note}\n")
+        (h, w), (ih, iw) = sizes[-1], (init_img.shape[:2] if init_img is not None else sizes[-1])
+        if abs(ih * w - iw * h) > 0.02 * h * iw:   # aspect ratios more than 2% apart
+            stderr.write(f"note: --init {init} is {iw}x{ih}, stretched to the output's {w}x{h}\n")
 
     net = _load_network(args)
     if hasattr(net, "set_threads"):   # the reference network has no threads of its own

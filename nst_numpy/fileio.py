@@ -12,9 +12,22 @@ from contextlib import contextmanager
 
 def default_file_mode():
     """0o666 minus the umask: the permissions open(path, "w") would have given a new file."""
-    umask = os.umask(0)  # reading the umask means setting it; set it straight back
+    return 0o666 & ~_umask()
+
+
+def _umask():
+    """The process umask. Linux shows it in /proc (no change to the process); elsewhere reading it
+    means setting it, and another thread may create a file in that instant."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
 def temp_prefix(name):
@@ -31,6 +44,8 @@ def atomic_path(path, suffix=".tmp"):
     (empty) when the block starts; writers may reopen or overwrite it by name.
     """
     path = pathlib.Path(path)
+    if path.is_symlink():   # write to the file the link names, and keep the link
+        path = pathlib.Path(os.path.realpath(path))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=suffix)
     os.close(fd)
     tmp = pathlib.Path(tmp)

@@ -156,13 +156,18 @@ class WindowCost:
         peaks = []
         for side in (32,) + self.PROBE_SIDES:   # 32: a warm-up that makes the kernels
             x = net.preprocess(rng.uniform(0, 255, (side, side, 3)))
-            tracemalloc.start()
+            ours = not tracemalloc.is_tracing()   # a caller's own tracing session is left running
+            if ours:
+                tracemalloc.start()
             try:
+                base = tracemalloc.get_traced_memory()[0]
+                tracemalloc.reset_peak()
                 for _ in range(2):   # the first plans the engine's arena, the second uses it
                     self._work(x, backward=True)
-                peaks.append(tracemalloc.get_traced_memory()[1])
+                peaks.append(tracemalloc.get_traced_memory()[1] - base)
             finally:
-                tracemalloc.stop()
+                if ours:
+                    tracemalloc.stop()
         (p1, p2), (s1, s2) = peaks[1:], self.PROBE_SIDES
         self.a = max(0.0, (p2 - p1) / (s2 * s2 - s1 * s1))
         self.b = max(0.0, p1 - self.a * s1 * s1)

@@ -64,8 +64,8 @@ def normalize_vgg19(net, images):
 
 def load_images(directory, max_side=256):
     """Every image file in directory as RGB float64 (H, W, 3) in 0..255, longest side resized to max_side.
-    Converted as stylize's inputs are (image.py: 16-bit scaled, transparency on white)."""
-    from PIL import Image, UnidentifiedImageError
+    Converted as stylize's inputs are (image.py: EXIF orientation, 16-bit scaled, transparency on white)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     from .image import _to_rgb, resize
     directory = pathlib.Path(directory)
@@ -78,7 +78,7 @@ def load_images(directory, max_side=256):
             continue
         try:
             with Image.open(p) as im:
-                rgb = _to_rgb(im)
+                rgb = _to_rgb(ImageOps.exif_transpose(im))   # as a camera's photo is shown
         except (UnidentifiedImageError, OSError):
             continue  # not an image (a README, a .DS_Store ...): skip it
         except Image.DecompressionBombError:

@@ -475,3 +475,14 @@ def test_flags_this_run_cannot_use_get_a_note(tmp_path):
     status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-o", out,
                         "--optimizer", "adam", "--learning-rate", "3", "--scales", "1"])
     assert status == 0 and "note:" not in err   # the control: every flag used
+
+
+def test_an_init_image_of_another_shape_is_noted(tmp_path):
+    wide, same = tmp_path / "wide.png", tmp_path / "same.png"
+    Image.fromarray(np.zeros((20, 80, 3), np.uint8)).save(wide)
+    Image.fromarray(np.zeros((42, 64, 3), np.uint8)).save(same)   # the cat's 451x300 aspect, nearly
+    out = tmp_path / "o.png"
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "--init", wide, "-o", out])
+    assert status == 0 and f"note: --init {wide} is 80x20, stretched to the output's 32x21" in err
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "--init", same, "-o", out])
+    assert status == 0 and "stretched" not in err   # the control: the same shape, no note

@@ -279,3 +279,34 @@ def test_shipped_samples_load_and_stay_small():
         assert img.shape == shape and img.dtype == np.float32 and 0 <= img.min() and img.max() <= 255
         assert path.name in samples.__doc__
     assert "CC0" in samples.__doc__ and "public domain" in samples.__doc__
+
+
+def test_the_umask_is_read_without_changing_it(monkeypatch):
+    """From /proc on Linux, else by setting and restoring it: both give the umask in force."""
+    import builtins
+    from nst_numpy import fileio
+    old = os.umask(0o027)
+    try:
+        assert fileio.default_file_mode() == 0o640
+        real_open = builtins.open
+
+        def no_proc(path, *a, **k):
+            if str(path).startswith("/proc"):
+                raise OSError("no /proc here")
+            return real_open(path, *a, **k)
+        monkeypatch.setattr(builtins, "open", no_proc)
+        assert fileio.default_file_mode() == 0o640
+        assert os.umask(0o027) == 0o027   # and it is still in force
+    finally:
+        os.umask(old)
+
+
+def test_an_output_that_is_a_symlink_stays_one(tmp_path):
+    """Writing through a link replaces the file it names, not the link."""
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "out.png"
+    I.save_image(target, np.zeros((16, 16, 3)))
+    link = tmp_path / "out.png"
+    link.symlink_to(target)
+    I.save_image(link, np.full((16, 16, 3), 255.0))
+    assert link.is_symlink() and np.all(I.load_image(target) == 255)

@@ -176,3 +176,13 @@ def test_a_container_limit_caps_the_memory_available(tmp_path, monkeypatch):
     assert cgroup_room(((str(tmp_path / "none"), str(tmp_path / "none")),)) is None
     monkeypatch.setattr(memory_plan, "cgroup_room", lambda: 3 << 30)
     assert memory_plan.available_memory() <= 3 << 30
+
+
+def test_measuring_the_network_leaves_a_callers_tracemalloc_running():
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        cost = WindowCost(FastVGG19.random(seed=0), ("relu2_1",), ("relu1_1",))
+        assert tracemalloc.is_tracing() and cost.a > 0
+    finally:
+        tracemalloc.stop()

@@ -82,6 +82,11 @@ def test_load_images_converts_modes_and_resizes(tmp_path):
     assert np.all(images[1] == 255)   # transparent: on white, as stylize's inputs
     Image.fromarray(np.full((8, 8), 30000, np.uint16)).save(tmp_path / "deep.png")   # 16-bit: 30000 -> 116.7
     assert np.allclose(load_images(tmp_path, max_side=32)[0], 30000 / 257, atol=0.01)
+    exif = Image.Exif()
+    exif[0x0112] = 6   # "rotate 90 CW to display": a 10x20 file shows as 20x10
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(tmp_path / "a_turned.png", exif=exif)
+    assert load_images(tmp_path, max_side=32)[0].shape == (20, 10, 3)
+    (tmp_path / "a_turned.png").unlink()
     with pytest.MonkeyPatch.context() as m:   # a decompression bomb is one line, not Pillow's traceback
         m.setattr(Image, "MAX_IMAGE_PIXELS", 100)   # Pillow refuses images over twice this
         with pytest.raises(WeightsError, match="grey.png: too many pixels"):
