@@ -17,7 +17,7 @@ import pytest
 
 from nst_numpy import VGG19, FastVGG19
 from nst_numpy import layers as L
-from nst_numpy.fast import threads, winograd
+from nst_numpy.fast import threads, winograd, winograd_matrices
 from nst_numpy.gradcheck import rel_error
 
 F32_LAYER = 1e-5
@@ -85,17 +85,17 @@ def test_transform_matrices_compute_a_correlation():
                                     (Fraction(-5, 3), 0, Fraction(3, 5), 4, Fraction(-1, 7))])
 def test_toom_cook_computes_a_correlation_for_any_points(points):
     """toom_cook's matrices satisfy the identity above for other points too (fractions, any order)."""
-    bt, g, at = winograd.toom_cook(points)
+    bt, g, at = winograd_matrices.toom_cook(points)
     rng = np.random.default_rng(6)
     d, k = rng.standard_normal(6), rng.standard_normal(3)
     assert rel_error(at @ ((g @ k) * (bt @ d)), [d[i:i + 3] @ k for i in range(4)]) < F64
 
 
 def test_toom_cook_gives_lavin_and_gray_matrices():
-    """The derivation (winograd.toom_cook) gives, for the points 0, 1, -1, 2, -2, exactly the
+    """The derivation (winograd_matrices.toom_cook) gives, for the points 0, 1, -1, 2, -2, exactly the
     F(4x4, 3x3) matrices printed by Lavin & Gray 2015; and the engine's B^T and A^T are
     integers, exact in float32 (as _bt_at says)."""
-    bt, g, at = winograd.toom_cook(LAVIN_GRAY_POINTS)
+    bt, g, at = winograd_matrices.toom_cook(LAVIN_GRAY_POINTS)
     assert np.array_equal(bt, [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
                                [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]])
     assert np.allclose(g, [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
@@ -191,7 +191,7 @@ def test_old_points_miss_the_float32_bound(kind, monkeypatch):
     """Control for the test above: the engine with Lavin & Gray's points does not meet its bound,
     so that bound proves the points in use are more accurate (and the engine works with any
     toom_cook matrices: the bias is not tied to the points)."""
-    bt, g, at = winograd.toom_cook(LAVIN_GRAY_POINTS)
+    bt, g, at = winograd_matrices.toom_cook(LAVIN_GRAY_POINTS)
     for name, value in (("BT", bt), ("G", g), ("AT", at), ("_MATRICES", {})):
         monkeypatch.setattr(winograd, name, value)
     rng = np.random.default_rng(7)
