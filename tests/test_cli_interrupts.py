@@ -1,0 +1,103 @@
+"""The command line when a run is cut short: Ctrl-C and SIGTERM save the best image so far, say how
+to resume, and exit 130; before or after the loop, one line."""
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from nst_numpy import cli
+from test_cli import FAST, _run, shared_random_networks  # noqa: F401 (an autouse fixture: imported, it applies here)
+
+
+def _interrupt_when(monkeypatch, when):
+    """Make the CLI's progress callback raise KeyboardInterrupt (as Ctrl-C would) once when(state) holds."""
+    class Interrupting(cli.Progress):
+        def __call__(self, state):
+            if when(state):
+                raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "Progress", Interrupting)
+
+
+def test_ctrl_c_writes_best_image_and_exits_130(tmp_path, monkeypatch):
+    _interrupt_when(monkeypatch, lambda state: state.step == 2)
+    out = tmp_path / "o.png"
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "50", "-o", out])
+    assert status == 130
+    assert "interrupted" in err and "Traceback" not in err
+    im = Image.open(out)
+    assert im.size == (32, 21) and "Interrupted" in im.text
+    assert os.listdir(tmp_path) == ["o.png"]
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path, monkeypatch):
+    """kill (SIGTERM) mid-run saves the best image and exits 130, as Ctrl-C does; main puts the
+    previous handler back."""
+    import signal
+
+    class Killed(cli.Progress):
+        def __call__(self, state):
+            if state.step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)   # handled in this (the main) thread
+    monkeypatch.setattr(cli, "Progress", Killed)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "o.png"
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "50", "-o", out])
+    assert status == 130 and err.splitlines()[-1].startswith("interrupted after 2 iterations")
+    assert "Interrupted" in Image.open(out).text
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_an_interrupted_run_with_checkpoints_says_how_to_resume(tmp_path, monkeypatch):
+    _interrupt_when(monkeypatch, lambda state: state.step == 5)
+    out = tmp_path / "o.png"
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "50", "--checkpoint-every", "2",
+                        "-o", out])
+    assert status == 130
+    assert err.splitlines()[-1].endswith(f"; continue from its last checkpoint with --resume {tmp_path / 'o.checkpoint.npz'}")
+    _interrupt_when(monkeypatch, lambda state: state.step == 5)
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "50", "-o", tmp_path / "p.png"])
+    assert status == 130 and "--resume" not in err   # the control: no checkpoints, no hint
+
+
+def test_ctrl_c_in_a_later_scale_writes_the_output_size(tmp_path, monkeypatch):
+    _interrupt_when(monkeypatch, lambda state: state.scale == 2)
+    out = tmp_path / "o.png"
+    status, err = _run(FAST + ["--size", "64", "--scales", "2", "-o", out])  # 32x21, then 64x43
+    assert status == 130 and Image.open(out).size == (64, 43)
+
+
+@pytest.mark.parametrize("raised, status, line", [
+    (KeyboardInterrupt, cli.EXIT_INTERRUPTED, "interrupted\n"),   # e.g. while the style targets are computed
+    (MemoryError, cli.EXIT_USAGE, "error: out of memory; try a smaller --size\n"),
+])
+def test_ctrl_c_and_out_of_memory_outside_the_loop(tmp_path, monkeypatch, raised, status, line):
+    """Raised before the optimiser has a picture: one line, its status, no output file."""
+    def fail(*args, **kwargs):
+        raise raised
+    monkeypatch.setattr(cli, "stylize", fail)
+    assert _run(FAST + ["-o", tmp_path / "o.png"]) == (status, line)
+    assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_while_loading_is_one_line(tmp_path):
+    """The `nst-numpy` entry point (setup.cfg) with Ctrl-C arriving while numpy loads: one line,
+    status 130, no traceback. A finder raising KeyboardInterrupt on `import numpy` stands in for the
+    key press; the package itself must import without numpy, or the handler could not run first."""
+    code = (
+        "import sys\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'numpy':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+        "from nst_numpy.console import main\n"
+        "sys.exit(main([]))\n")
+    root = os.path.join(os.path.dirname(__file__), "..")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.path.abspath(root)})
+    assert r.returncode == 130 and r.stderr == "interrupted\n", r.stderr
+    assert not os.listdir(tmp_path)                        # no output.png, nothing else
+    entry = [line for line in open(os.path.join(root, "setup.cfg")) if line.strip().startswith("nst-numpy")]
+    assert entry and entry[0].split("=")[1].strip() == "nst_numpy.console:main"
