@@ -119,6 +119,12 @@ def _ignored(argv, args, n_scales):
     for flag in ("--lbfgs-memory", "--precondition-after"):
         if args.optimizer == "adam" and _given(argv, flag):
             yield f"{flag} is for L-BFGS; --optimizer adam ignores it"
+    if n_scales == 1 and _given(argv, "--coarse-iterations"):
+        yield "--coarse-iterations is for the coarser scales; this run has one scale"
+    if args.content is not None and args.content.lower() == "none":
+        for flag in ("--content-layers", "--content-weight"):
+            if _given(argv, flag):
+                yield f"{flag} has no content to work on in texture synthesis (--content none)"
     if args.engine == "reference" and _given(argv, "--threads"):
         yield "--threads sets the fast engine's threads; --engine reference ignores it"
     if args.scales is not None and args.scales > n_scales:
@@ -175,7 +181,9 @@ def run(args, stderr, argv=(), resume=None):
     _check_side_files(args, inputs)
 
     sizes = scale_sizes(content.shape if content is not None else style_imgs[0].shape, args.size, config.scales)
-    check_style_sizes([s.shape for s in style_imgs], sizes, config.style_scale)   # --dry-run included
+    blend = args.style_weights or [1.0] * len(style_imgs)
+    used = [s.shape for s, w in zip(style_imgs, blend) if w > 0]   # a style weighted 0 is never run
+    check_style_sizes(used, sizes, config.style_scale)   # --dry-run included
     if not args.quiet:
         for note in _ignored(argv, args, len(sizes)):
             stderr.write(f"note: {note}\n")
@@ -257,6 +265,8 @@ def run(args, stderr, argv=(), resume=None):
     save_image(args.output, out, text)
     if checkpoint is not None:
         checkpoint.remove()   # the run is done: its output is the record now
+    if progress is not None:
+        progress.close()      # end a progress line a terminal left open
     if not args.quiet:
         stderr.write(f"wrote {args.output} ({out.shape[1]}x{out.shape[0]})\n")
     return 0

@@ -100,8 +100,8 @@ def build_parser():
     opt.add_argument("--coarse-iterations", type=_number(int, 1), default=d.coarse_iterations,
                      help=f"most iterations at each coarser scale, when --scales > 1 (default: {d.coarse_iterations})")
     opt.add_argument("--min-improvement", type=_number(float, 0.0), default=d.min_improvement, metavar="FRACTION",
-                     help=f"end a scale once the loss falls by less than this fraction per iteration, averaged "
-                          f"over 10 iterations; 0 runs every iteration (default: {d.min_improvement:g})")
+                     help=f"end a scale once the loss falls by less than this fraction of its current value per "
+                          f"iteration, averaged over 10 iterations; 0 runs every iteration (default: {d.min_improvement:g})")
     opt.add_argument("--content-layers", type=_layer_list, default=d.content_layers, metavar="L,L,...",
                      help=f"layers whose activations carry the content (default: {','.join(d.content_layers)}); "
                           "relu3_2 keeps more of the photo's detail")

@@ -136,6 +136,10 @@ class Config:
                 raise ValueError(f"{name}: expected {n} values, got {len(weights)}")
             if not all(math.isfinite(w) and 0 <= w <= MAX_WEIGHT for w in weights) or sum(weights) <= 0:
                 raise ValueError(f"{name} must be from 0 to {MAX_WEIGHT:g} and not all zero, got {list(weights)}")
+        # Each weight alone may be up to MAX_WEIGHT, but the style term is beta * w_l * E_l: the product too.
+        if self.style_weight * max(self.layer_weights()) > MAX_WEIGHT:
+            raise ValueError(f"style-weight times the largest style layer weight must be at most {MAX_WEIGHT:g}, "
+                             f"got {self.style_weight * max(self.layer_weights()):g}")
         return self
 
     def layer_weights(self):

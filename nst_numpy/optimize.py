@@ -60,8 +60,8 @@ class StoppingRule:
         rate = (before - best_loss) / (self.window * max(abs(best_loss), 1e-30))   # per iteration
         if rate >= self.min_improvement:
             return None
-        return (f"converged: the loss fell {100 * rate:.3g}% per iteration over the last {self.window} "
-                f"(below --min-improvement {100 * self.min_improvement:.3g}%)")
+        return (f"converged: over the last {self.window} iterations the loss fell {100 * rate:.3g}% of its current "
+                f"value per iteration (below --min-improvement {100 * self.min_improvement:.3g}%)")
 
 
 class _Tracker:
@@ -97,8 +97,8 @@ def run_adam(f, x0, lo, hi, iterations, lr, on_iteration, beta1=0.9, beta2=0.999
     x = x0.copy()
     m = np.zeros_like(x)
     v = np.zeros_like(x)
+    _, g = f(x)                          # fresh array: ours to overwrite
     for t in range(1, iterations + 1):
-        _, g = f(x)                      # fresh array: ours to overwrite
         m *= beta1
         m += (1 - beta1) * g             # m = b1 m + (1 - b1) g
         g *= g
@@ -112,8 +112,8 @@ def run_adam(f, x0, lo, hi, iterations, lr, on_iteration, beta1=0.9, beta2=0.999
         step.reshape(-1, 3)[...] *= lr / (1 - beta1 ** t)
         x -= step
         np.clip(x.reshape(-1, 3), lo, hi, out=x.reshape(-1, 3))
+        _, g = f(x)   # score the new point before reporting iteration t: its loss is the one shown
         on_iteration(t)
-    f(x)  # score the final point too, so the tracker can return it
 
 
 # ---------------------------------------------------------------------------
@@ -254,10 +254,13 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                 x0, done, rule.history = checkpoint.resume[1]["x"], point["iteration"], list(point["rule"])
                 f.best_x, f.best_loss = x0.copy(), point["best_loss"]
 
-            def on_iteration(i, k=k, hw=hw, f=f, rule=rule):
+            def on_iteration(i, k=k, hw=hw, f=f, rule=rule, ended=None):
+                """After iteration i of this scale: report it, and end the scale if the stopping rule
+                says so. ended: the optimiser itself stopped after iteration i (reported, not counted again)."""
                 nonlocal step
-                step += 1
-                reason = rule(f.best_loss)
+                if ended is None:
+                    step += 1
+                reason = ended or rule(f.best_loss)
                 if reason is not None:
                     work[k] = hw[0] * hw[1] * i   # the rest of this scale's budget will not run
                 if callback is not None:
@@ -265,7 +268,8 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                     state = State(k + 1, len(sizes), hw, i, budgets[k], step, loss, parts,
                                   sum(work[:k]) + i * hw[0] * hw[1], float(sum(work)),
                                   lambda: finish(f.best_x, hw), may_stop_early=rule.min_improvement > 0)
-                    callback(state)
+                    if ended is None:
+                        callback(state)
                     if reason is not None:
                         callback(dataclasses.replace(state, stopped=reason))
                 if reason is not None:
@@ -279,7 +283,8 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                                      rule=[float(v) for v in rule.history], best_loss=float(best_loss),
                                      sizes=[list(s) for s in sizes]), x)
 
-            after = config.restart_with_step_sizes_at() or budgets[k]   # iteration of the restart with step sizes
+            # iteration of L-BFGS-B's restart with step sizes (Adam has none)
+            after = (config.restart_with_step_sizes_at() if config.optimizer == "lbfgs" else 0) or budgets[k]
 
             try:
                 # With checkpoints, the optimiser restarts from the best point every `every`
@@ -288,10 +293,16 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                 # taken afresh at every restart from the gradient there (lbfgs.step_scales).
                 while done < budgets[k]:
                     n = min(every, budgets[k] - done, after - done if done < after else budgets[k])
-                    seg = (lambda i, done=done: on_iteration(done + i))
+                    ran = [0]   # iterations this segment ran: L-BFGS-B may stop before n
+
+                    def seg(i, done=done, ran=ran):
+                        ran[0] = i
+                        on_iteration(done + i)
                     if config.optimizer == "lbfgs":
                         sizes_from = (lambda g, hw=hw: step_scales(g, hw)) if done >= after else None
                         run_lbfgs(f, x0, lo, hi, n, seg, m, step_sizes=sizes_from)
+                        if ran[0] < n:   # scipy ended the run: no step lowers the loss (or the gradient is 0)
+                            on_iteration(done + ran[0], ended="L-BFGS-B found no step that lowers the loss further")
                     else:
                         run_adam(f, x0, lo3, hi3, n, config.learning_rate * net.preprocessing.pixel_step(), seg)
                     done += n
@@ -372,8 +383,9 @@ class _Colours:
 
 
 def _styles_at(net, style_rgbs, blend, side):
-    """[(preprocessed style image with longest side `side`, blend weight)] for one scale."""
-    return [(net.preprocess(resize(s, _style_hw(s.shape, side))), b) for s, b in zip(style_rgbs, blend)]
+    """[(preprocessed style image with longest side `side`, blend weight)] for one scale; a style
+    weighted 0 is left out (make_objective would not run it anyway), whatever its size."""
+    return [(net.preprocess(resize(s, _style_hw(s.shape, side))), b) for s, b in zip(style_rgbs, blend) if b > 0]
 
 
 def _style_hw(shape, side):

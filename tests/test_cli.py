@@ -11,7 +11,8 @@ from PIL import Image
 
 from nst_numpy import cli, optimize
 
-FAST = ["--weights", "random", "--size", "32", "--iterations", "2", "--coarse-iterations", "2"]
+FAST = ["--weights", "random", "--size", "32", "--iterations", "2"]
+COARSE = ["--coarse-iterations", "2"]   # with --scales 2 and up
 _NETS = {}
 
 
@@ -79,7 +80,7 @@ def test_same_seed_same_bytes(tmp_path):
 
 
 @pytest.mark.parametrize("extra", [
-    ["--optimizer", "adam", "--scales", "2", "--preserve-colors", "luminance"],
+    ["--optimizer", "adam", "--scales", "2", "--preserve-colors", "luminance"] + COARSE,
     ["--preserve-colors", "histogram", "--style-scale", "0.75", "--init", "noise"],
     ["--content", "none"],
     ["--content", "NONE", "--checkpoint-every", "1"],   # texture: no content file to hash for the checkpoint
@@ -306,7 +307,7 @@ def test_a_lowered_lbfgs_memory_is_noted_and_used(tmp_path, monkeypatch):
     monkeypatch.setattr(optimize, "run_lbfgs", record)
     argv = FAST + ["--scales", "1", "--max-memory", "8G", "-o", tmp_path / "out.png"]
     status, err = _run(argv)
-    assert status == 0 and "note:" not in err and used == [5], err   # control: the plan keeps the default m = 5
+    assert status == 0 and "--lbfgs-memory lowered" not in err and used == [5], err   # control: the plan keeps the default m = 5
     used.clear()
     monkeypatch.setattr(cli, "plan_run",
                         lambda *a, **k: [dataclasses.replace(p, lbfgs_memory=3) for p in real_plan(*a, **k)])
@@ -376,13 +377,26 @@ def test_flags_this_run_cannot_use_get_a_note(tmp_path):
              (["--optimizer", "adam", "--lbfgs-memory", "7"], "--lbfgs-memory is for L-BFGS"),
              (["--optimizer", "adam", "--precondition-after=3"], "--precondition-after is for L-BFGS"),
              (["--engine", "reference", "--threads", "2"], "--threads sets the fast engine's threads"),
-             (["--scales", "20"], "--scales 20 gives 1 scale(s) at --size 32: halving further would go below 16 px")]
+             (["--scales", "20"], "--scales 20 gives 1 scale(s) at --size 32: halving further would go below 16 px"),
+             (["--coarse-iterations", "5"], "--coarse-iterations is for the coarser scales; this run has one scale"),
+             (["--content", "none", "--content-weight", "3"], "--content-weight has no content to work on")]
     for extra, note in cases:
         status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-o", out] + extra)
         assert status == 0 and f"note: {note}" in err, (extra, err)
     status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-o", out,
                         "--optimizer", "adam", "--learning-rate", "3", "--scales", "1"])
     assert status == 0 and "note:" not in err   # the control: every flag used
+
+
+def test_a_style_weighted_out_of_the_blend_is_not_checked_for_size(tmp_path):
+    """A style image too small for the network is fine at weight 0 (it is never run), an error otherwise."""
+    big, thin = _picture(tmp_path / "big.png", 48, 64), tmp_path / "thin.png"
+    Image.fromarray(np.zeros((40, 300, 3), np.uint8)).save(thin)   # 32 px wide at this size: 4 px high
+    out = tmp_path / "o.png"
+    base = ["--weights", "random", "--size", "32", "--iterations", "1", "-q", "-o", out, "--style", big, "--style", thin]
+    assert _run(base + ["--style-weights", "1,0"])[0] == 0
+    status, err = _run(base + ["--style-weights", "1,1"])
+    assert status == 2 and "too small" in err
 
 
 def test_an_init_image_of_another_shape_is_noted(tmp_path):

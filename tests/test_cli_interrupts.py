@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from nst_numpy import cli
-from test_cli import FAST, _run, shared_random_networks  # noqa: F401 (an autouse fixture: imported, it applies here)
+from test_cli import COARSE, FAST, _run, shared_random_networks  # noqa: F401 (an autouse fixture: imported, it applies here)
 
 
 def _interrupt_when(monkeypatch, when):
@@ -64,7 +64,7 @@ def test_an_interrupted_run_with_checkpoints_says_how_to_resume(tmp_path, monkey
 def test_ctrl_c_in_a_later_scale_writes_the_output_size(tmp_path, monkeypatch):
     _interrupt_when(monkeypatch, lambda state: state.scale == 2)
     out = tmp_path / "o.png"
-    status, err = _run(FAST + ["--size", "64", "--scales", "2", "-o", out])  # 32x21, then 64x43
+    status, err = _run(FAST + COARSE + ["--size", "64", "--scales", "2", "-o", out])  # 32x21, then 64x43
     assert status == 130 and Image.open(out).size == (64, 43)
 
 

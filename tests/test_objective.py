@@ -189,6 +189,7 @@ def test_bad_config_is_rejected(net64):
 
 @pytest.mark.parametrize("bad, message", [
     (dict(style_weight=1e31), r"style-weight must be at most 1e\+30"),
+    (dict(style_weight=1e30, style_layer_weights=(1e30, 1.0, 1.0, 1.0)), "style-weight times the largest style layer"),
     (dict(style_scale=0.0), "style-scale and learning-rate must be > 0"),
     (dict(learning_rate=0.0), "style-scale and learning-rate must be > 0"),
     (dict(optimizer="sgd"), "optimizer must be one of"),

@@ -229,3 +229,39 @@ def test_a_resumed_run_counts_only_its_own_iterations_in_its_rate_and_eta():
     for i in (1, 2):    # the control: a run from the start gives the same rate
         p(State(1, 1, hw, i, 200, i, 1.0, {}, i * hw[0] * hw[1], 200 * hw[0] * hw[1], lambda: None))
     assert "4.00 it/s" in fresh.getvalue().splitlines()[-1]
+
+
+def test_adam_is_not_restarted_at_the_step_size_iteration(net):
+    """precondition_after is L-BFGS-B's: an Adam run is the same run whatever it says (before, Adam
+    restarted with fresh moments at iteration 20 and its loss rose there)."""
+    outs = [stylize(net, landscape(32, 32), [swirls(32, 32)],
+                    Config(**SMALL, scales=1, iterations=25, min_improvement=0, optimizer="adam", precondition_after=p))
+            for p in (None, 0, 3)]
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+
+
+def test_adam_reports_the_loss_of_the_point_it_reached(net):
+    """Each iteration's State carries the loss at the point that iteration moved to: the best loss
+    so far is never above it, and the last one is the run's final loss (not one step behind)."""
+    from nst_numpy.objective import make_objective
+    seen = []
+    cfg = Config(**SMALL, scales=1, iterations=5, min_improvement=0, optimizer="adam")
+    out = stylize(net, landscape(32, 32), [swirls(32, 32)], cfg, callback=seen.append)
+    assert [st.iteration for st in seen] == [1, 2, 3, 4, 5]
+    f = make_objective(net, net.preprocess(landscape(32, 32)), [(net.preprocess(swirls(32, 32)), 1.0)], cfg)
+    final = f(net.preprocess(out).reshape(-1).astype(np.float64))[0]
+    assert seen[-1].loss == pytest.approx(final, rel=1e-2)   # the saved image is the last point, rounded
+    assert seen[0].parts["content"] > 0                        # iteration 1 has moved off the content image
+
+
+def test_l_bfgs_b_stopping_on_its_own_is_reported_and_counted(net):
+    """Content and style the same flat picture, no TV: the start is already a minimum, so L-BFGS-B
+    stops at once. The scale says why on a line of its own, and the counters stay honest."""
+    flat = np.full((32, 32, 3), 128.0)
+    states = []
+    stylize(net, flat, [flat], Config(**SMALL, scales=1, iterations=30, min_improvement=0, tv_weight=0.0),
+            callback=states.append)
+    stops = [st for st in states if st.stopped]
+    assert len(stops) == 1 and "L-BFGS-B found no step" in stops[0].stopped
+    assert stops[0].iteration < 30 and stops[0].work_total == pytest.approx(stops[0].work_done)
+    assert [st.iteration for st in states if not st.stopped] == list(range(1, stops[0].iteration + 1))
