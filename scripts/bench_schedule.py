@@ -27,6 +27,19 @@ from nst_numpy.objective import Objective, make_objective
 from nst_numpy.optimize import stylize
 
 OLD = {"scales": 1, "iterations": 300, "min_improvement": 0.0}   # before the schedule
+# --set fields that say how the new run optimises: the old run keeps its own (OLD and the defaults).
+# Every other field (loss weights, layers, style scale, ...) defines the objective: both runs and
+# the score take it, so the two runs always minimise, and are scored by, the same function.
+SCHEDULE_FIELDS = ("scales", "coarse_iterations", "iterations", "min_improvement", "optimizer", "learning_rate",
+                   "lbfgs_memory", "precondition_after", "init", "tile_size", "seed")
+
+
+def split_overrides(overrides):
+    """--set fields -> (schedule fields, for the new run only; objective fields, for both and the score)."""
+    if "size" in overrides:
+        raise ValueError("--set size=...: use --sizes")
+    return ({k: v for k, v in overrides.items() if k in SCHEDULE_FIELDS},
+            {k: v for k, v in overrides.items() if k not in SCHEDULE_FIELDS})
 
 
 def parse_set(items):
@@ -70,9 +83,10 @@ def load_pair(pair, size, style_scale):
             load_image(style, max_side=max(16, round(size * style_scale))))
 
 
-def final_loss(net, content_rgb, style_rgb, out_rgb):
-    """The default objective at the output's size, on the output rounded to 8 bits (as saved)."""
-    cfg = Config()
+def final_loss(net, content_rgb, style_rgb, out_rgb, objective=None):
+    """The default objective (with --set's objective fields, if any) at the output's size, on the
+    output rounded to 8 bits (as saved)."""
+    cfg = Config(**(objective or {}))
     hw = out_rgb.shape[:2]
     content = net.preprocess(resize(content_rgb, hw))
     style = net.preprocess(resize(style_rgb, fit_size(style_rgb.shape, cfg.style_scale * max(hw))))
@@ -109,27 +123,29 @@ def timed_run(net, content_rgb, style_rgb, config, on_state=None):
 
 def schedule(net, pairs, sizes, overrides):
     """The --schedule table. Returns 0."""
-    new = Config(**overrides)
+    _, objective = split_overrides(overrides)   # the schedule fields reach only the new run, through overrides
+    new, old = Config(**overrides), Config(**dict(objective, **OLD))
     # Every image is read before the first run: a bad path in the last pair fails now, with a one-line
     # error and no table, rather than after the hours the earlier pairs take.
     inputs = [(size, pair, load_pair(pair, size, new.style_scale)) for size in sizes for pair in pairs]
-    print(f"new schedule: scales={new.scales} coarse_iterations={new.coarse_iterations} "
-          f"iterations={new.iterations} min_improvement={new.min_improvement:g} "
-          f"step sizes after {new.restart_with_step_sizes_at()} iterations, L-BFGS memory {new.correction_pairs()}; "
-          f"old: {OLD}")
+    def described(c):
+        return (f"scales={c.scales or 'automatic'} coarse_iterations={c.coarse_iterations} iterations={c.iterations} "
+                f"min_improvement={c.min_improvement:g}, step sizes after {c.restart_with_step_sizes_at() or 'never'}, "
+                f"L-BFGS memory {c.correction_pairs()}")
+    print(f"new: {described(new)}; old: {described(old)}" + (f"; both: {objective}" if objective else ""))
     print("| pair | size | old s | old loss | new s | new loss | time ratio | loss ratio | new iterations / evaluations |")
     print("|---|---|---|---|---|---|---|---|---|")
     ratios = []
     for size, pair, (content, style) in inputs:
         row = {}
         for name, cfg in (("new", Config(**dict(overrides, size=size))),
-                          ("old", Config(**dict(overrides, size=size, **OLD)))):
+                          ("old", Config(**dict(objective, size=size, **OLD)))):
             out, seconds, its, evals = timed_run(net, content, style, cfg)
-            row[name] = (seconds, final_loss(net, content, style, out)[0], its, evals)
+            row[name] = (seconds, final_loss(net, content, style, out, objective)[0], its, evals)
         (os_, ol, _, _), (ns, nl, nits, nev) = row["old"], row["new"]
         ratios.append((ns / os_, nl / ol))
-        label = " + ".join(p.rsplit("/", 1)[-1].rsplit(".", 1)[0] for p in pair.split(":"))
-        print(f"| {label} | {size} | {os_:.0f} | {ol:.4f} | {ns:.0f} | {nl:.4f} | {ns / os_:.2f} | "
+        label = " + ".join(p.rsplit("/", 1)[-1].rsplit(".", 1)[0] for p in split_pair(pair))
+        print(f"| {label} | {size} | {os_:.1f} | {ol:.4f} | {ns:.1f} | {nl:.4f} | {ns / os_:.2f} | "
               f"{nl / ol:.3f} | {nits} / {nev} |", flush=True)
     t, l = np.array(ratios).T
     print(f"median time ratio {np.median(t):.2f} (worst {t.max():.2f}); median loss ratio {np.median(l):.3f} "
@@ -166,7 +182,7 @@ def curve(net, pair, size, overrides):
     for sc, it, sec, loss, parts, terms in rows:
         print(f"{sc:5d} {it:5d} {sec:8.1f} {loss:9.4f} {parts['content']:9.4f} {parts['style']:9.4f}  "
               + "  ".join(f"{terms.get(n, 0):9.4f}" for n in layers) + f"  {parts['tv']:8.4f}")
-    loss, parts = final_loss(net, content, style, out)
+    loss, parts = final_loss(net, content, style, out, split_overrides(overrides)[1])
     print(f"# {its} iterations, {evals} evaluations, {seconds:.1f} s; final loss on the saved output {loss:.4f} "
           f"(content {parts['content']:.4f}, style {parts['style']:.4f}, tv {parts['tv']:.4f})")
     return 0

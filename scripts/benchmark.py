@@ -335,8 +335,10 @@ def main(argv=None):
                    "and seconds, for one run of the first --pairs entry")
     p.add_argument("--weights", help="with --schedule / --curve: a VGG19 weight file (random weights say nothing here)")
     p.add_argument("--pairs", nargs="+", metavar="CONTENT:STYLE", help="with --schedule / --curve: image pairs")
-    p.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="with --schedule / --curve: Config overrides "
-                   "of the new run, e.g. scales=3 min_improvement=0.001")
+    p.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="with --schedule / --curve: Config overrides, "
+                   "e.g. scales=3 min_improvement=0.001. Schedule fields (scales, iterations, lbfgs_memory, "
+                   "precondition_after, optimizer, ...) change the new run only; the others (loss weights, layers, "
+                   "style_scale) the objective both runs minimise and are scored by")
     p.add_argument("--tiling-overhead", action="store_true", help="one evaluation untiled against tiles forced "
                    "(--tile-size), at --sizes (default 2048), with --weights and the first --pairs entry")
     p.add_argument("--tiling-run", action="store_true", help="the command line at --sizes on a 16:9 crop: the "

@@ -299,7 +299,7 @@ def test_schedule_mode_compares_new_and_old_runs(bench, weights_file, pair, caps
     monkeypatch.setattr(B, "OLD", dict(B.OLD, iterations=3))   # the old behaviour's 300 iterations take too long here
     runs, timed_run = [], B.timed_run
 
-    def spy(net, content, style, config, on_state=None):   # the exact seconds: the table rounds them to whole ones
+    def spy(net, content, style, config, on_state=None):   # the exact seconds: the table rounds them to 0.1 s
         result = timed_run(net, content, style, config, on_state)
         runs.append((config, result[1]))
         return result
@@ -328,6 +328,33 @@ def test_schedule_mode_compares_new_and_old_runs(bench, weights_file, pair, caps
     assert len(rows) == 2
     assert f"median time ratio {np.median(time_ratios):.2f} (worst {max(time_ratios):.2f})" in out
     assert re.search(r"the new run's loss <= the old one's in [012] of 2\n", out)
+
+
+def test_set_changes_the_new_schedule_only_and_the_objective_of_both(bench, weights_file, pair, capsys, monkeypatch):
+    """--set lbfgs_memory=7 precondition_after=3: the new run's; the old run stays plain L-BFGS-B with 10
+    pairs. --set tv_weight=2: the objective, so both runs and the score take it. --set size: an error."""
+    B = importlib.import_module("bench_schedule")
+    runs, scored = [], []
+
+    def fake_run(net, content, style, config, on_state=None):
+        runs.append(config)
+        return np.zeros(content.shape), 1.0, 1, 1
+
+    def fake_score(net, content, style, out, objective=None):
+        scored.append(objective)
+        return 1.0, {}
+    monkeypatch.setattr(B, "timed_run", fake_run)
+    monkeypatch.setattr(B, "final_loss", fake_score)
+    sets = ["lbfgs_memory=7", "precondition_after=3", "tv_weight=2"]
+    assert bench.main(["--schedule", "--weights", weights_file, "--pairs", pair, "--sizes", "32", "--set", *sets]) == 0
+    new, old = runs
+    assert (new.correction_pairs(), new.restart_with_step_sizes_at(), new.tv_weight) == (7, 3, 2.0)
+    assert (old.correction_pairs(), old.restart_with_step_sizes_at(), old.tv_weight) == (10, 0, 2.0)
+    assert (old.scales, old.iterations, old.min_improvement) == (1, 300, 0.0)
+    assert scored == [{"tv_weight": 2.0}, {"tv_weight": 2.0}]
+    capsys.readouterr()
+    assert bench.main(["--schedule", "--weights", weights_file, "--pairs", pair, "--set", "size=64"]) == 2
+    assert "use --sizes" in capsys.readouterr().err
 
 
 def test_curve_mode_prints_the_loss_terms_per_iteration(bench, weights_file, pair, capsys):
