@@ -94,7 +94,10 @@ def _resumed(argv):
 
 def _in_directory(args, cwd):
     """A resumed run's paths, taken relative to the directory its first command ran in (the
-    checkpoint's cwd), so that --resume works from any directory. Absolute paths stay as they are."""
+    checkpoint's cwd), so that --resume works from any directory. Absolute paths stay as they are.
+    The paths as given stay in args.as_given, for the PNG's record: a resumed run writes the same file."""
+    args.as_given = {"content": args.content, "style": args.style, "weights": args.weights}
+
     def at(p):
         return os.path.join(cwd, p)
     if args.content is not None and args.content.lower() != "none":
@@ -198,7 +201,7 @@ def run(args, stderr, argv=(), resume=None):
     plans = None   # small runs without --max-memory: untiled, or --tile-size as given (memory_plan.needs_plan)
     if args.max_memory or args.dry_run or needs_plan(sizes, config):
         try:
-            plans = plan_run(net, sizes, [[fit_size(s.shape, config.style_scale * max(hw)) for s in style_imgs]
+            plans = plan_run(net, sizes, [[fit_size(shape, config.style_scale * max(hw)) for shape in used]
                                           for hw in sizes], config, cap, timed=args.dry_run)
         except MemoryError as e:
             raise UsageError(str(e))
@@ -207,12 +210,15 @@ def run(args, stderr, argv=(), resume=None):
         return 0
     asked = config.correction_pairs()   # --lbfgs-memory, or its automatic value
     m = min(p.lbfgs_memory for p in plans) if plans else asked
-    if config.optimizer == "lbfgs" and m < asked and not args.quiet:
-        stderr.write(f"note: --lbfgs-memory lowered from {asked} to {m} to fit --max-memory "
-                     f"{cap / 2 ** 30:.1f} GiB\n")
-    config.extra = {"content": args.content or "built-in chelsea_cat.jpg",
-                    "style": ",".join(styles) or "built-in starry_night.jpg",
-                    "weights": args.weights or str(default_weights_path()), "pooling": args.pooling,
+    if config.optimizer == "lbfgs" and m < asked:
+        if not args.quiet:
+            stderr.write(f"note: --lbfgs-memory lowered from {asked} to {m} to fit the memory cap "
+                         f"{cap / 2 ** 30:.1f} GiB\n")
+        config.lbfgs_memory = m   # what the run uses (the plans hold it too), and the PNG records
+    given = getattr(args, "as_given", None) or {"content": args.content, "style": styles, "weights": args.weights}
+    config.extra = {"content": given["content"] or "built-in chelsea_cat.jpg",
+                    "style": ",".join(given["style"] or []) or "built-in starry_night.jpg",
+                    "weights": given["weights"] or str(default_weights_path()), "pooling": args.pooling,
                     "engine": args.engine}
     if args.engine == "fast":
         config.extra["threads"] = args.threads   # the bands, so the float32 rounding, follow the thread count
@@ -267,6 +273,8 @@ def run(args, stderr, argv=(), resume=None):
         checkpoint.remove()   # the run is done: its output is the record now
     if progress is not None:
         progress.close()      # end a progress line a terminal left open
+    if len(unsaved) > 1:
+        stderr.write(f"warning: {len(unsaved)} snapshots could not be written (steps {unsaved[0]}–{unsaved[-1]})\n")
     if not args.quiet:
         stderr.write(f"wrote {args.output} ({out.shape[1]}x{out.shape[0]})\n")
     return 0
@@ -285,7 +293,7 @@ def main(argv=None, stderr=None):
     try:
         return _main(argv, stderr)
     finally:
-        if in_main:
+        if in_main and previous is not None:   # None: a handler set outside Python, which cannot be put back
             signal.signal(signal.SIGTERM, previous)
 
 

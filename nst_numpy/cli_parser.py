@@ -80,8 +80,10 @@ def _memory_size(text):
 
 def build_parser():
     d = Config()
-    p = CliParser(prog=os.path.basename(sys.argv[0]) or "nst-numpy", description="Neural style transfer (Gatys et al.) in pure NumPy. "
-                "With no arguments: paints a built-in photo of a cat in the style of The Starry Night into output.png.")
+    prog = os.path.basename(sys.argv[0]) or "nst-numpy"
+    p = CliParser(prog="python -m nst_numpy" if prog == "__main__.py" else prog,
+                  description="Neural style transfer (Gatys et al.) in pure NumPy. With no arguments: paints a "
+                              "built-in photo of a cat in the style of The Starry Night into output.png.")
     io = p.add_argument_group("inputs and output")
     io.add_argument("--content", metavar="PATH",
                     help="content image (default: a built-in photo of a cat); 'none' for texture synthesis")

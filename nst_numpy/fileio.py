@@ -33,7 +33,7 @@ def _umask():
 def temp_prefix(name):
     """A temporary file's name prefix for `name`: hidden, recognisable, and short enough that a name
     the file system allows still leaves room for the random part (255 bytes is the usual limit)."""
-    return f".{name[:100]}."
+    return "." + os.fsencode(name)[:100].decode("utf-8", "ignore") + "."   # 100 bytes, whole characters
 
 
 @contextmanager

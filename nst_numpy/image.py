@@ -42,7 +42,8 @@ def _to_rgb(im):
         elif mode == "F" and top <= 1.0:
             a = a * 255.0                 # float images in 0..1
         elif top > 255.0:
-            # 16-bit data (I;16, or 16-bit PNGs that Pillow opens as "I"); above that, stretch.
+            # 32-bit "I" (e.g. a TIFF) holding 16-bit data: scaled as such; above that, stretch. (Pillow
+            # >= 10.3, setup.cfg, opens 16-bit grey PNGs as I;16, above, however dark they are.)
             a = a * (255.0 / (65535.0 if top <= 65535.0 else top))
         g = np.clip(a, 0, 255).astype(np.float32)
         return np.repeat(g[:, :, None], 3, axis=2)

@@ -41,7 +41,7 @@ def step_scales(grad, hw):
     return 2.0 ** (np.round(SCALE_LEVELS * np.log2(d)) / SCALE_LEVELS)
 
 
-def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_sizes=None):
+def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_sizes=None, info=None):
     """scipy L-BFGS-B with box bounds lo <= x <= hi; x0, lo, hi: (n,) float64 (n = H W 3). Returns x (n,).
 
     memory: correction pairs kept (maxcor). Each costs two float64 vectors of x's size, so at
@@ -50,6 +50,8 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
     on_iteration(i), if given, is called after each iteration.
     step_sizes(grad) -> D (n,) > 0, if given: optimise z with x = D z instead, D from the gradient
     at x0 (step_scales); the result is still returned as x. None: D = 1, plain L-BFGS-B.
+    info: a dict, if given, receives scipy's report (warnflag: 0 converged, 1 out of iterations or
+    evaluations, 2 stopped otherwise, e.g. a failed line search; task: its message).
     """
     count = [0]
 
@@ -92,9 +94,11 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
         # stretch; maxfun leaves room for line searches (about 1.1 evaluations per iteration in practice).
         # fmin_l_bfgs_b rather than minimize(): minimize turns Bounds into n Python tuples that live for
         # the whole run (0.35 GB at 1024 px); here the n pairs are a few shared tuples (see _bound_pairs).
-        z, _, _ = fmin_l_bfgs_b(scaled, over_d(x0), bounds=_bound_pairs(over_d(lo), over_d(hi)), m=int(memory),
-                                factr=0.0, pgtol=0.0, maxiter=int(iterations), maxfun=2 * int(iterations) + 20,
-                                callback=step)
+        z, _, report = fmin_l_bfgs_b(scaled, over_d(x0), bounds=_bound_pairs(over_d(lo), over_d(hi)),
+                                     m=int(memory), factr=0.0, pgtol=0.0, maxiter=int(iterations),
+                                     maxfun=2 * int(iterations) + 20, callback=step)
+        if info is not None:
+            info.update(warnflag=int(report["warnflag"]), task=str(report["task"]))
     return times_d(z)
 
 

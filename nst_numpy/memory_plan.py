@@ -85,15 +85,19 @@ def available_memory():
     return avail if room is None else min(avail, room)
 
 
-# cgroup v2, then v1: (limit file, usage file). A container sees the host's MemAvailable, but the
-# kernel kills it at its own limit.
-CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
+# cgroup v2, then v1: (limit file, usage file, stat file, its reclaimable-cache key). A container
+# sees the host's MemAvailable, but the kernel kills it at its own limit.
+CGROUP_FILES = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current", "/sys/fs/cgroup/memory.stat",
+                 "inactive_file"),
+                ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+                 "/sys/fs/cgroup/memory/memory.stat", "total_inactive_file"))
 
 
 def cgroup_room(files=CGROUP_FILES):
-    """Bytes this process's memory cgroup still allows (its limit less its usage), or None without a limit."""
-    for limit_file, usage_file in files:
+    """Bytes this process's memory cgroup still allows, or None without a limit: its limit less its
+    usage, where usage leaves out inactive file cache, which the kernel reclaims before it kills
+    (as docker's and the kubelet's figures do)."""
+    for limit_file, usage_file, stat_file, cache_key in files:
         try:
             with open(limit_file) as f:
                 limit = f.read().strip()
@@ -103,8 +107,21 @@ def cgroup_room(files=CGROUP_FILES):
             continue
         if limit == "max" or not limit.isdigit() or int(limit) >= 1 << 60:   # v1 says "no limit" with a huge number
             return None
-        return max(int(limit) - usage, 0)
+        return max(int(limit) - usage + _stat_value(stat_file, cache_key), 0)
     return None
+
+
+def _stat_value(path, key):
+    """The number after `key` in a cgroup memory.stat file, or 0."""
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def default_cap():

@@ -300,9 +300,14 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                         on_iteration(done + i)
                     if config.optimizer == "lbfgs":
                         sizes_from = (lambda g, hw=hw: step_scales(g, hw)) if done >= after else None
-                        run_lbfgs(f, x0, lo, hi, n, seg, m, step_sizes=sizes_from)
-                        if ran[0] < n:   # scipy ended the run: no step lowers the loss (or the gradient is 0)
-                            on_iteration(done + ran[0], ended="L-BFGS-B found no step that lowers the loss further")
+                        info = {}
+                        run_lbfgs(f, x0, lo, hi, n, seg, m, step_sizes=sizes_from, info=info)
+                        # scipy may end a segment early: out of evaluations, or no step it finds lowers
+                        # the loss. Then it restarts from the best point with a fresh memory, which often
+                        # goes on; a fresh start that cannot take one step ends the scale (and the loop).
+                        if ran[0] == 0:
+                            on_iteration(done, ended=f"L-BFGS-B found no step that lowers the loss ({info['task']})")
+                        n = ran[0]
                     else:
                         run_adam(f, x0, lo3, hi3, n, config.learning_rate * net.preprocessing.pixel_step(), seg)
                     done += n

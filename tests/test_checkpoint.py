@@ -277,3 +277,6 @@ def test_cli_resume_from_another_directory_finds_relative_paths(tmp_path, monkey
     assert cli.main(["--resume", ckpt, "-q"]) == 0
     assert (tmp_path / "run" / "out.png").exists() and not os.path.exists(ckpt)
     assert os.listdir(tmp_path / "elsewhere") == []
+    from PIL import Image
+    # the record keeps the paths as typed, as an uninterrupted run's would
+    assert "content=photo.png" in Image.open(tmp_path / "run" / "out.png").text["Parameters"].splitlines()

@@ -165,7 +165,8 @@ def test_a_snapshot_that_cannot_be_written_is_a_warning_not_the_end(tmp_path, mo
     status, err = _run(["--weights", "random", "--size", "32", "--iterations", "3", "--save-every", "1",
                         "-o", out, "-q"])
     assert status == 0 and os.listdir(tmp_path) == ["o.png"]
-    assert err.count("warning:") == 1 and "o_0001.png: cannot write" in err and "the run goes on" in err
+    assert err.count("warning:") == 2 and "o_0001.png: cannot write" in err and "the run goes on" in err
+    assert "warning: 3 snapshots could not be written (steps 1–3)" in err   # the count, once, at the end
 
 
 def test_progress_in_place_on_a_tty(tmp_path):
@@ -269,6 +270,13 @@ def test_a_long_output_name_the_file_system_allows_is_written(tmp_path):
     assert status == 0 and out.exists(), err
 
 
+def test_a_long_non_ascii_output_name_is_written(tmp_path):
+    """80 three-byte characters and .png: 244 bytes. The temporary name is cut by bytes, not characters."""
+    out = tmp_path / ("猫" * 80 + ".png")
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-q", "-o", out])
+    assert status == 0 and out.exists(), err
+
+
 def test_without_pathconf_names_are_held_to_255_bytes(tmp_path, monkeypatch):
     from nst_numpy.image import ImageError, check_writable
 
@@ -312,8 +320,8 @@ def test_a_lowered_lbfgs_memory_is_noted_and_used(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "plan_run",
                         lambda *a, **k: [dataclasses.replace(p, lbfgs_memory=3) for p in real_plan(*a, **k)])
     status, err = _run(argv)
-    assert status == 0 and "note: --lbfgs-memory lowered from 5 to 3 to fit --max-memory 8.0 GiB\n" in err, err
-    assert used == [3]
+    assert status == 0 and "note: --lbfgs-memory lowered from 5 to 3 to fit the memory cap 8.0 GiB\n" in err, err
+    assert used == [3] and "lbfgs_memory=3" in Image.open(tmp_path / "out.png").text["Parameters"].splitlines()
 
 
 def test_missing_weights_and_failed_download(tmp_path, monkeypatch):
@@ -363,11 +371,12 @@ def test_script_runs_without_traceback(tmp_path):
 
 
 def test_python_dash_m_runs_the_command(tmp_path):
-    """`python -m nst_numpy` is the nst-numpy command: --version prints it and exits 0."""
+    """`python -m nst_numpy` is the nst-numpy command: --version prints it and exits 0, --help names it."""
     root = os.path.join(os.path.dirname(__file__), "..")
-    r = subprocess.run([sys.executable, "-m", "nst_numpy", "--version"], capture_output=True, text=True, timeout=60,
-                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.path.abspath(root)})
-    assert r.returncode == 0 and "nst_numpy" in r.stdout + r.stderr, (r.stdout, r.stderr)
+    for flag, shown in (("--version", "nst_numpy"), ("--help", "usage: python -m nst_numpy")):
+        r = subprocess.run([sys.executable, "-m", "nst_numpy", flag], capture_output=True, text=True, timeout=60,
+                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.path.abspath(root)})
+        assert r.returncode == 0 and shown in r.stdout + r.stderr, (r.stdout, r.stderr)
 
 
 def test_flags_this_run_cannot_use_get_a_note(tmp_path):

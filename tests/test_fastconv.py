@@ -5,7 +5,7 @@ tests/test_engine_vs_reference.py.
 Bounds: float64 results must equal the im2col reference to rounding (rel_error < 1e-12);
 float32 results may differ by the Winograd transforms' rounding, measured 0.4-1.4e-6 per
 layer, bounded here by 1e-5 per layer, and by 2.5e-6 for a 256 -> 256 layer, which
-Lavin & Gray's points 0, +-1, +-2 miss (see winograd.py, "Which points").
+Lavin & Gray's points 0, +-1, +-2 miss (see winograd_matrices.py, "Which points").
 """
 import importlib.util
 import sys

@@ -82,9 +82,9 @@ def test_stylize_restarts_with_step_sizes_after_its_iterations(net, monkeypatch,
     from nst_numpy import optimize
     calls = []
 
-    def spy(f, x0, lo, hi, n, on_iteration=None, memory=10, step_sizes=None):
+    def spy(f, x0, lo, hi, n, on_iteration=None, memory=10, step_sizes=None, info=None):
         calls.append((n, step_sizes is not None))
-        return run_lbfgs(f, x0, lo, hi, n, on_iteration, memory, step_sizes)
+        return run_lbfgs(f, x0, lo, hi, n, on_iteration, memory, step_sizes, info)
     monkeypatch.setattr(optimize, "run_lbfgs", spy)
     cfg = Config(size=32, scales=1, iterations=9, min_improvement=0.0, precondition_after=after,
                  style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_2",))

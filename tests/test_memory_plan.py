@@ -166,14 +166,18 @@ def test_a_container_limit_caps_the_memory_available(tmp_path, monkeypatch):
     from nst_numpy import memory_plan
     from nst_numpy.memory_plan import cgroup_room
 
-    def files(limit, usage):
+    def files(limit, usage, cache=None):
         (tmp_path / "max").write_text(limit + "\n")
         (tmp_path / "current").write_text(usage + "\n")
-        return ((str(tmp_path / "missing"), str(tmp_path / "missing")), (str(tmp_path / "max"), str(tmp_path / "current")))
+        (tmp_path / "stat").write_text("anon 5\n" + ("" if cache is None else f"inactive_file {cache}\n") + "file 9\n")
+        missing = str(tmp_path / "missing")
+        return ((missing, missing, missing, "x"), (str(tmp_path / "max"), str(tmp_path / "current"),
+                                                   str(tmp_path / "stat"), "inactive_file"))
     assert cgroup_room(files(str(6 << 30), str(1 << 30))) == 5 << 30
+    assert cgroup_room(files(str(6 << 30), str(6 << 30), cache=2 << 30)) == 2 << 30   # cache the kernel gives back
     assert cgroup_room(files("max", str(1 << 30))) is None
     assert cgroup_room(files(str(1 << 62), "0")) is None
-    assert cgroup_room(((str(tmp_path / "none"), str(tmp_path / "none")),)) is None
+    assert cgroup_room(((str(tmp_path / "none"), str(tmp_path / "none"), str(tmp_path / "none"), "x"),)) is None
     monkeypatch.setattr(memory_plan, "cgroup_room", lambda: 3 << 30)
     assert memory_plan.available_memory() <= 3 << 30
 

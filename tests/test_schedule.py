@@ -265,3 +265,20 @@ def test_l_bfgs_b_stopping_on_its_own_is_reported_and_counted(net):
     assert len(stops) == 1 and "L-BFGS-B found no step" in stops[0].stopped
     assert stops[0].iteration < 30 and stops[0].work_total == pytest.approx(stops[0].work_done)
     assert [st.iteration for st in states if not st.stopped] == list(range(1, stops[0].iteration + 1))
+
+
+def test_l_bfgs_b_ending_a_segment_early_restarts_it(net, monkeypatch):
+    """A segment that L-BFGS-B ends after some iterations (a failed line search, evaluations run out)
+    restarts from the best point with a fresh memory: the scale goes on to its budget, no stop line."""
+    from nst_numpy import optimize
+    real, calls = optimize.run_lbfgs, []
+
+    def short_first(f, x0, lo, hi, n, on_iteration=None, memory=10, step_sizes=None, info=None):
+        calls.append(n)
+        return real(f, x0, lo, hi, min(n, 4) if len(calls) == 1 else n, on_iteration, memory, step_sizes, info)
+    monkeypatch.setattr(optimize, "run_lbfgs", short_first)
+    states = []
+    stylize(net, landscape(32, 32), [swirls(32, 32)],
+            Config(**SMALL, scales=1, iterations=12, min_improvement=0), callback=states.append)
+    assert calls[:2] == [12, 8]   # 4 of 12 ran, so the restart has the other 8
+    assert [st.iteration for st in states] == list(range(1, 13)) and not any(st.stopped for st in states)

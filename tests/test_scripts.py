@@ -90,7 +90,7 @@ def test_guide_references_exist():
     assert sum(1 for path, name in refs if path.startswith("tests/") and name) > 20
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/tuning.md", "nst_numpy/fast/__init__.py"])
+@pytest.mark.parametrize("doc", ["README.md", "docs/tuning.md", "docs/performance.md", "nst_numpy/fast/__init__.py"])
 def test_readme_tuning_and_engine_table_references_exist(doc):
     text = (ROOT / doc).read_text()
     assert REFERENCE.findall(text)

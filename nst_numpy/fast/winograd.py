@@ -67,7 +67,7 @@ def transform_kernel(w, dtype=None):
     Computed in dtype (two small matrix products, no float64 detour: this runs once per
     layer and network, and for VGG19's 20 M weights the float64 temporaries alone would
     cost more time than the products); the float32 rounding of G's fractions is far below
-    the rounding of the channel sums (module docstring).
+    the rounding of the channel sums (winograd_matrices.py, "Which points").
     """
     dtype = np.dtype(dtype or w.dtype)
     c_in, c_out = w.shape[2], w.shape[3]
