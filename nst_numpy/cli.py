@@ -76,7 +76,7 @@ def _check_side_files(args, inputs):
 
 def _resumed(argv):
     """For `--resume CHECKPOINT [--quiet]`: (the saved run's argv, (meta, arrays, path)); else (argv, None)."""
-    if "--resume" not in argv and not any(a.startswith("--resume=") for a in argv):
+    if not _given(argv, "--resume"):
         return argv, None
     p = CliParser(prog="nst-numpy --resume")
     p.add_argument("--resume", required=True)

@@ -50,8 +50,8 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
     on_iteration(i), if given, is called after each iteration.
     step_sizes(grad) -> D (n,) > 0, if given: optimise z with x = D z instead, D from the gradient
     at x0 (step_scales); the result is still returned as x. None: D = 1, plain L-BFGS-B.
-    info: a dict, if given, receives scipy's report (warnflag: 0 converged, 1 out of iterations or
-    evaluations, 2 stopped otherwise, e.g. a failed line search; task: its message).
+    info: a dict, if given, receives the iterations run (fewer than asked when scipy stops early:
+    out of evaluations, or a failed line search) and scipy's message (task).
     """
     count = [0]
 
@@ -98,7 +98,7 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
                                      m=int(memory), factr=0.0, pgtol=0.0, maxiter=int(iterations),
                                      maxfun=2 * int(iterations) + 20, callback=step)
         if info is not None:
-            info.update(warnflag=int(report["warnflag"]), task=str(report["task"]))
+            info.update(iterations=count[0], task=str(report["task"]))
     return times_d(z)
 
 

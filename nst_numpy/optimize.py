@@ -293,11 +293,7 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                 # taken afresh at every restart from the gradient there (lbfgs.step_scales).
                 while done < budgets[k]:
                     n = min(every, budgets[k] - done, after - done if done < after else budgets[k])
-                    ran = [0]   # iterations this segment ran: L-BFGS-B may stop before n
-
-                    def seg(i, done=done, ran=ran):
-                        ran[0] = i
-                        on_iteration(done + i)
+                    seg = (lambda i, done=done: on_iteration(done + i))
                     if config.optimizer == "lbfgs":
                         sizes_from = (lambda g, hw=hw: step_scales(g, hw)) if done >= after else None
                         info = {}
@@ -305,9 +301,9 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                         # scipy may end a segment early: out of evaluations, or no step it finds lowers
                         # the loss. Then it restarts from the best point with a fresh memory, which often
                         # goes on; a fresh start that cannot take one step ends the scale (and the loop).
-                        if ran[0] == 0:
+                        n = info["iterations"]
+                        if n == 0:
                             on_iteration(done, ended=f"L-BFGS-B found no step that lowers the loss ({info['task']})")
-                        n = ran[0]
                     else:
                         run_adam(f, x0, lo3, hi3, n, config.learning_rate * net.preprocessing.pixel_step(), seg)
                     done += n

@@ -222,6 +222,20 @@ def test_cli_resume_after_an_interrupt_writes_the_same_picture(tmp_path, monkeyp
     assert cli.main(["--resume", ckpt, "--size", "64"]) == cli.EXIT_USAGE   # no other options
 
 
+def _die_in_the_second_segment(monkeypatch):
+    """Make the run die (KeyboardInterrupt) in its second optimiser segment, after one checkpoint;
+    returns the real optimize.run_lbfgs."""
+    real, calls = optimize.run_lbfgs, []
+
+    def killed(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(optimize, "run_lbfgs", killed)
+    return real
+
+
 def test_cli_resume_refuses_an_input_that_changed(tmp_path, monkeypatch, capsys):
     """The checkpoint records each input's SHA-256: a photo edited since the run began is refused
     with one line, not silently mixed into the resumed run; the checkpoint stays for a retry."""
@@ -229,14 +243,7 @@ def test_cli_resume_refuses_an_input_that_changed(tmp_path, monkeypatch, capsys)
     photo = tmp_path / "photo.png"
     Image.fromarray(landscape(40, 40).astype(np.uint8)).save(photo)
     out, ckpt = str(tmp_path / "out.png"), str(tmp_path / "out.checkpoint.npz")
-    real, calls = optimize.run_lbfgs, []
-
-    def killed(*a, **k):   # the run dies in its second optimiser segment, after one checkpoint
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-    monkeypatch.setattr(optimize, "run_lbfgs", killed)
+    real = _die_in_the_second_segment(monkeypatch)
     assert cli.main(["--weights", "random", "--content", str(photo), "--size", "32", "--scales", "1",
                      "--iterations", "4", "--checkpoint-every", "2", "-q", "-o", out]) == cli.EXIT_INTERRUPTED
     monkeypatch.setattr(optimize, "run_lbfgs", real)
@@ -258,18 +265,11 @@ def test_cli_resume_from_another_directory_finds_relative_paths(tmp_path, monkey
     (tmp_path / "elsewhere").mkdir()
     Image.fromarray(landscape(40, 40).astype(np.uint8)).save(tmp_path / "run" / "photo.png")
     monkeypatch.chdir(tmp_path / "run")
-    real, calls = optimize.run_lbfgs, []
-
-    def killed(*a, **k):   # the run dies in its second optimiser segment, after one checkpoint
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-    monkeypatch.setattr(optimize, "run_lbfgs", killed)
+    real = _die_in_the_second_segment(monkeypatch)
     assert cli.main(["--weights", "random", "--content", "photo.png", "--size", "32", "--scales", "1",
                      "--iterations", "6", "--checkpoint-every", "2", "-q", "-o", "out.png"]) == cli.EXIT_INTERRUPTED
-    monkeypatch.setattr(optimize, "run_lbfgs", killed)   # dies again: the checkpoint it rewrites must resume too
-    calls.clear()
+    monkeypatch.setattr(optimize, "run_lbfgs", real)
+    _die_in_the_second_segment(monkeypatch)   # dies again: the checkpoint it rewrites must resume too
     monkeypatch.chdir(tmp_path / "elsewhere")
     ckpt = str(tmp_path / "run" / "out.checkpoint.npz")
     assert cli.main(["--resume", ckpt, "-q"]) == cli.EXIT_INTERRUPTED
