@@ -20,6 +20,7 @@ import zlib
 
 import numpy as np
 
+from .console import one_line
 from .fileio import atomic_path
 
 FORMAT = 1
@@ -74,13 +75,13 @@ def load_checkpoint(path):
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except (zipfile.BadZipFile, zlib.error) as e:   # cut short, or bytes changed: its CRC no longer matches
-        raise CheckpointError(f"{path}: damaged checkpoint ({' '.join(str(e).split())})") from None
+        raise CheckpointError(f"{path}: damaged checkpoint ({one_line(e)})") from None
     except ValueError as e:
         if "pickle" in str(e):   # numpy's advice to load the file unsafely is not for a checkpoint
             raise CheckpointError(f"{path}: not a checkpoint of this program (not a NumPy archive of plain arrays)") from None
-        raise CheckpointError(f"{path}: not a checkpoint of this program ({' '.join(str(e).split())})") from None
+        raise CheckpointError(f"{path}: not a checkpoint of this program ({one_line(e)})") from None
     except (OSError, KeyError, UnicodeDecodeError, EOFError) as e:   # EOFError: an empty file
-        raise CheckpointError(f"{path}: not a checkpoint of this program ({' '.join(str(e).split())})") from None
+        raise CheckpointError(f"{path}: not a checkpoint of this program ({one_line(e)})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {meta.get('format') if isinstance(meta, dict) else '?'}, "
                               f"this version reads format {FORMAT}")

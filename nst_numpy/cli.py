@@ -15,7 +15,7 @@ import threading
 import numpy as np
 
 from . import __version__
-from .console import EXIT_INTERRUPTED
+from .console import EXIT_INTERRUPTED, one_line
 from .config import Config
 from .checkpoint import Checkpointer, load_checkpoint
 from .cli_parser import UsageError, CliParser, build_parser
@@ -37,9 +37,9 @@ def _load_network(args):
         return get_vgg19(args.weights, pooling=args.pooling, dtype=np.float32, download=True,
                          progress=not args.quiet, engine=args.engine)
     except WeightsError as e:
-        raise UsageError(" ".join(str(e).split()))
+        raise UsageError(one_line(e))
     except OSError as e:
-        raise UsageError(f"cannot load weights: {' '.join(str(e).split())}")
+        raise UsageError(f"cannot load weights: {one_line(e)}")
 
 
 def _snapshot_path(output, step):
@@ -237,7 +237,7 @@ def run(args, stderr, argv=(), resume=None):
                 if not unsaved:   # once: the next ones would fail the same way
                     if progress is not None:
                         progress.close()
-                    stderr.write(f"warning: {' '.join(str(e).split())}; the run goes on without this snapshot\n")
+                    stderr.write(f"warning: {one_line(e)}; the run goes on without this snapshot\n")
                 unsaved.append(state.step)
     if progress is not None:
         callback.tile = progress.tile   # stylize calls it after each tile of a tiled evaluation
@@ -307,7 +307,7 @@ def _main(argv, stderr):
             args.resume = resume[2]
         return run(args, stderr, run_argv, resume and resume[:2])
     except (UsageError, ImageError, ValueError, FloatingPointError) as e:
-        stderr.write(f"error: {' '.join(str(e).split())}\n")
+        stderr.write(f"error: {one_line(e)}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:  # before or after the optimisation loop: nothing to save
         stderr.write("interrupted\n")

@@ -10,12 +10,19 @@ import sys
 EXIT_INTERRUPTED = 130   # the same status cli.py returns for Ctrl-C during a run
 
 
+def one_line(error):
+    """An exception (or message) as one line for `error: ...`: h5py, zipfile and argparse messages
+    may span lines; an exception with no message is named by its type."""
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse for the scripts: a bad argument is one line, `error: ...`, and exit status 2
     (argparse's own status), without the usage block above it; --help still shows the usage."""
 
     def error(self, message):
-        sys.stderr.write(f"error: {' '.join(message.split())}\n")
+        sys.stderr.write(f"error: {one_line(message)}\n")
         sys.exit(2)
 
 

@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from .console import one_line
 from .fileio import atomic_path, temp_prefix
 
 MIN_SIDE = 16             # relu5_1 sits after 4 poolings (each halves, rounding down): 16 px -> 1 position
@@ -92,18 +93,13 @@ def load_image(path, max_side=None, max_pixels=MAX_PIXELS):
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file (or a format Pillow cannot read)")
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"{name}: cannot read image ({_one_line(e)})")
+        raise ImageError(f"{name}: cannot read image ({one_line(e)})")
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to decode it")
     if min(rgb.shape[:2]) < MIN_SIDE:
         raise ImageError(f"{name}: {rgb.shape[1]}x{rgb.shape[0]} is too small; "
                          f"the network needs at least {MIN_SIDE} px per side")
     return rgb
-
-
-def _one_line(e):
-    text = " ".join(str(e).split())
-    return text or type(e).__name__
 
 
 def fit_size(shape, longest):
@@ -148,7 +144,7 @@ def check_output_path(path):
     try:   # some formats Pillow lists cannot take an RGB picture (.xbm, .blp) or lack a writer (.h5)
         Image.new("RGB", (16, 16)).save(io.BytesIO(), format=fmt)
     except Exception as e:   # Pillow raises OSError, KeyError, ValueError ... depending on the plugin
-        raise ImageError(f"{name}: cannot write {fmt} images ({_one_line(e)}); use e.g. .png or .jpg")
+        raise ImageError(f"{name}: cannot write {fmt} images ({one_line(e)}); use e.g. .png or .jpg")
     check_writable(name)
 
 
@@ -173,7 +169,7 @@ def check_writable(path):
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise ImageError(f"{name}: cannot write there ({_one_line(e)})")
+        raise ImageError(f"{name}: cannot write there ({one_line(e)})")
 
 
 def save_image(path, rgb, text=None):
@@ -199,7 +195,7 @@ def save_image(path, rgb, text=None):
         with atomic_path(name) as tmp, open(tmp, "wb") as f:
             im.save(f, format=fmt, **options)
     except (OSError, ValueError, KeyError) as e:
-        raise ImageError(f"{name}: cannot write ({_one_line(e)})")
+        raise ImageError(f"{name}: cannot write ({one_line(e)})")
 
 
 def rgb_to_yiq(rgb):

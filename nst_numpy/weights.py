@@ -22,6 +22,7 @@ import numpy as np
 
 from . import torch_reader
 from .download import DownloadError, download
+from .console import one_line
 from .fileio import atomic_path
 from .fast import FastVGG19
 from .vgg import VGG19
@@ -101,7 +102,7 @@ def read_weights(path):
     except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError, zlib.error, MemoryError) as e:
         # h5py/scipy raise these on truncated or malformed files (zlib.error: a corrupt compressed .mat;
         # MemoryError: a .mat declaring a huge array); keep the message to one line.
-        msg = " ".join(str(e).split())
+        msg = one_line(e)
         raise WeightsError(f"{path}: cannot read this {fmt} file ({type(e).__name__}: {msg})") from None
     _check_shapes(params, path)
     if info.get("source_sha256") is None:  # an original file: record what it was
@@ -226,7 +227,7 @@ def _read_matconvnet(path):
     try:
         data = loadmat(str(path), squeeze_me=True, struct_as_record=False)
     except MatReadError as e:   # an Exception of scipy's own, not among read_weights' (OSError, ValueError, ...)
-        raise WeightsError(f"{path}: cannot read this matconvnet file ({' '.join(str(e).split())})") from None
+        raise WeightsError(f"{path}: cannot read this matconvnet file ({one_line(e)})") from None
     if "layers" not in data:
         raise WeightsError(f"{path}: a .mat file without a 'layers' variable: not a MatConvNet network")
     convs = []  # (name, kernel, bias) in network order

@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from nst_numpy import FastVGG19  # noqa: E402
 from nst_numpy.vgg_spec import CONV_SPECS, LAYER_NAMES  # noqa: E402
 from nst_numpy.config import Config  # noqa: E402
+from nst_numpy.console import one_line  # noqa: E402
 from nst_numpy.fast.threads import available_cores  # noqa: E402
 from nst_numpy.weights import WeightsError  # noqa: E402
 
@@ -359,7 +360,7 @@ def main(argv=None):
     try:
         return _dispatch(p, a)
     except (ValueError, OSError, WeightsError) as e:   # ImageError is a ValueError
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
 
 

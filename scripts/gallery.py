@@ -16,6 +16,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 from nst_numpy.config import Config  # noqa: E402
+from nst_numpy.console import one_line  # noqa: E402
 from nst_numpy.fileio import atomic_path  # noqa: E402
 from nst_numpy.image import load_image, resize, fit_size  # noqa: E402
 from nst_numpy.optimize import Interrupted, stylize  # noqa: E402
@@ -33,7 +34,7 @@ def run_guarded(work):
     try:
         work()
     except (ValueError, WeightsError, OSError) as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, Interrupted):
         print("interrupted: the pictures already written and the cached runs are kept", file=sys.stderr)
