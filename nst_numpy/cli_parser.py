@@ -1,6 +1,6 @@
 """The command line's flags: build_parser(), with one-line errors (UsageError) and checked values.
 
-cli.py runs what they ask; README.md's flag table explains each one.
+cli.py runs what they ask; README.md's flag table explains them.
 """
 import argparse
 import math
@@ -166,7 +166,8 @@ def build_parser():
                      help="print the plan (sizes, tiles, peak memory, seconds per iteration) and exit; writes nothing")
     mem.add_argument("--checkpoint-every", type=_number(int, 1), metavar="N",
                      help="every N iterations, save the run next to the output (-o out.png: out.checkpoint.npz; "
-                          "the optimiser restarts there, so a resumed run is the same run); deleted when the run ends")
+                          "the optimiser restarts there, so a resumed run is the same run); deleted when the run "
+                          "finishes, kept after Ctrl-C or a crash for --resume")
     mem.add_argument("--resume", metavar="CHECKPOINT",
                      help="continue the run saved in CHECKPOINT (after a crash or kill); takes no other options "
                           "but --quiet")

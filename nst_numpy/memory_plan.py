@@ -338,8 +338,8 @@ def plan_run(net, scale_hws, style_hws_per_scale, config, cap=None, timed=False)
 
 EVALUATIONS_PER_ITERATION = 1.04   # scipy L-BFGS-B's line search, measured (lbfgs.run_lbfgs)
 # scipy's fmin_l_bfgs_b turns the bounds into arrays with Python loops over every value before its
-# first step: 2.1-2.3 us per value with scipy 1.17 on the test machine (n = 3 million, 3 runs; 0.45 s at
-# 320x240, 5.5 s at 1024x768), paid at every start of L-BFGS-B.
+# first step: 2.1-2.3 us per value with scipy 1.17 on the test machine (n = 3 million, 3 runs; about 0.5 s
+# at 320x240 and 5.2 s at 1024x768), paid at every start of L-BFGS-B.
 LBFGS_SETUP_SECONDS_PER_VALUE = 2.2e-6
 
 

@@ -154,7 +154,8 @@ def tile_grams(net, window, tile, layers, run_layers=None, acts=None):
 def tile_gradient(net, window, tile, layers, K, content, acts=None):
     """Pass 2 on one window: (dx window (h, w, 3), its share of the weighted content loss).
 
-    K: {style layer: w_l dE_l/dG_l (C, C)} from the whole image's Gram matrices (eq. 6);
+    K: {style layer: w_l (G_l - A_l) / (N_l² M_l²) = 2 w_l dE_l/dG_l (C, C)} from the whole image's Gram
+    matrices (eq. 6);
     content: {content layer: (owned target P (h_l, w_l, C), weight a_c)} (eq. 1, 2).
     Gradients go in at owned positions only; dx also covers the halo, for the caller to add.
     acts: the activations of the forward pass the network has just run on this window with

@@ -32,7 +32,6 @@ reference network, and prints the relative error of the loss and of its gradient
 
 torch is imported in main() only; without it the script says so and returns.
 """
-import argparse
 import os
 import sys
 
@@ -42,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from nst_numpy import VGG19, FastVGG19, samples  # noqa: E402
 from nst_numpy.fast.threads import blas_threads  # noqa: E402
+from nst_numpy.console import OneLineParser  # noqa: E402
 from nst_numpy.vgg_spec import LAYER_NAMES, random_params  # noqa: E402
 
 TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1")
@@ -185,7 +185,7 @@ def objective_errors(params, H, W, threads):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, nargs=2, default=(160, 224), metavar=("H", "W"))
     p.add_argument("--seeds", type=int, nargs="+", default=(0, 1, 2, 3, 4))
     p.add_argument("--threads", type=int, default=1, help="for every network and BLAS (1)")

@@ -19,8 +19,8 @@ pixels; float32) with make_objective, against the same network and losses writte
 alternately in one process; prints both medians and their ratio. torch is imported
 only here and only with this flag; it is never a dependency of nst_numpy.
 
---table: for each size, a subprocess runs a real stylize (L-BFGS, random weights,
-synthetic images) for --iterations iterations and reports the median seconds per
+--table: for each size, a subprocess runs a real stylize (plain L-BFGS-B at that size alone, random
+weights, synthetic images) for --iterations iterations and reports the median seconds per
 iteration and per objective evaluation and its peak RSS (VmHWM); with --torch-column, a second subprocess
 evaluates the same objective in PyTorch 3 times (median seconds per evaluation,
 and the peak RSS of those evaluations alone). Prints a Markdown table.
@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from nst_numpy import FastVGG19  # noqa: E402
 from nst_numpy.vgg_spec import CONV_SPECS, LAYER_NAMES  # noqa: E402
 from nst_numpy.config import Config  # noqa: E402
-from nst_numpy.console import one_line  # noqa: E402
+from nst_numpy.console import OneLineParser, one_line  # noqa: E402
 from nst_numpy.fast.threads import available_cores  # noqa: E402
 from nst_numpy.weights import WeightsError  # noqa: E402
 
@@ -240,13 +240,19 @@ def outside_seconds(stamps, evals):
     return (t1 - t0 - inside) / max(len(stamps) - 1, 1)
 
 
+def table_config(size, iterations):
+    """--table's run: `iterations` iterations of plain L-BFGS-B at the size asked, with 10 correction pairs
+    (`--scales 1 --min-improvement 0`). The default would start 1024 px and larger runs at coarser scales, stop
+    early by its rule and restart at iteration 20, so a median per iteration would mix sizes and events."""
+    return Config(size=size, iterations=iterations, scales=1, min_improvement=0)
+
+
 def table_worker(size, iterations, threads, framework):
     """Runs in a subprocess: prints one JSON line {sec_per_iter, sec_per_eval, evaluations,
     outside_ms, peak_mb}; outside_ms is the time per iteration spent outside the evaluations
     (scipy's L-BFGS-B update and the copies around it), from iteration 1 to the last."""
     if framework == "numpy":
         from nst_numpy import objective, optimize
-        from nst_numpy.config import Config
         net = FastVGG19.random(seed=0, dtype=np.float32)
         net.set_threads(threads)
         evals, plain = [], objective.Objective.__call__
@@ -260,7 +266,7 @@ def table_worker(size, iterations, threads, framework):
         objective.Objective.__call__ = timed
         stamps = []
         optimize.stylize(net, synthetic_rgb(size, size, 0), [synthetic_rgb(size, size, 1)],
-                         Config(size=size, iterations=iterations),
+                         table_config(size, iterations),
                          callback=lambda s: stamps.append(time.perf_counter()))
         per_iter = float(np.median(np.diff(stamps))) if len(stamps) > 1 else float("nan")
         outside = outside_seconds(stamps, evals)
@@ -319,7 +325,7 @@ def table(sizes, iterations, threads, torch_column):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", help="image sides (default: 256 512; 512 1024 with "
                    "--compare-torch; 256 512 1024 2048 with --table)")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per size (median reported)")
@@ -327,8 +333,9 @@ def main(argv=None):
     p.add_argument("--compare-torch", action="store_true", help="objective evaluation vs PyTorch, side by side")
     p.add_argument("--table", action="store_true", help="time per iteration and peak RSS of stylize per size")
     p.add_argument("--torch-column", action="store_true", help="with --table: add PyTorch's time and RSS")
-    p.add_argument("--iterations", type=int, default=25, help="with --table: L-BFGS iterations per size "
-                   "(more than its 10 stored pairs, so the optimiser's memory is counted)")
+    p.add_argument("--iterations", type=int, default=25, help="with --table: iterations per size of plain L-BFGS-B "
+                   "at that size (--scales 1 --min-improvement 0); more than its 10 stored pairs, so that the "
+                   "optimiser's memory is counted")
     p.add_argument("--schedule", action="store_true", help="time to result: the default schedule against "
                    "--scales 1 --iterations 300 --min-improvement 0 (plain L-BFGS-B), on --pairs with "
                    "--weights (see bench_schedule.py)")

@@ -9,7 +9,6 @@ the pictures of one option run at 256 px, to fit a 2-core CPU budget. Runs are c
 (scripts/gallery.py), also across make_tuning_images.py: an interrupted script resumes, and a
 run two pictures share is made once. Bad input: a one-line error, exit status 2.
 """
-import argparse
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ from gallery import (ROOT, Config, Runner, run_guarded, sample, save_grid, to_ui
 import numpy as np  # noqa: E402
 
 from nst_numpy.image import fit_size, resize  # noqa: E402
+from nst_numpy.console import OneLineParser  # noqa: E402
 from nst_numpy.reconstruct import figure1  # noqa: E402
 
 CONTENTS = ("astronaut", "coffee", "rocket")
@@ -116,7 +116,7 @@ def part_scale(runner, outdir, label):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", required=True, help="VGG19 weight file (the README's: the 8-bit quantized one); 'random' for a smoke test")
     p.add_argument("--only", action="append", choices=PARTS, help="make only this picture; repeatable (default: all)")
     p.add_argument("--size", type=int, help=f"longest side of the default run and the grid (default {SIZE}); "

@@ -9,13 +9,13 @@ Writes small JPEGs into docs/images/tuning/. Every run uses the shipped samples
 (see gallery.py), so re-running after an interruption, or for one more grid, repeats nothing.
 Bad input: a one-line error, exit status 2.
 """
-import argparse
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # gallery.py, also when imported by the tests
 from gallery import ROOT, Config, Runner, run_guarded, sample, save_grid, to_uint8, weights_label  # noqa: E402
+from nst_numpy.console import OneLineParser  # noqa: E402
 
 # (content, style): a portrait on a figurative portrait, a landscape-like scene on a figurative
 # seascape, an object on an abstract painting, an animal on an expressive landscape.
@@ -83,7 +83,7 @@ def make_sizes(runner, outdir, label, defaults, big_iterations, sizes=SIZES):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", required=True, help="VGG19 weight file (e.g. the 8-bit quantized one)")
     p.add_argument("--only", action="append", choices=sorted(GRIDS) + ["sizes"],
                    help="make only this grid; repeat for several (default: all)")

@@ -181,6 +181,17 @@ def test_outside_seconds_subtracts_the_evaluations(bench):
     assert bench.outside_seconds([1.0, 2.0], [(0.0, 1.5)]) == pytest.approx(0.5)   # straddles the start
 
 
+def test_table_runs_one_scale_of_plain_lbfgs_at_every_size(bench):
+    """The default would start 1024 px coarse and stop by its rule: --table's median per iteration
+    would then mix sizes. Its run is one scale, every iteration, 10 correction pairs, no restart."""
+    from nst_numpy.optimize import iteration_budgets, scale_sizes
+    for size in (256, 1024, 2048):
+        config = bench.table_config(size, 12)
+        assert scale_sizes((size, size), size, config.scales) == [(size, size)]
+        assert iteration_budgets(config, 1) == [12] and config.min_improvement == 0
+        assert config.correction_pairs() == 10 and config.restart_with_step_sizes_at() == 0
+
+
 def test_table_torch_column(bench, capsys):
     """With --torch-column a second worker evaluates the objective in PyTorch; the ratio cell is
     ours / torch of the two workers' seconds per evaluation."""

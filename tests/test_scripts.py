@@ -235,6 +235,10 @@ def test_reconstruct_script_bad_input(tmp_path, capsys, monkeypatch, args, messa
     ("normalize_weights", ["--images", ".", "-o", "n.h5", "--size", "8"], "--size must be at least 16"),
     ("reconstruct", ["--size", "many"], "argument --size: invalid int value: 'many'"),
     ("convert_weights", ["w.h5", "--bogus"], "unrecognized arguments: --bogus"),
+    ("benchmark", ["--sizes", "big"], "argument --sizes: invalid int value: 'big'"),
+    ("bench_precision", ["--size", "160"], "argument --size: expected 2 arguments"),
+    ("make_readme_images", ["--only", "bogus"], "argument --only: invalid choice: 'bogus'"),
+    ("make_tuning_images", ["--only", "bogus"], "argument --only: invalid choice: 'bogus'"),
 ])
 def test_script_argument_errors_exit_2(tmp_path, monkeypatch, capsys, name, args, message):
     """argparse's error path (console.OneLineParser): one line naming the problem, status 2, nothing written."""
