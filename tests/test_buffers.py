@@ -373,6 +373,11 @@ def test_pack_simple_patterns():
     offsets, size = _pack([(100, 1, np.inf), (100, 2, np.inf)])   # never given: alive together
     assert sorted(offsets) == [0, 128] and size == 228              # second one aligned up to 128
     assert _pack([]) == ([], 0)
+    # A gap one byte too small: the second 65-byte buffer must not take the 64 bytes between the
+    # 129-byte buffer (aligned up to 192) and the 256-byte one at 256, both alive with it.
+    record = [(65, 0, 2), (65, 2, 6), (256, 0, 2), (256, 0, 4), (129, 2, 3)]
+    offsets, size = _pack(record)
+    assert not _overlaps(record, offsets) and offsets == [512, 512, 0, 256, 0] and size == 577
 
 
 def test_replayed_slices_are_aligned():

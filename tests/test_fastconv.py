@@ -262,8 +262,10 @@ def test_blas_thread_control():
     if not threads.available():
         pytest.skip("no OpenBLAS found in this process; blas_threads is a no-op")
     before = threads.get_blas_threads()
-    with threads.blas_threads(1):
-        assert threads.get_blas_threads() == 1
+    with threads.blas_threads(2):   # an outer count other than 1, whatever OMP_NUM_THREADS says
+        with threads.blas_threads(1):
+            assert threads.get_blas_threads() == 1
+        assert threads.get_blas_threads() == 2
     assert threads.get_blas_threads() == before
     every = threads._find_all()   # numpy's first, then any other copy (SciPy's)
     befores = [get() for _, get in every]

@@ -5,6 +5,7 @@ from scipy.ndimage import gaussian_filter
 
 from nst_numpy import FastVGG19, lbfgs
 from nst_numpy.config import Config
+from nst_numpy.gradcheck import rel_error
 from nst_numpy.lbfgs import SCALE_RANGE, run_lbfgs, step_scales
 from nst_numpy.samples import landscape, swirls
 
@@ -28,6 +29,9 @@ def test_step_scales_follow_the_blurred_gradient_size():
     assert d[np.argmax(size)] < 1 < d[np.argmin(size)]        # big gradients: small steps, and back
     assert len(np.unique(d)) <= 27 and d.min() >= 2 ** -3.5 and d.max() <= 2 ** 3.5
     assert np.array_equal(step_scales(np.zeros(HW[0] * HW[1] * 3), HW), np.ones(HW[0] * HW[1] * 3))
+    wide = step_scales(_field(7, 8.0).reshape(-1), HW)   # D would span ~10^4 unclipped: both ends clip
+    rounded = [2 ** (np.round(lbfgs.SCALE_LEVELS * np.log2(v)) / lbfgs.SCALE_LEVELS) for v in SCALE_RANGE]
+    assert (wide.min(), wide.max()) == pytest.approx(rounded, rel=1e-12)
 
 
 def _quadratic(c, target):
@@ -66,6 +70,30 @@ def test_step_sizes_precondition_a_badly_scaled_problem(monkeypatch):
     monkeypatch.setattr(lbfgs, "fmin_l_bfgs_b", wrong)
     x = run_lbfgs(f, x0.copy(), lo, hi, 6, step_sizes=lambda g: step_scales(g, HW))
     assert f(x)[0] > 10 * losses["scaled"], (f(x)[0], losses)
+
+
+@pytest.mark.parametrize("sizes", [None, lambda g: step_scales(g, HW)])
+def test_what_scipy_is_given(monkeypatch, sizes):
+    """scipy's L-BFGS-B gets the memory asked for, no tolerance that could end the budget early
+    (factr = pgtol = 0), room for line searches, and a loss scaled so that the first step, -gradient
+    in z, moves the steepest value of z by one RGB level of the narrowest channel (unequal ranges here)."""
+    c = _field(5, 3.0).reshape(-1)
+    target = np.random.default_rng(6).uniform(-0.5, 0.5, c.size)
+    f = _quadratic(c, target)
+    lo, hi = np.tile([-1.0, -2.0, -3.0], c.size // 3), np.tile([1.5, 2.5, 3.5], c.size // 3)
+    x0 = np.clip(target + 0.5, lo, hi)
+    real, seen = lbfgs.fmin_l_bfgs_b, {}
+
+    def spy(fun, z0, **kw):
+        seen.update(kw, start=fun(z0))
+        return real(fun, z0, **kw)
+    monkeypatch.setattr(lbfgs, "fmin_l_bfgs_b", spy)
+    run_lbfgs(f, x0, lo, hi, 4, memory=3, step_sizes=sizes)
+    assert (seen["m"], seen["factr"], seen["pgtol"], seen["maxiter"], seen["maxfun"]) == (3, 0.0, 0.0, 4, 28)
+    loss_z, grad_z = seen["start"]
+    assert np.max(np.abs(grad_z)) == pytest.approx(2.5 / 255, rel=1e-12)     # the narrowest range, 2.5
+    d = np.ones(c.size) if sizes is None else sizes(f(x0)[1])
+    assert rel_error(grad_z, loss_z / f(x0)[0] * d * f(x0)[1]) < 1e-12         # d(s f)/dz = s D df/dx
 
 
 @pytest.fixture(scope="module")

@@ -94,6 +94,14 @@ def test_losses_keep_float32(rng):
     assert tv_loss(F)[1].dtype == np.float32
 
 
+def test_float32_losses_are_summed_in_float64():
+    """A loss is a sum of many squares of very different sizes; in float32, 1e8 + 1 is 1e8 (its step
+    there is 8), so the six 1s below would vanish from a float32 sum. _total accumulates in float64."""
+    F = np.ones((1, 1, 7), np.float32)
+    F[0, 0, 0] = 1e4
+    assert content_loss(F, np.zeros_like(F))[0] == pytest.approx(0.5 * (1e8 + 6), rel=1e-12)
+
+
 @pytest.mark.parametrize("rows", [1, 2, 3, 7, 100])
 def test_tv_loss_banded_equals_tv_loss(rng, rows):
     """The banded form (objective.py's) against tv_loss: value, and the weighted gradient added into out."""

@@ -60,6 +60,22 @@ def test_mean_activations_become_one_and_features_only_rescale(case):
     assert not np.allclose(before["relu3_1"], 1.0, rtol=1e-2)
 
 
+def test_mean_activations_weigh_images_equally_with_average_pooling():
+    """The mean over images is the mean of the per-image means, and a max-pooling network is measured
+    through average pooling, as Gatys et al. did (negative control: max pooling's own means differ)."""
+    net = VGG19.random(seed=6, pooling="avg", dtype=np.float64)
+    a, b = make_images(seed=1, n=2, size=24)
+    means = {key: mean_activations(net, imgs) for key, imgs in (("a", [a]), ("b", [b]), ("aa", [a, a]), ("ab", [a, b]))}
+    max_net = VGG19.from_arrays(net.params, pooling="max", dtype=np.float64)
+    through_max = mean_activations(max_net, [a, b])
+    for r in RELUS:
+        np.testing.assert_allclose(means["aa"][r], means["a"][r], rtol=1e-12, err_msg=r)
+        np.testing.assert_allclose(means["ab"][r], (means["a"][r] + means["b"][r]) / 2, rtol=1e-12, err_msg=r)
+        np.testing.assert_allclose(through_max[r], means["ab"][r], rtol=1e-12, err_msg=r)
+    own = max_net.forward(max_net.preprocess(a), ["relu2_1"])["relu2_1"].mean(axis=(0, 1))
+    assert not np.allclose(own, means["a"]["relu2_1"], rtol=1e-3)
+
+
 def test_dead_filters_are_left_unscaled(case):
     net, _, before, normed, _ = case
     assert 5 in normed.dead_filters["relu1_1"]

@@ -107,6 +107,22 @@ def test_unnormalised_objective_is_the_papers_formula(net64):
     assert loss == pytest.approx(expected, rel=1e-10)
 
 
+def test_several_content_layers_and_unequal_style_weights(net64):
+    """alpha is shared equally by the content layers (1/n_c each) and w_l weighs each style layer,
+    as Config documents; unequal w_l, so that a weight ignored in favour of 1/n_s shows."""
+    rng = np.random.default_rng(3)
+    content, style, x = _images(net64, rng, style_shape=(16, 16))
+    cfg = Config(normalize=False, content_weight=1e-3, style_weight=2.0, tv_weight=0.0,
+                 content_layers=("relu3_1", "relu4_2"), style_layers=("relu1_1", "relu2_1"),
+                 style_layer_weights=(0.3, 0.7))
+    loss, _ = make_objective(net64, content, [(style, 1.0)], cfg)(x)
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_2"]
+    a, c, s = (net64.forward(z, layers) for z in (x.reshape(16, 16, 3), content, style))
+    expected = sum(1e-3 / 2 * content_loss(a[n], c[n])[0] for n in layers[2:])
+    expected += sum(2.0 * w * style_layer_loss(a[n], gram_matrix(s[n]))[0] for n, w in zip(layers[:2], (0.3, 0.7)))
+    assert loss == pytest.approx(expected, rel=1e-10)
+
+
 def test_targets_are_computed_once(net64, monkeypatch):
     rng = np.random.default_rng(3)
     content, style, x = _images(net64, rng)

@@ -110,6 +110,25 @@ def test_backward_accumulates_gradients():
     assert rel_error(both, one + two) < 1e-12
 
 
+@pytest.mark.parametrize("cls", [VGG19, FastVGG19])
+def test_copied_activations_are_the_callers_own(cls):
+    """forward(copy=True) hands out arrays the network keeps no reference to: overwriting them
+    changes neither the next backward nor another copy. (Writing into copy=False's views raises.)"""
+    rng = np.random.default_rng(5)
+    net = cls.random(seed=2, dtype=np.float64)
+    x = rng.standard_normal((12, 12, 3))
+    g = rng.standard_normal((6, 6, 128))
+    net.forward(x, ["relu2_1"])
+    expected = net.backward({"relu2_1": g})
+    acts = net.forward(x, ["relu1_1", "relu1_2", "relu2_1"])
+    for a in acts.values():
+        a[...] = -1.0                # every ReLU mask and every conv input, were these the network's own
+    assert rel_error(net.backward({"relu2_1": g}), expected) < 1e-12
+    view = net.forward(x, ["relu1_2"], copy=False)["relu1_2"]
+    with pytest.raises(ValueError):
+        view[0, 0, 0] = 1.0
+
+
 def test_float32_matches_float64():
     net64 = VGG19.random(seed=4, dtype=np.float64)
     net32 = VGG19.from_arrays(net64.params, dtype=np.float32)
