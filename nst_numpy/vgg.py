@@ -48,6 +48,10 @@ class VGG19:
         """He-initialised weights (std sqrt(2 / fan_in)), small random biases. For tests and learners."""
         return cls(random_params(seed), pooling=pooling, preprocessing=preprocessing, dtype=dtype)
 
+    def release_buffers(self):
+        """Drop the last forward's caches (its activations); the next forward makes them again."""
+        self._caches = None
+
     def preprocess(self, rgb):
         """RGB float image in 0..255, (H, W, 3) -> network input (H, W, 3) in self.dtype."""
         return self.preprocessing.preprocess(rgb, self.dtype.type)

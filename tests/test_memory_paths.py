@@ -164,17 +164,22 @@ def test_repeated_evaluations_are_bit_identical_and_the_arena_settles(nets):
     assert sizes[1] == sizes[2]     # and evaluation 2 followed the plan
 
 
-def test_free_memory_then_forward_still_works(nets):
-    """free_memory() drops buffers, kernels and the worker threads (with their band scratch);
-    backward then has nothing to work on, and a new forward (and backward) gives the same as before."""
+@pytest.mark.parametrize("drop", ["release_buffers", "free_memory"])
+def test_dropping_memory_then_forward_still_works(nets, drop):
+    """release_buffers() drops buffers and the worker threads (with their band scratch), free_memory()
+    the transformed kernels too; backward then has nothing to work on, and a new forward (and
+    backward) gives the same as before."""
     net = nets["avg"]
     x = _image(13, 17, seed=9)
     taps = ["relu1_2", "relu2_1"]
     before = net.forward(x, taps)
     g = {n: np.random.default_rng(10).standard_normal(a.shape) for n, a in before.items()}
     dx_before = net.backward(g)
-    net.free_memory()
-    assert net._arena.nbytes == 0 and net._conv is None and not net._wino
+    kernels = dict(net._wino)
+    getattr(net, drop)()
+    assert net._arena.nbytes == 0 and net._conv is None
+    kept = [k for k, u in kernels.items() if net._wino.get(k) is u]   # the same arrays, not remade
+    assert kernels and kept == ([] if drop == "free_memory" else list(kernels))
     with pytest.raises(RuntimeError):
         net.backward(g)
     after = net.forward(x, taps)

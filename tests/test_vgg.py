@@ -129,6 +129,17 @@ def test_copied_activations_are_the_callers_own(cls):
         view[0, 0, 0] = 1.0
 
 
+def test_release_buffers_drops_the_last_forward():
+    net = VGG19.random(seed=1, dtype=np.float64)
+    x = np.random.default_rng(6).standard_normal((8, 8, 3))
+    a = net.forward(x, ["relu1_1"])["relu1_1"]
+    net.release_buffers()
+    with pytest.raises(RuntimeError):
+        net.backward({"relu1_1": a})
+    net.forward(x, ["relu1_1"])
+    assert net.backward({"relu1_1": a}).shape == x.shape
+
+
 def test_float32_matches_float64():
     net64 = VGG19.random(seed=4, dtype=np.float64)
     net32 = VGG19.from_arrays(net64.params, dtype=np.float32)

@@ -24,7 +24,7 @@ class FastVGG19(VGG19):
     """vgg.VGG19 (same constructor, params, preprocessing and forward/backward contract), fast.
 
     Extras: gram(name), padded(name), ActivationTimes gradients, set_threads(n),
-    free_memory(), and timings (set it to {} to collect seconds per layer).
+    release_buffers(), free_memory(), and timings (set it to {} to collect seconds per layer).
     """
 
     def __init__(self, params, pooling="avg", preprocessing=CAFFE, dtype=np.float32):
@@ -79,15 +79,19 @@ class FastVGG19(VGG19):
                                                                    self.dtype)
         return self._wino[name, backward]
 
-    def free_memory(self):
-        """Drop every buffer and transformed kernel, and the worker threads with their band scratch
-        (all are made again when needed)."""
+    def release_buffers(self):
+        """Drop every buffer and the worker threads with their band scratch, which depend on the image
+        size; keep the transformed kernels, which do not (all are made again when needed)."""
         if self._conv is not None:
             self._conv.close()
             self._conv = None
         self._arena.clear()
         self._held, self._taps, self._caches = {}, {}, None
         self._input, self._bufs_for = None, None
+
+    def free_memory(self):
+        """release_buffers(), and drop the transformed kernels too."""
+        self.release_buffers()
         self._wino.clear()
 
     # -- buffers held from forward to backward (or for the caller), by the arena's key of each
