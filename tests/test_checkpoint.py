@@ -1,4 +1,5 @@
 """Checkpoints (checkpoint.py) and resuming a run (optimize.stylize, cli --checkpoint-every / --resume)."""
+import io
 import os
 import pathlib
 
@@ -145,6 +146,9 @@ def test_bad_checkpoints_are_refused_with_one_line(tmp_path):
     np.savez(str(other), meta=np.frombuffer(b'{"format": 99}', np.uint8), x=np.zeros(3))
     with pytest.raises(CheckpointError, match="other.npz: checkpoint format 99, this version reads format"):
         load_checkpoint(str(other))
+    np.savez(str(other), meta=np.frombuffer(b'{}', np.uint8), x=np.zeros(3))   # no format at all
+    with pytest.raises(CheckpointError, match="other.npz: checkpoint format None, this version reads format"):
+        load_checkpoint(str(other))
     for every in (0, 2.5):
         with pytest.raises(ValueError, match="checkpoint-every must be a whole number >= 1"):
             Checkpointer(str(other), every)
@@ -236,6 +240,32 @@ def _die_in_the_second_segment(monkeypatch):
     return real
 
 
+def test_cli_resume_quiet_and_the_resume_hint(tmp_path, monkeypatch):
+    """`--resume C --quiet` silences a run whose first command was not quiet. Interrupted before its
+    first checkpoint, a run does not point to a --resume it cannot do; after one, it does."""
+    out, ckpt = str(tmp_path / "out.png"), str(tmp_path / "out.checkpoint.npz")
+    args = ["--weights", "random", "--size", "32", "--scales", "1", "--iterations", "4", "-o", out]
+    real = optimize.run_lbfgs
+
+    def ctrl_c(f, x0, lo, hi, n, *a, **k):   # one iteration of the first segment, before any checkpoint
+        real(f, x0, lo, hi, 1, *a, **k)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(optimize, "run_lbfgs", ctrl_c)
+    err = io.StringIO()
+    assert cli.main(args + ["--checkpoint-every", "2"], stderr=err) == cli.EXIT_INTERRUPTED
+    assert not os.path.exists(ckpt) and os.path.exists(out), err.getvalue()
+    assert "wrote the best image" in err.getvalue() and "--resume" not in err.getvalue(), err.getvalue()
+    monkeypatch.setattr(optimize, "run_lbfgs", real)
+    _die_in_the_second_segment(monkeypatch)   # after the checkpoint at 2
+    err = io.StringIO()
+    assert cli.main(args + ["--checkpoint-every", "2"], stderr=err) == cli.EXIT_INTERRUPTED
+    assert f"--resume {ckpt}" in err.getvalue(), err.getvalue()
+    monkeypatch.setattr(optimize, "run_lbfgs", real)
+    err = io.StringIO()
+    assert cli.main(["--resume", ckpt, "--quiet"], stderr=err) == 0
+    assert err.getvalue() == "" and os.path.exists(out)   # not quiet, it would at least say "wrote ..."
+
+
 def test_cli_resume_refuses_an_input_that_changed(tmp_path, monkeypatch, capsys):
     """The checkpoint records each input's SHA-256: a photo edited since the run began is refused
     with one line, not silently mixed into the resumed run; the checkpoint stays for a retry."""
@@ -264,10 +294,12 @@ def test_cli_resume_from_another_directory_finds_relative_paths(tmp_path, monkey
     (tmp_path / "run").mkdir()
     (tmp_path / "elsewhere").mkdir()
     Image.fromarray(landscape(40, 40).astype(np.uint8)).save(tmp_path / "run" / "photo.png")
+    Image.fromarray(landscape(40, 40).astype(np.uint8)[::-1]).save(tmp_path / "run" / "start.png")
     monkeypatch.chdir(tmp_path / "run")
     real = _die_in_the_second_segment(monkeypatch)
-    assert cli.main(["--weights", "random", "--content", "photo.png", "--size", "32", "--scales", "1",
-                     "--iterations", "6", "--checkpoint-every", "2", "-q", "-o", "out.png"]) == cli.EXIT_INTERRUPTED
+    assert cli.main(["--weights", "random", "--content", "photo.png", "--init", "start.png", "--size", "32",
+                     "--scales", "1", "--iterations", "6", "--checkpoint-every", "2", "-q",
+                     "-o", "out.png"]) == cli.EXIT_INTERRUPTED
     monkeypatch.setattr(optimize, "run_lbfgs", real)
     _die_in_the_second_segment(monkeypatch)   # dies again: the checkpoint it rewrites must resume too
     monkeypatch.chdir(tmp_path / "elsewhere")

@@ -236,6 +236,9 @@ def _bad_inputs(tmp_path):
         "memory size overflows": ["--max-memory", "9" * 400],
         "weight beyond float32": ["--style-weight", "1e308"],
         "layer weight beyond float32": ["--style-layers", "relu1_1", "--style-layer-weights", "1e308"],
+        "their product beyond float32": ["--style-weight", "1e30", "--style-layers", "relu1_1,relu2_1",
+                                         "--style-layer-weights", "2,1"],   # each alone is allowed
+        "checkpoints every 0 iterations": ["--checkpoint-every", "0"],
         "empty layer weights": ["--style-layer-weights", ""],
         "empty init": ["--init", ""],
         "empty content path": ["--content", ""],

@@ -41,12 +41,18 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, monkeypatch):
             if state.step == 2:
                 os.kill(os.getpid(), signal.SIGTERM)   # handled in this (the main) thread
     monkeypatch.setattr(cli, "Progress", Killed)
-    before = signal.getsignal(signal.SIGTERM)
-    out = tmp_path / "o.png"
-    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "50", "-o", out])
+
+    def ours(signum, frame):   # a handler of the caller's own (not one an earlier main() left behind)
+        pass
+    before = signal.signal(signal.SIGTERM, ours)
+    try:
+        out = tmp_path / "o.png"
+        status, err = _run(["--weights", "random", "--size", "32", "--iterations", "50", "-o", out])
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, before)
     assert status == 130 and err.splitlines()[-1].startswith("interrupted after 2 iterations")
     assert "Interrupted" in Image.open(out).text
-    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_an_interrupted_run_with_checkpoints_says_how_to_resume(tmp_path, monkeypatch):

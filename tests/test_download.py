@@ -93,6 +93,20 @@ def test_success_with_md5_and_sha256(server, tmp_path, capsys):
     assert err.count("100%") == 1 and 5 <= err.count("\n") <= 11  # about one line per 10%
 
 
+def test_an_upper_case_hash_is_accepted(server, tmp_path):
+    """Hex is case-insensitive: a hash copied in upper case is the same hash, not a mismatch."""
+    dest = download(f"{server}/file.bin", tmp_path / "f.bin", md5=hashlib.md5(BODY).hexdigest().upper(),
+                    sha256=hashlib.sha256(BODY).hexdigest().upper(), progress=False)
+    assert dest.read_bytes() == BODY
+
+
+def test_progress_eta_is_the_time_left_for_the_bytes_left():
+    """A quarter of the bytes in 1 s: the other three quarters take 3 s at that rate."""
+    bar = Progress(total=4096, stream=io.StringIO())
+    line = bar.line(1024, bar.start + 1.0)
+    assert "( 25%)  1.0 KB/s" in line and line.endswith("ETA    3 s"), line
+
+
 def test_unknown_length_shows_bytes_and_rate_without_an_eta(server, tmp_path, capsys):
     """No Content-Length: no total to give a percentage or ETA of, so the bar shows bytes and rate;
     the MD5 still guards the file."""

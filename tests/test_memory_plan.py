@@ -195,3 +195,30 @@ def test_measuring_the_network_leaves_a_callers_tracemalloc_running():
     finally:
         tracemalloc.stop()
     assert cost.a == pytest.approx(alone.a, rel=0.1) and cost.b == pytest.approx(alone.b, rel=0.1)
+
+
+def test_the_peak_adds_the_margin_to_the_modelled_sum():
+    """The parts model only what the code allocates; the peak adds MARGIN on top (allocator slack,
+    BLAS buffers), and --dry-run says how much."""
+    from nst_numpy.memory_plan import MARGIN, ScalePlan, describe
+    plan = ScalePlan((480, 640), 0, 1, (480, 640), "lbfgs", 10, {"network": 3 << 30, "optimiser": 1 << 30})
+    assert MARGIN > 1 and plan.peak == pytest.approx(MARGIN * (4 << 30))
+    assert f"+{round(100 * (MARGIN - 1))}% margin" in describe([plan], [100], 8 << 30)
+
+
+def test_each_lbfgs_correction_pair_costs_two_vectors_per_value():
+    """L-BFGS-B keeps a step s and a gradient change y (float64) per correction pair: one more pair
+    costs at least 16 bytes per image value."""
+    from nst_numpy.memory_plan import optimizer_bytes
+    n = 3 * 480 * 640
+    for m in (3, 10):
+        assert optimizer_bytes(n, "lbfgs", m + 1) - optimizer_bytes(n, "lbfgs", m) >= 16 * n
+
+
+def test_the_time_estimate_includes_each_scales_setup():
+    """--dry-run's time: iterations times seconds per iteration, plus each scale's optimiser set-up
+    (here 60 s of iterations and 60 s of set-up: 2.0 min, not 1.0)."""
+    from nst_numpy.memory_plan import ScalePlan, describe
+    plan = ScalePlan((480, 640), 0, 1, (480, 640), "lbfgs", 10, {"network": 1 << 30},
+                     seconds_per_iteration=0.5, setup_seconds=60.0)
+    assert "estimated time at most 2.0 min" in describe([plan], [120], 8 << 30)

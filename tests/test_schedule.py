@@ -282,3 +282,32 @@ def test_l_bfgs_b_ending_a_segment_early_restarts_it(net, monkeypatch):
             Config(**SMALL, scales=1, iterations=12, min_improvement=0), callback=states.append)
     assert calls[:2] == [12, 8]   # 4 of 12 ran, so the restart has the other 8
     assert [st.iteration for st in states] == list(range(1, 13)) and not any(st.stopped for st in states)
+
+
+def test_the_last_line_of_a_run_that_may_stop_early_gives_a_plain_eta():
+    """With --min-improvement on the ETA is an upper bound ("≤") only while work is left: the
+    last iteration's line, with nothing left, says an exact 0:00."""
+    from nst_numpy.optimize import State
+    hw = (48, 64)
+    log = io.StringIO()
+    p = Progress(log, every=1, clock=iter([0.0, 1.0, 2.0]).__next__)
+    for i in (19, 20):
+        p(State(1, 1, hw, i, 20, i, 1.0, {}, i * hw[0] * hw[1], 20 * hw[0] * hw[1], lambda: None,
+                may_stop_early=True))
+    first, last = log.getvalue().splitlines()
+    assert "ETA ≤0:01" in first   # control: work left, an upper bound
+    assert last.endswith("ETA 0:00"), last
+
+
+def test_the_it_per_s_rate_restarts_at_each_scale():
+    """Scale 2 starts at 100 s (scale 1's one slow iteration took them) and runs 10 iterations in
+    10 s: 1.00 it/s, not 10 iterations over the run's 110 s."""
+    from nst_numpy.optimize import State
+    hw = (48, 64)
+    log = io.StringIO()
+    p = Progress(log, every=1, clock=iter([0.0, 100.0] + [100.0 + i for i in range(1, 11)]).__next__)
+    p(State(1, 2, hw, 1, 1, 1, 1.0, {}, hw[0] * hw[1], 11 * hw[0] * hw[1], lambda: None))
+    for i in range(1, 11):
+        p(State(2, 2, hw, i, 10, 1 + i, 1.0, {}, (1 + i) * hw[0] * hw[1], 11 * hw[0] * hw[1], lambda: None))
+    last = log.getvalue().splitlines()[-1]
+    assert "scale 2/2" in last and "it 10/10" in last and "1.00 it/s" in last, last

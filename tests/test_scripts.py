@@ -47,6 +47,29 @@ def test_gradcheck_script_reports_a_failure(capsys, monkeypatch):
     assert "broken backward" in out and "NOT caught" in out and "2 FAILED" in out
 
 
+def test_the_readme_states_the_defaults():
+    """The README's table of flags gives each default; the code must have the same (the parser takes
+    its defaults from Config). A default changed in one place only fails here."""
+    from nst_numpy.config import Config
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `--")]
+    c, plain = Config(), Config(min_improvement=0)
+
+    def row(flag):
+        return next(r for r in rows if r.startswith(f"| `{flag}"))
+    assert f"({c.size})" in row("--size")
+    assert f"({c.iterations})" in row("--iterations")
+    assert f"({c.coarse_iterations})" in row("--coarse-iterations")
+    assert f"({c.min_improvement:g})" in row("--min-improvement")
+    assert f"α ({c.content_weight:g}), β ({c.style_weight:g}), γ ({c.tv_weight:g})" in row("--content-weight")
+    assert f"({','.join(c.content_layers)}; {','.join(c.style_layers)})" in row("--content-layers")
+    assert f"step in 0..255 units, {c.learning_rate})" in row("--optimizer")
+    assert f"({c.correction_pairs()}; {plain.correction_pairs()} with `--min-improvement 0`" in row("--lbfgs-memory")
+    assert (f"({c.restart_with_step_sizes_at()}; {plain.restart_with_step_sizes_at()} with `--min-improvement 0`"
+            in row("--precondition-after"))
+    assert f"({c.style_scale})" in row("--style-scale")
+    assert f"({c.seed})" in row("--seed")
+
+
 # ---------------------------------------------------------------------------
 # README.md, docs/*.md and the engine's table (fast/__init__.py): every `path::name` they cite must exist
 # ---------------------------------------------------------------------------

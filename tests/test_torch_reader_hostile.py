@@ -106,6 +106,19 @@ def test_build_cannot_modify_the_allowed_functions(tmp_path, func, state):
         f.__dict__.update(saved[1])
 
 
+def test_build_cannot_rebind_an_allowed_function(tmp_path, monkeypatch):
+    """BUILD with slot state {"fn": ...} onto the allow-listed _rebuild_tensor_v2 would swap the function
+    it calls for every file read after it: refused, and the next file reads as before."""
+    stand_in = torch_reader._ALLOWED[("torch._utils", "_rebuild_tensor_v2")]
+    monkeypatch.setattr(stand_in, "fn", stand_in.fn)   # put back after the test, should the BUILD get through
+    state = P.NONE + P.EMPTY_DICT + emit("fn") + emit(glob("collections", "OrderedDict")) + P.SETITEM + P.TUPLE2
+    opcodes = (P.PROTO + b"\x02" + emit(glob("torch._utils", "_rebuild_tensor_v2")) + state + P.BUILD + P.POP
+               + emit({}) + P.STOP)
+    assert_refused(write_zip(tmp_path / "rebind.pth", opcodes), match="unexpected BUILD on a function")
+    got = read_state_dict(write_zip(tmp_path / "next.pth", pkl({"w": tensor()})))
+    assert np.array_equal(got["w"], [0, 1, 2, 3])
+
+
 # ---------------------------------------------------------------------------
 # Tensor geometry, storage ids and dtypes
 # ---------------------------------------------------------------------------

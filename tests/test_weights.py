@@ -93,6 +93,14 @@ def test_matconvnet_round_trip_both_versions(files, params):
         np.testing.assert_allclose(prep.mean, (123.68, 116.779, 103.939), atol=1e-4)
 
 
+def test_matconvnet_preprocessing_is_caffes_in_rgb_order():
+    """The MatConvNet files hold the Caffe VGG19 for RGB input: the same network input as CAFFE's,
+    channels reversed (the mean a .mat file without one gets: VGG's published RGB mean)."""
+    rgb = np.random.default_rng(0).uniform(0, 255, (4, 5, 3))
+    np.testing.assert_allclose(MATCONVNET.preprocess(rgb, np.float64), CAFFE.preprocess(rgb, np.float64)[..., ::-1])
+    assert MATCONVNET.mean == pytest.approx((123.68, 116.779, 103.939))
+
+
 def test_torch_round_trip_zip_and_legacy(files, params):
     for which in ("pth_zip", "pth_legacy"):
         got, prep, _ = read_weights(files[which])
