@@ -140,6 +140,8 @@ def output_format(path):
 def check_output_path(path):
     """Fail early (before a long run) if the output cannot be written: format, directory, permissions."""
     name = os.fspath(path)
+    if not name:
+        raise ImageError("the output path is empty")
     fmt = output_format(name)
     try:   # some formats Pillow lists cannot take an RGB picture (.xbm, .blp) or lack a writer (.h5)
         Image.new("RGB", (16, 16)).save(io.BytesIO(), format=fmt)

@@ -242,6 +242,7 @@ def _bad_inputs(tmp_path):
         "empty layer weights": ["--style-layer-weights", ""],
         "empty init": ["--init", ""],
         "empty content path": ["--content", ""],
+        "empty output path": ["-o", ""],
         "colours of no content": ["--content", "none", "--preserve-colors", "luminance"],
         "format without an RGB writer": ["-o", tmp_path / "out.xbm"],
         "checkpoint over an input": ["--style", tmp_path / "out.checkpoint.npz", "--checkpoint-every", "1"],

@@ -195,6 +195,8 @@ def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
 
 def test_check_output_path(tmp_path, monkeypatch):
     I.check_output_path(tmp_path / "fine.png")
+    with pytest.raises(I.ImageError, match="^the output path is empty$"):
+        I.check_output_path("")
     with pytest.raises(I.ImageError, match="does not exist"):
         I.check_output_path(tmp_path / "no" / "such" / "dir.png")
     (tmp_path / "d.png").mkdir()
