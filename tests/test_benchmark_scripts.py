@@ -10,6 +10,7 @@ import ast
 import functools
 import importlib
 import math
+import os
 import re
 import subprocess
 import sys
@@ -82,6 +83,20 @@ def test_conv_flops_counts_each_conv_once():
     assert flops["conv3_4"] == 2 * 8 * 8 * 256 * 256 * 9
     assert flops["conv5_1"] == 2 * 2 * 2 * 512 * 512 * 9   # after four pools: 2x2
     assert list(bench.conv_flops(32, 32, "relu1_2")) == ["conv1_1", "conv1_2"]
+
+
+def test_median_time_is_the_median_of_its_runs(bench, monkeypatch):
+    """Runs of 1, 5 and 2 s (a noisy machine's outlier in the middle): the median, 2 s, not the mean."""
+    clock = iter([0.0, 1.0, 10.0, 15.0, 20.0, 22.0])
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(clock))
+    assert bench.median_time(lambda: None, 3) == (2.0, [1.0, 5.0, 2.0])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="VmHWM is Linux's")
+def test_peak_rss_is_in_mib(bench):
+    """VmHWM is in KiB: the same peak as getrusage's ru_maxrss (KiB on Linux), over 1024."""
+    import resource
+    assert bench.peak_rss_mb() == pytest.approx(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rel=0.005)
 
 
 def test_network_mode_prints_a_layer_table_per_size(bench, capsys, monkeypatch):
@@ -249,6 +264,8 @@ def test_modes_that_read_weights_refuse_to_run_without_them(bench, capsys, mode)
     (["--repeat", "0"], "at least 1"),
     (["--threads", "0"], "at least 1"),
     (["--tiling-overhead", "--tile-size", "0"], "multiple of 16"),
+    (["--tiling-overhead", "--tile-size", "40"], "multiple of 16"),
+    (["--table", "--iterations", "0"], "at least 1"),
     (["--schedule", "--weights", "w.h5", "--pairs", "c.png"], "CONTENT:STYLE"),
 ])
 def test_bad_arguments_are_usage_errors(bench, capsys, args, message):
@@ -349,6 +366,7 @@ def test_schedule_summary_gives_medians_and_worst_of_new_over_old(bench, weights
     seconds, losses, outputs = iter([2.0, 10.0, 5.0, 10.0, 3.0, 10.0]), [1.02, 1.0, 0.99, 1.0, 1.06, 1.0], []
 
     def fake_run(net, content, style, config, on_state=None):
+        assert net.threads == 1   # --threads reaches the network
         outputs.append(np.full((4, 4, 3), float(len(outputs))))   # output k holds k: the score finds its run
         return outputs[-1], next(seconds), 1, 1
 
@@ -356,7 +374,8 @@ def test_schedule_summary_gives_medians_and_worst_of_new_over_old(bench, weights
         return losses[int(out[0, 0, 0])], {}
     monkeypatch.setattr(B, "timed_run", fake_run)
     monkeypatch.setattr(B, "final_loss", fake_score)
-    assert bench.main(["--schedule", "--weights", weights_file, "--pairs", pair, "--sizes", "32", "48", "64"]) == 0
+    assert bench.main(["--schedule", "--weights", weights_file, "--pairs", pair, "--sizes", "32", "48", "64",
+                       "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert [row[6:8] for row in _table(out)[1]] == [["0.20", "1.020"], ["0.50", "0.990"], ["0.30", "1.060"]]
     assert out.splitlines()[-1] == ("median time ratio 0.30 (worst 0.50); median loss ratio 1.020 (worst 1.060); "
