@@ -377,7 +377,27 @@ def test_bench_precision_objective_errors_need_no_torch(capsys):
     out = capsys.readouterr().out
     loss_err, grad_err = (float(v) for v in re.search(r"loss rel. error (\S+), gradient max\|a-b\|/max\|b\| (\S+)",
                                                         out).groups())
-    assert loss_err < 1e-5 and 0 < grad_err < 1e-4, out   # 2e-9 and 3e-7 when written
+    assert loss_err < 1e-5 and 1e-9 < grad_err < 1e-4, out   # 2e-9 and 3e-7 when written; float64 gives ~1e-15
+
+
+def test_bench_precision_measures_against_the_truth_with_random_gradients():
+    """rel_err is max|a - b| / max|b| with b the truth; the shared weights are float32 numbers (so every
+    network runs the same ones); the upstream gradients are random, never all ones; the masks given to
+    backward_with_masks are the ones it uses (its own give the plain backward, flipped ones do not)."""
+    bp = _bench_precision()
+    assert bp.rel_err([3.0, 2.0], [1.0, 2.0]) == pytest.approx(1.0)   # not / max|a| (2/3), not the mean (1/2)
+    params = bp.shared_params(0)
+    for k, b in params.values():
+        assert k.dtype == np.float64 and np.array_equal(k, k.astype(np.float32)) and np.array_equal(b, b.astype(np.float32))
+    net64 = VGG19(params, dtype=np.float64)
+    x, grads = bp.case(0, 32, 32, net64.preprocess)
+    assert all(np.std(g) > 0.5 for g in grads.values())
+    acts = net64.forward(x, bp.RELUS)
+    plain = net64.backward(grads)
+    net64.forward(x, bp.RELUS)
+    own = bp.backward_with_masks(net64, {n: a > 0 for n, a in acts.items()}, grads)
+    flipped = bp.backward_with_masks(net64, {n: a <= 0 for n, a in acts.items()}, grads)
+    assert rel_error(own, plain) < 1e-12 and rel_error(flipped, plain) > 1e-2
 
 
 def test_bench_precision_script_runs_without_torch(capsys, monkeypatch):
@@ -385,6 +405,9 @@ def test_bench_precision_script_runs_without_torch(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)   # import torch raises ImportError
     assert bp.main(["--size", "16", "16", "--seeds", "0"]) == 0
     assert "torch is not importable" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        bp.main(["--size", "8", "16"])
+    assert e.value.code == 2 and "at least 16 px" in capsys.readouterr().err
 
 
 def test_bench_precision_script_with_torch(capsys):
