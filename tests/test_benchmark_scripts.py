@@ -123,6 +123,18 @@ def test_network_mode_prints_a_layer_table_per_size(bench, capsys, monkeypatch):
             assert all(math.isfinite(float(v)) and float(v) >= 0 for v in c[1:])
 
 
+def test_network_mode_counts_forward_and_backward_against_the_gemm_rate(bench, capsys, monkeypatch):
+    """The head line's figures from fixed timings: forward + backward are twice the convs' forward FLOPs,
+    the effective rate is that over the median time, and its ratio is to the GEMM rate."""
+    monkeypatch.setattr(bench, "gemm_gflops", lambda: 100.0)
+    monkeypatch.setattr(bench, "median_time", lambda fn, repeat: (0.5, [0.5]))
+    assert bench.main(["--sizes", "128", "--repeat", "1", "--threads", "1"]) in (None, 0)
+    total = 2 * sum(bench.conv_flops(128, 128, "conv5_1").values())
+    head = capsys.readouterr().out.split("\n\n")[1].splitlines()[0]
+    assert (f"median 0.500 s over 1, {total / 1e9:.0f} GFLOP (direct-conv count) -> {total / 0.5 / 1e9:.0f} GFLOP/s "
+            f"effective, {total / 0.5 / 1e9 / 100:.2f}x the GEMM rate") in head, head
+
+
 # ---------------------------------------------------------------------------
 # --compare-torch
 # ---------------------------------------------------------------------------
