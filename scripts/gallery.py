@@ -66,7 +66,8 @@ def weights_tag(path):
 class Runner:
     """Runs stylize with one network per pooling, caching results (uint8) and their seconds."""
 
-    def __init__(self, weights, cache, log=sys.stderr):
+    def __init__(self, weights, cache, log=None):
+        # log=None: sys.stderr as it is when a run is printed, not as it was at import (pytest swaps it)
         self.weights, self.cache, self.log = weights, cache, log
         self.nets = {}
         self.seconds = {}   # label -> seconds of the runs made (or cached) by this process
@@ -97,7 +98,7 @@ class Runner:
         with atomic_path(meta) as tmp:
             tmp.write_text(json.dumps({"key": key, "seconds": seconds}))
         self.seconds[label or digest] = seconds
-        print(f"{seconds:7.1f} s  {content} x {'+'.join(styles)} {pooling} {label}", file=self.log, flush=True)
+        print(f"{seconds:7.1f} s  {content} x {'+'.join(styles)} {pooling} {label}", file=self.log or sys.stderr, flush=True)
         return img
 
 

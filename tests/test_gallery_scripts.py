@@ -4,6 +4,9 @@ At tiny sizes with random weights, and mostly one iteration: what is under test 
 cache and the exit codes, not the pictures (those are looked at, with real weights; README, "What it makes").
 """
 import importlib
+import io
+import os
+import re
 import sys
 
 import numpy as np
@@ -14,6 +17,8 @@ from nst_numpy.reconstruct import grid, to_uint8
 import script_helpers
 from script_helpers import SCRIPTS, load_script, write_random_weights
 
+ROOT = SCRIPTS.parent
+
 
 one_blas_thread = script_helpers.one_blas_thread   # autouse: every test here runs on one BLAS thread
 
@@ -22,6 +27,15 @@ one_blas_thread = script_helpers.one_blas_thread   # autouse: every test here ru
 def weights_file(tmp_path_factory):
     """make_tuning_images reads a weight file, not `random`."""
     return write_random_weights(tmp_path_factory.mktemp("weights") / "vgg19.h5")[0]
+
+
+def _gallery():
+    """scripts/gallery.py, imported as the gallery scripts do."""
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        return importlib.import_module("gallery")
+    finally:
+        sys.path.remove(str(SCRIPTS))
 
 
 def test_make_readme_images_random_weights(tmp_path, monkeypatch):
@@ -71,9 +85,40 @@ def test_make_readme_images_other_pictures_assemble(tmp_path, monkeypatch, capsy
     assert [by_label[f"scale/{s}"][2].style_scale for s in (0.5, 1.0, 2.0)] == [0.5, 1.0, 2.0]
     assert all(by_label[f"scale/{s}"][2].size == 256 for s in (0.5, 1.0, 2.0))   # the option pictures: half size
     for bad, message in ((["--size", "100"], "--size must be at least 384"),
+                         (["--size", "383", "--outdir", str(tmp_path / "none")], "--size must be at least 384"),
                          (["--outdir", str(tmp_path / "none")], "no such folder")):
         assert script.main(["--weights", "random"] + bad) == 2
         assert message in capsys.readouterr().err
+
+
+def test_make_readme_images_overrides_reach_every_run(tmp_path, monkeypatch):
+    """--size and --iterations (how the tests stay fast) reach each run's Config, at the full-size and the
+    coarse scales, and Figure 1; each picture keeps its own changes. Every run is stood in for."""
+    script = load_script("make_readme_images")
+    asked, figure_iterations = {}, []
+
+    class FakeRunner:
+        def __init__(self, weights, cache):
+            self.seconds = {}
+
+        def net(self, pooling):
+            return None
+
+        def run(self, content, styles, config, label=""):
+            asked[label] = config
+            return np.full((config.size * 3 // 4, config.size, 3), 128, np.uint8)
+
+    def figure1(net, content, style, iterations, seed, title, progress):
+        figure_iterations.append(iterations)
+        return grid([[to_uint8(content)]], [["c"]], title)
+    monkeypatch.setattr(script, "Runner", FakeRunner)
+    monkeypatch.setattr(script, "figure1", figure1)
+    args = ["--weights", "random", "--size", "384", "--iterations", "2", "--outdir", str(tmp_path)]
+    assert script.main(args + ["--only", "default", "--only", "texture", "--only", "figure1"]) == 0
+    assert figure_iterations == [2]
+    assert asked["default run"] == script.Config(size=384, iterations=2, coarse_iterations=2)
+    assert asked["texture/starry_night"] == script.Config(size=192, iterations=2, coarse_iterations=2,
+                                                          content_weight=0.0, init="noise")
 
 
 def test_make_readme_images_missing_weights(tmp_path, capsys):
@@ -107,9 +152,38 @@ def test_make_tuning_images_writes_grids_and_caches_runs(weights_file, tmp_path,
     assert script.main(args + ["--only", "tv"]) == 0 and len(list(cache.glob("*.npy"))) == 5   # all cached
 
 
+def test_make_tuning_images_runs_what_the_grids_and_docs_say(weights_file, tmp_path, monkeypatch):
+    """Each run's Config and pooling, with every run stood in for: the pooling grid's "max pooling" column runs
+    with max pooling; in 'sizes' only the run above 512 px gets --big-iterations; and every run has the
+    schedule docs/tuning.md says the grids were made with (3 scales, plain L-BFGS-B, 10 correction pairs)."""
+    script = load_script("make_tuning_images")
+    asked = {}
+
+    class FakeRunner:
+        def __init__(self, weights, cache):
+            pass
+
+        def run(self, content, styles, config, pooling, label=""):
+            asked[label] = (config, pooling)
+            return np.full((8, 8, 3), 128, np.uint8)
+    monkeypatch.setattr(script, "Runner", FakeRunner)
+    args = ["--weights", weights_file, "--size", "64", "--sizes", "256,1024", "--big-iterations", "7",
+            "--outdir", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]
+    assert script.main(args + ["--only", "pooling", "--only", "sizes"]) == 0
+    assert [(label, pooling) for label, (_, pooling) in asked.items() if label.startswith("pooling/")] == [
+        ("pooling/astronaut/avg pooling", "avg"), ("pooling/astronaut/max pooling", "max")]
+    scales, iterations, pairs = map(int, re.search(
+        r"\((\d+) scales, at most (\d+) iterations at the last, plain L-BFGS-B with (\d+) correction pairs",
+        (ROOT / "docs" / "tuning.md").read_text()).groups())
+    assert asked["sizes/256"][0].iterations == iterations and asked["sizes/1024"][0].iterations == 7
+    for config, _ in asked.values():
+        assert (config.scales, config.correction_pairs(), config.restart_with_step_sizes_at()) == (scales, pairs, 0)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--size", "32"], "--size"),
     (["--sizes", "64,big"], "--sizes"),
+    (["--sizes", "64,32"], "--sizes"),
     (["--big-iterations", "0"], "--big-iterations"),
     ([], "missing.h5: no such weight file"),
 ])
@@ -125,11 +199,7 @@ def test_make_tuning_images_bad_input(tmp_path, capsys, monkeypatch, args, messa
 
 def test_gallery_scripts_exit_codes(capsys):
     """run_guarded, the body of both gallery scripts: 0, a one-line error with 2, Ctrl-C with 130."""
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        gallery = importlib.import_module("gallery")
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    gallery = _gallery()
 
     def fails(exc):
         def work():
@@ -142,6 +212,29 @@ def test_gallery_scripts_exit_codes(capsys):
     assert capsys.readouterr().err.startswith("interrupted")
     with pytest.raises(RuntimeError):   # a bug is not bad input: it keeps its traceback
         gallery.run_guarded(fails(RuntimeError("bug")))
+
+
+def test_gallery_cache_key_holds_the_weights_and_the_pooling(tmp_path, monkeypatch):
+    """A run cached with other weights (another file name) or the other pooling is not returned for this one;
+    the same run again comes from the cache. stylize and the networks are stood in for."""
+    gallery = _gallery()
+    made = []
+
+    def stylize(net, content, styles, config):
+        made.append(net)
+        return np.full((4, 4, 3), 10.0 * len(made))
+    monkeypatch.setattr(gallery, "load_network",
+                        lambda weights, pooling, seed: ((os.path.basename(weights), pooling), ""))
+    monkeypatch.setattr(gallery, "stylize", stylize)
+    monkeypatch.setattr(gallery, "sample", lambda name: np.zeros((4, 4, 3), np.float32))
+    config, log = gallery.Config(size=64), io.StringIO()
+    q8, full = (gallery.Runner(str(tmp_path / name), str(tmp_path / "cache"), log)
+                for name in ("vgg19_q8.h5", "vgg19.h5"))
+    first = q8.run("cat", ["starry"], config, "avg")
+    q8.run("cat", ["starry"], config, "max")
+    full.run("cat", ["starry"], config, "avg")
+    assert made == [("vgg19_q8.h5", "avg"), ("vgg19_q8.h5", "max"), ("vgg19.h5", "avg")]
+    assert np.array_equal(q8.run("cat", ["starry"], config, "avg"), first) and len(made) == 3
 
 
 @pytest.mark.parametrize("which, message", [("weights", "not a recognised VGG19 weight file"),

@@ -4,7 +4,7 @@ import pytest
 from scipy.signal import correlate
 
 from nst_numpy import layers as L
-from nst_numpy.gradcheck import check_conv_params, check_layer, rel_error
+from nst_numpy.gradcheck import check_conv_params, check_layer, check_network, rel_error
 
 BOUND = 1e-8  # float64, h=1e-5: truncation O(h^2) ~1e-10 and rounding ~1e-11 sit well below this
 
@@ -121,3 +121,30 @@ def test_negative_controls_fail_the_check(rng):
     assert check_layer(L.avgpool_forward, _avgpool_backward_without_quarter, x, rng) > 1e-2
     # A ReLU backward that lets everything through is wrong for negative inputs.
     assert check_layer(L.relu_forward, lambda d, c: d, x, rng) > 1e-2
+
+
+def test_rel_error_is_the_guides_formula():
+    """max|a - b| / max(|a| + |b|) (docs/guide.md, section 1): scaled by both gradients, so symmetric."""
+    a, b = np.array([1.0, -2.0, 0.5]), np.array([3.0, -2.0, 0.0])   # max|a - b| = 2, max(|a| + |b|) = 4
+    assert abs(rel_error(a, b) - 0.5) < 1e-15 and abs(rel_error(b, a) - 0.5) < 1e-15
+    assert abs(rel_error([0.0], [1e-12]) - 1e-4) < 1e-15   # the denominator's floor, 1e-8
+
+
+class _Doubler:
+    """A one-tap stand-in network, out = 2 x, for check_network (which needs only forward and backward)."""
+
+    def __init__(self, backward):
+        self.backward = backward
+
+    def forward(self, x, taps):
+        return {"t": 2 * x}
+
+
+def test_checks_use_a_random_upstream_gradient(rng):
+    """A backward that sends each output's gradient to another input (here: rows reversed) is caught by the
+    layer and the network check. With an upstream gradient of all ones it would pass (docs/guide.md, section 1)."""
+    x = rng.standard_normal((4, 5, 3))
+    assert check_layer(lambda z: (2 * z, None), lambda d, c: 2 * d, x, rng) < BOUND   # the stand-in is right
+    assert check_layer(lambda z: (2 * z, None), lambda d, c: 2 * d[::-1], x, rng) > 1e-2
+    assert check_network(_Doubler(lambda ups: 2 * ups["t"]), x, ["t"], rng) < BOUND
+    assert check_network(_Doubler(lambda ups: 2 * ups["t"][::-1]), x, ["t"], rng, n_samples=20) > 1e-2

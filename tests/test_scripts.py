@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from nst_numpy import VGG19
+from nst_numpy import VGG19, gradcheck, reconstruct
 from nst_numpy.gradcheck import CheckResult, numerical_gradient, rel_error
-from nst_numpy.reconstruct import (STYLE_SETS, ContentObjective, grid, lbfgs, load_network, style_objective, white_noise)
+from nst_numpy.losses import content_loss
+from nst_numpy.reconstruct import (CONTENT_LAYERS, STYLE_SETS, ContentObjective, grid, lbfgs, load_network,
+                                   reconstruct_content, style_objective, to_uint8, white_noise)
 import script_helpers
 from script_helpers import load_script, write_random_weights
 
@@ -24,6 +26,35 @@ def test_check_result_pass_logic():
     assert not CheckResult("bad gradient", 1e-3, 1e-8, False).passed
     assert CheckResult("control caught", 0.5, 1e-2, True).passed
     assert not CheckResult("control missed", 1e-9, 1e-2, True).passed
+    # The table prints "<bound" and ">bound": an error exactly at the bound is neither a pass nor a catch.
+    assert not CheckResult("at the bound", 1e-8, 1e-8, False).passed
+    assert not CheckResult("control at the bound", 1e-2, 1e-2, True).passed
+
+
+def test_checks_use_the_guides_step(monkeypatch):
+    """docs/guide.md (section 1) gives the step h of the checks; every finite difference of check_layer,
+    check_conv_params (dw and db), check_scalar and check_network must use it."""
+    h = 10.0 ** int(re.search(r"\$h = 10\^\{(-\d+)\}\$", (ROOT / "docs" / "guide.md").read_text()).group(1))
+    steps, real = [], gradcheck.numerical_gradient
+
+    def spy(f, x, step=1e-5, indices=None):
+        steps.append(step)
+        return real(f, x, step, indices)
+    monkeypatch.setattr(gradcheck, "numerical_gradient", spy)
+
+    class Doubler:   # a one-tap stand-in network: out = 2 x
+        def forward(self, x, taps):
+            return {"t": 2 * x}
+
+        def backward(self, ups):
+            return 2 * ups["t"]
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((4, 3, 2)), rng.standard_normal((3, 3, 2, 2)), rng.standard_normal(2)
+    gradcheck.check_layer(lambda z: (2 * z, None), lambda d, c: 2 * d, x, rng)
+    gradcheck.check_conv_params(x, w, b, rng)
+    gradcheck.check_scalar(lambda z: (float(np.sum(z ** 2)), 2 * z), x)
+    gradcheck.check_network(Doubler(), x, ["t"], rng, n_samples=3)
+    assert len(steps) == 5 and all(abs(step / h - 1) < 1e-12 for step in steps), steps
 
 
 def test_gradcheck_script_all_rows_pass(capsys):
@@ -35,6 +66,13 @@ def test_gradcheck_script_all_rows_pass(capsys):
         assert name in out
     controls = out.count("control:")   # every negative control row, each caught
     assert "FAIL" not in out and controls >= 9 and out.count("expected to fail: caught") == controls
+    # The guide's excerpt of this table (section 1) shows the bounds (one layer, the network, the controls):
+    # each of its rows must have the same bound here.
+    row = re.compile(r"^(\S.*?)\s+\d\.\d\de[-+]\d\d\s+([<>]1e-\d\d)\s+pass", re.M)
+    excerpt = (ROOT / "docs" / "guide.md").read_text().split("An excerpt:")[1].split("```")[1]
+    documented, printed = dict(row.findall(excerpt)), dict(row.findall(out))
+    assert len(documented) >= 6 and {"<1e-08", "<1e-06", ">1e-02"} <= set(documented.values())
+    assert {name: printed.get(name) for name in documented} == documented
 
 
 def test_gradcheck_script_reports_a_failure(capsys, monkeypatch):
@@ -45,6 +83,9 @@ def test_gradcheck_script_reports_a_failure(capsys, monkeypatch):
     assert script.main([]) == 1
     out = capsys.readouterr().out
     assert "broken backward" in out and "NOT caught" in out and "2 FAILED" in out
+    # A negative control that is not caught fails the run on its own: the check could not fail.
+    monkeypatch.setattr(script, "run_all_checks", lambda seed, n_samples: [rows[0], rows[2]])
+    assert script.main([]) == 1 and "1 FAILED" in capsys.readouterr().out
 
 
 def test_the_readme_states_the_defaults():
@@ -165,6 +206,10 @@ def test_content_objective_gradient(net64):
     # Negative control: the gradient of another layer's objective does not pass for this one.
     other = ContentObjective(net64, content, "relu3_2")(x.reshape(-1))[1]
     assert rel_error(other[idx], numeric) > 1e-2
+    # The loss is relative to that of an all-zero response (1/2 sum P^2): it reads the same at every layer.
+    F = net64.forward(x, ["relu5_2"])["relu5_2"]
+    relative = content_loss(F, f.P)[0] / content_loss(np.zeros_like(f.P), f.P)[0]
+    assert abs(f(x.reshape(-1))[0] / relative - 1) < 1e-9
 
 
 def test_style_objective_gradient(net64):
@@ -177,6 +222,53 @@ def test_style_objective_gradient(net64):
     # Negative control: dropping one layer of the set changes the gradient enough to be caught.
     other = style_objective(net64, style, STYLE_SETS[1], (16, 16, 3))(x)[1]
     assert rel_error(other[idx], numeric) > 1e-2
+
+
+def test_style_objective_is_the_style_loss_alone(net64):
+    """Zero at the style image itself (no TV or content term), and over a set of layers the mean of each
+    layer's objective (equal weights w_l = 1/len(layers), eq. 5)."""
+    rng = np.random.default_rng(2)
+    style, x = (net64.preprocess(rng.uniform(0, 255, (16, 16, 3))).reshape(-1) for _ in range(2))
+
+    def loss(layers, z):
+        return style_objective(net64, style.reshape(16, 16, 3), layers, (16, 16, 3))(z)[0]
+    assert loss(STYLE_SETS[1], style) < 1e-12
+    mean = (loss(STYLE_SETS[1][:1], x) + loss(STYLE_SETS[1][1:], x)) / 2
+    assert abs(loss(STYLE_SETS[1], x) / mean - 1) < 1e-9
+
+
+def test_reconstructions_start_from_white_noise():
+    """The starting point spans 0..255, and a content reconstruction starts there, not at the content image
+    (from which it would return the content unchanged, whatever the layer)."""
+    net = VGG19.random(seed=0)
+    noise = net.deprocess(white_noise(net, (32, 32, 3), seed=0))
+    assert noise.min() < 5 and noise.max() > 250 and abs(noise.mean() - 127.5) < 10
+    content = np.broadcast_to(np.linspace(60, 200, 32)[None, :, None], (32, 32, 3))   # a smooth ramp
+    rebuilt = reconstruct_content(net, content, "relu5_2", iterations=1)
+    assert np.abs(rebuilt - content).mean() > 20
+
+
+def test_to_uint8_rounds_and_clips():
+    """Rounded, not truncated (that would darken every cell by half a level on average), and clipped."""
+    assert to_uint8(np.array([-3.0, 0.6, 1.4, 254.7, 300.0])).tolist() == [0, 1, 1, 255, 255]
+
+
+def test_figure1_cells(monkeypatch):
+    """Row 1 rebuilds the content from each content layer in turn; row 2 the style from each growing set,
+    every one at the content image's size (docs: each style reconstruction has the content's size)."""
+    asked = []
+
+    def content_cell(net, rgb, layer, iterations, seed):
+        asked.append((layer, rgb.shape))
+        return np.zeros(rgb.shape, np.uint8)
+
+    def style_cell(net, rgb, layers, shape, iterations, seed):
+        asked.append((layers, shape))
+        return np.zeros(shape, np.uint8)
+    monkeypatch.setattr(reconstruct, "reconstruct_content", content_cell)
+    monkeypatch.setattr(reconstruct, "reconstruct_style", style_cell)
+    reconstruct.figure1(None, np.full((16, 24, 3), 100.0), np.full((20, 20, 3), 50.0), iterations=1)
+    assert asked == [(layer, (16, 24, 3)) for layer in CONTENT_LAYERS] + [(s, (16, 24, 3)) for s in STYLE_SETS]
 
 
 @pytest.mark.parametrize("loss_scale", [1.0, 1e-6])
@@ -202,6 +294,9 @@ def test_grid_layout_and_labels():
     assert (pixels[4:14, :40] < 128).any()  # the title was drawn
     # Row 1 starts below the title (4 + 14 px) and a gap (4 px); its label takes 14 px, then the first cell.
     assert (pixels[36:46, 4:16] == 0).all() and (pixels[46, 4:16] == 255).all()
+    # Every row is as tall as the tallest cell, in whichever row it is.
+    tall = grid([[np.zeros((8, 8, 3), np.uint8)], [np.zeros((20, 8, 3), np.uint8)]], [["a"], ["b"]])
+    assert tall.size[1] == 4 + 2 * (14 + 20 + 4)
 
 
 def test_reconstruct_script_random_weights(tmp_path, capsys):
@@ -230,6 +325,7 @@ def test_load_network_from_a_weights_file(tmp_path):
     assert np.array_equal(loaded.params["conv5_4"][0], net.params["conv5_4"][0])
     reference, _ = load_network(str(tmp_path / "vgg19.h5"), "avg", seed=0, engine="reference")
     assert type(reference) is VGG19 and np.array_equal(reference.params["conv1_1"][0], net.params["conv1_1"][0])
+    assert load_network("random", "max", seed=0)[0].pooling == "max"   # --weights random honours --pooling too
 
 
 @pytest.mark.parametrize("args, message", [
