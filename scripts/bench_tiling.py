@@ -12,7 +12,8 @@ and their ratio (the target at 2048 px: at most 1.5).
 
 --tiling-run runs the command line on a 16:9 crop of the photo at --sizes (3840 gives
 3840x2160): first with --dry-run, to get the plan's peak and seconds per iteration, then for
-real; it prints the plan beside the measured peak RSS (the child's, from wait4) and wall time.
+real; it prints the plan beside the measured peak RSS (the child's VmHWM, which it prints as it exits)
+and wall time.
 """
 import os
 import shutil
@@ -26,6 +27,19 @@ import numpy as np
 from bench_schedule import split_pair   # scripts/ is on sys.path, as benchmark.py imports both
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs a script (argv[1:]) and, as it exits, prints its own peak RSS (VmHWM of its own memory map) to
+# stderr. wait4's ru_maxrss cannot give it: exec keeps the spawning process's peak as a floor, so a
+# child of a large process (a test session, 2.6 GB) reported that process's peak, not its own.
+OWN_PEAK = """import atexit, runpy, sys
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            print("VmHWM", line.split()[1], "kB", file=sys.stderr)
+atexit.register(peak)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
 def overhead(net, pair, side, tile, repeat):
@@ -86,15 +100,14 @@ def run(weights, pair, side, max_memory, overrides):
         if plan.returncode:
             return plan.returncode
         t0 = time.perf_counter()
-        child = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen([args[0], "-c", OWN_PEAK] + args[1:], stderr=subprocess.PIPE, text=True)
         err = child.stderr.read()   # read to the end first: a full pipe would block the child
-        # wait4 gives this child's own peak RSS; RUSAGE_CHILDREN would be the largest of every child so far.
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = code = os.waitstatus_to_exitcode(status)   # Popen must not wait for it again
-        child.stderr.close()
+        code = child.wait()
         wall = time.perf_counter() - t0
-        peak = usage.ru_maxrss * 1024   # Linux reports kB
-        print("\n".join(err.strip().splitlines()[-3:]), flush=True)
+        lines = err.strip().splitlines()
+        own = [int(line.split()[1]) for line in lines if line.startswith("VmHWM ")]
+        peak = own[-1] * 1024 if own else float("nan")   # nan: killed before it could say
+        print("\n".join([line for line in lines if not line.startswith("VmHWM ")][-3:]), flush=True)
         print(f"measured: exit {code}, wall {wall:.0f} s, peak RSS {peak / 2 ** 30:.2f} GiB")
         keep = os.environ.get("NST_BENCH_KEEP")   # a folder to keep the picture in, to look at it
         if keep and code == 0:
