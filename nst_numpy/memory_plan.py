@@ -149,10 +149,11 @@ def gib(n):
 
 
 def over(need, cap):
-    """'N GiB, over the memory cap C GiB', in MiB when GiB would print the two as equal."""
+    """'N GiB, over the memory cap C GiB', in MiB when GiB would print the two as equal or the cap as
+    0.00 GiB, and the cap in KiB below 1 MiB (--max-memory 1K)."""
     a, b = gib(need), gib(cap)
-    if a == b:
-        a, b = f"{need / 2 ** 20:.0f} MiB", f"{cap / 2 ** 20:.0f} MiB"
+    if a == b or b == gib(0):
+        a, b = f"{need / 2 ** 20:.0f} MiB", f"{cap / 2 ** 20:.0f} MiB" if cap >= 2 ** 20 else f"{cap / 2 ** 10:.0f} KiB"
     return f"{a}, over the memory cap {b}"
 
 

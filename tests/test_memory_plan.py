@@ -154,10 +154,13 @@ def test_an_api_run_plans_itself_when_memory_is_short(monkeypatch):
 
 
 def test_over_the_cap_never_prints_two_equal_figures():
-    """0.521 and 0.518 GiB both print as 0.52 GiB: then MiB say which is larger."""
+    """0.521 and 0.518 GiB both print as 0.52 GiB: then MiB say which is larger. A cap that would print as
+    0.00 GiB is given in MiB, or in KiB under 1 MiB."""
     from nst_numpy.memory_plan import over
     assert over(int(0.521 * 2 ** 30), int(0.518 * 2 ** 30)) == "534 MiB, over the memory cap 530 MiB"
     assert over(2 * 2 ** 30, 2 ** 30) == "2.00 GiB, over the memory cap 1.00 GiB"
+    assert over(2 ** 29, 3 * 2 ** 20) == "512 MiB, over the memory cap 3 MiB"   # not "0.00 GiB"
+    assert over(2 ** 29, 2 ** 10) == "512 MiB, over the memory cap 1 KiB"
 
 
 def test_a_container_limit_caps_the_memory_available(tmp_path, monkeypatch):
