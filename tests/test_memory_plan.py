@@ -97,7 +97,7 @@ def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--max-memory", "1M"], "over the memory cap 0.00 GiB (L-BFGS with --lbfgs-memory 3, untiled: too small for tiles); --optimizer adam needs about"),
+    (["--max-memory", "1M"], "over the memory cap 1 MiB (L-BFGS with --lbfgs-memory 3, untiled: too small for tiles); --optimizer adam needs about"),
     (["--max-memory", "lots"], "not understood"),
     (["--tile-size", "40"], "multiple of 16"),
 ])
