@@ -13,6 +13,7 @@ from nst_numpy.losses import content_loss
 from nst_numpy.reconstruct import (CONTENT_LAYERS, STYLE_SETS, ContentObjective, grid, lbfgs, load_network,
                                    reconstruct_content, style_objective, to_uint8, white_noise)
 import script_helpers
+from test_layers import _Doubler   # a one-tap stand-in network, out = 2 x
 from script_helpers import load_script, write_random_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,19 +42,12 @@ def test_checks_use_the_guides_step(monkeypatch):
         steps.append(step)
         return real(f, x, step, indices)
     monkeypatch.setattr(gradcheck, "numerical_gradient", spy)
-
-    class Doubler:   # a one-tap stand-in network: out = 2 x
-        def forward(self, x, taps):
-            return {"t": 2 * x}
-
-        def backward(self, ups):
-            return 2 * ups["t"]
     rng = np.random.default_rng(0)
     x, w, b = rng.standard_normal((4, 3, 2)), rng.standard_normal((3, 3, 2, 2)), rng.standard_normal(2)
     gradcheck.check_layer(lambda z: (2 * z, None), lambda d, c: 2 * d, x, rng)
     gradcheck.check_conv_params(x, w, b, rng)
     gradcheck.check_scalar(lambda z: (float(np.sum(z ** 2)), 2 * z), x)
-    gradcheck.check_network(Doubler(), x, ["t"], rng, n_samples=3)
+    gradcheck.check_network(_Doubler(lambda ups: 2 * ups["t"]), x, ["t"], rng, n_samples=3)
     assert len(steps) == 5 and all(abs(step / h - 1) < 1e-12 for step in steps), steps
 
 
