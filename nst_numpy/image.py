@@ -55,11 +55,39 @@ def _to_rgb(im):
     return np.asarray(im.convert("RGB"), dtype=np.float32)
 
 
+REDUCING_GAP = 3   # _reduced keeps at least this many times the target side before the final resize
+
+
+def _reduced(im, max_side):
+    """A decoded PIL image much larger than max_side -> the same picture, k times smaller (box average).
+
+    Why: resize() works on float32 copies, so a 108-megapixel PNG took 2.3 GB and 12 s to shrink to a
+    few hundred pixels. JPEG already decodes at reduced size (draft); this does the same for every
+    other format. Averaging over k x k pixels down to at least REDUCING_GAP times the final side and then
+    resampling with Lanczos is the two-step resize Pillow itself offers (resize(reducing_gap=3)); at that gap
+    the picture at the final size differs from resizing the whole image by under a level on average
+    (tests/test_image.py). Pillow's BOX filter rather than reduce(k): reduce's last row and column
+    average a partial block, which shifts the picture by up to half a pixel.
+    Only RGB and grey images: a box average of unpremultiplied alpha, palette indices or 16-bit
+    modes would not be the average picture.
+    """
+    if max_side is None or im.mode not in ("RGB", "L"):
+        return im
+    # Never below MIN_SIDE: load_image refuses smaller images, and a thin style image may be fine
+    # at its full size (or never used, at blend weight 0).
+    k = min(max(im.size) // (REDUCING_GAP * max_side), min(im.size) // MIN_SIDE)
+    if k < 2:
+        return im
+    w, h = im.size
+    return im.resize((max(1, w // k), max(1, h // k)), Image.BOX)
+
+
 def load_image(path, max_side=None, max_pixels=MAX_PIXELS):
     """Read any image Pillow reads -> float32 (H, W, 3) RGB in 0..255, EXIF orientation applied.
 
     max_side: the longest side it will be resized to (e.g. --size); allows inputs over
-    max_pixels, since they will be shrunk, and lets JPEG decode at reduced size.
+    max_pixels, since they will be shrunk, and lets JPEG decode at reduced size (other RGB and grey
+    images are box-averaged to 3-4.5x max_side as they are read, _reduced).
     """
     name = os.fspath(path)
     if not name:
@@ -84,6 +112,7 @@ def load_image(path, max_side=None, max_pixels=MAX_PIXELS):
                     scale = max_side / max(w, h)
                     im.draft("RGB", (max(1, round(w * scale)), max(1, round(h * scale))))  # JPEG only; else no-op
                 im.load()
+                im = _reduced(im, max_side)
                 im = ImageOps.exif_transpose(im)
                 rgb = _to_rgb(im)
     except ImageError:

@@ -154,6 +154,30 @@ def test_big_jpeg_is_decoded_small(tmp_path):
     assert np.abs(small - reference).mean() < 4   # levels out of 255
 
 
+def test_big_png_is_box_reduced_first_to_the_same_picture(tmp_path):
+    """Other formats have no draft: an RGB or grey image over REDUCING_GAP (3) times max_side is box-averaged
+    k times as it is read, and the picture resized to max_side is the one the full read gives."""
+    rng = np.random.default_rng(0)
+    blobs = rng.integers(0, 256, (15, 20, 3), dtype=np.uint8)   # 40 px each, 2 px at the final size
+    texture = np.asarray(Image.fromarray(blobs).resize((800, 600), Image.BICUBIC))
+    Image.fromarray(texture).save(tmp_path / "big.png")
+    small = I.load_image(tmp_path / "big.png", max_side=40)
+    assert small.shape == (100, 133, 3)   # k = 800 // (3 * 40) = 6: 600 // 6, 800 // 6
+    full = I.load_image(tmp_path / "big.png")
+    assert full.shape == (600, 800, 3)
+    hw = I.fit_size(full.shape, 40)
+    assert np.abs(I.resize(small, hw) - I.resize(full, hw)).mean() < 1   # levels out of 255
+    # Within 3x of max_side, and with alpha (a box average of unpremultiplied colour is not the
+    # composited picture's average), nothing is reduced.
+    assert I.load_image(tmp_path / "big.png", max_side=300).shape == (600, 800, 3)
+    Image.fromarray(np.dstack([texture, np.full((600, 800), 128, np.uint8)])).save(tmp_path / "alpha.png")
+    assert I.load_image(tmp_path / "alpha.png", max_side=40).shape == (600, 800, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6   # "rotate 90 CW to display": the orientation survives the reduction
+    Image.fromarray(texture).save(tmp_path / "turned.png", exif=exif)
+    assert I.load_image(tmp_path / "turned.png", max_side=40).shape == (133, 100, 3)
+
+
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
     Image.fromarray(_gradient(60, 80)).save(tmp_path / "bomb.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses > 2x this
