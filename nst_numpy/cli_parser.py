@@ -5,6 +5,7 @@ cli.py runs what they ask; README.md's flag table explains them.
 import argparse
 import math
 import os
+import re
 import sys
 
 from . import __version__
@@ -26,6 +27,11 @@ class CliParser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, allow_abbrev=False, **kwargs)
+        # argparse takes a value that starts with "-" for a value only if it looks like a plain negative
+        # number, so `--style-weight -1e3` or `--max-memory -1G` said "expected one argument". No flag
+        # of ours starts with "-" and a digit, so every such token is a value: its own check then
+        # says what is wrong with it. (A private attribute, read by argparse's option matching.)
+        self._negative_number_matcher = re.compile(r"^-\.?\d.*")
 
     def error(self, message):
         raise UsageError(message)  # one line, not argparse's usage block

@@ -307,6 +307,15 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path):
     assert all((tmp_path / n).read_bytes() == good for n in ("good.png", "out.checkpoint.npz", "out_0001.png"))
 
 
+@pytest.mark.parametrize("flag,value,says", [("--style-weight", "-1e3", "must be >= 0"),
+                                              ("--max-memory", "-1G", "not understood"),
+                                              ("--tv-weight", "-.5", "must be >= 0")])
+def test_a_negative_value_gets_its_own_check_not_a_missing_argument(tmp_path, flag, value, says):
+    """argparse alone takes `-1e3` or `-1G` for an option and says "expected one argument"."""
+    status, err = _run(["--weights", "random", "-o", tmp_path / "o.png", flag, value])
+    assert status == 2 and says in err and value in err, err
+
+
 def test_a_lowered_lbfgs_memory_is_noted_and_used(tmp_path, monkeypatch):
     """When --max-memory fits only with fewer L-BFGS pairs (memory_plan.plan_scale lowers m; its
     choice is tested in test_memory_plan), the CLI says so on one line and the optimiser gets that m.
