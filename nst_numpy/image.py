@@ -81,7 +81,7 @@ def _reduced(im, max_side):
     if k < 2:
         return im
     w, h = im.size
-    return im.resize((max(1, round(w / k)), max(1, round(h / k))), Image.BOX)   # BOX: exact block averages
+    return im.resize((round(w / k), round(h / k)), Image.BOX)   # BOX: exact block averages; both >= MIN_SIDE
 
 
 def load_image(path, max_side=None, max_pixels=MAX_PIXELS):

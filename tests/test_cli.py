@@ -309,7 +309,7 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path):
 
 @pytest.mark.parametrize("flag,value,says", [("--style-weight", "-1e3", "must be >= 0"),
                                               ("--max-memory", "-1G", "not understood"),
-                                              ("--tv-weight", "-.5", "must be >= 0")])
+                                              ("--tv-weight", "-.5", "must be >= 0")])   # plain: passed before too
 def test_a_negative_value_gets_its_own_check_not_a_missing_argument(tmp_path, flag, value, says):
     """argparse alone takes `-1e3` or `-1G` for an option and says "expected one argument"."""
     status, err = _run(["--weights", "random", "-o", tmp_path / "o.png", flag, value])

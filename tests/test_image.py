@@ -162,7 +162,7 @@ def test_big_png_is_box_reduced_first_to_the_same_picture(tmp_path):
     texture = np.asarray(Image.fromarray(blobs).resize((800, 600), Image.BICUBIC))
     Image.fromarray(texture).save(tmp_path / "big.png")
     small = I.load_image(tmp_path / "big.png", max_side=40)
-    assert small.shape == (100, 133, 3)   # k = 800 // (3 * 40) = 6: 600 // 6, 800 // 6
+    assert small.shape == (100, 133, 3)   # k = 800 // (3 * 40) = 6: 600 / 6, round(800 / 6)
     full = I.load_image(tmp_path / "big.png")
     assert full.shape == (600, 800, 3)
     hw = I.fit_size(full.shape, 40)
