@@ -24,6 +24,7 @@ _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
                         [0.595716, -0.274453, -0.321263],
                         [0.211456, -0.522591, 0.311135]])
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+_ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")   # PIL modes with an alpha channel
 
 
 class ImageError(ValueError):
@@ -48,7 +49,7 @@ def _to_rgb(im):
             a = a * (255.0 / (65535.0 if top <= 65535.0 else top))
         g = np.clip(a, 0, 255).astype(np.float32)
         return np.repeat(g[:, :, None], 3, axis=2)
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+    if mode in _ALPHA_MODES or "transparency" in im.info:
         rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
         alpha = rgba[:, :, 3:] / 255.0
         return rgba[:, :, :3] * alpha + 255.0 * (1.0 - alpha)  # composite on white
@@ -70,16 +71,23 @@ def _reduced(im, max_side):
     reduce's last row and column average a partial block, which shifts the picture by up to half a
     pixel. The smaller image's sides are rounded once more, so its aspect, and the output's short
     side, may be a pixel off (as after draft).
-    Only RGB and grey images: a box average of unpremultiplied alpha, palette indices or 16-bit
-    modes would not be the average picture.
+    Modes: alpha (or a transparent colour) goes to RGBA, whose resize Pillow does on premultiplied
+    colour, so the average is that of the picture composited on white (_to_rgb composites linearly).
+    Palette, 1-bit, CMYK and other modes go to RGB first (a palette index or ink is no value to
+    average). 16-bit grey (I;16) averages as it is: _to_rgb scales it by its mode. 32-bit I and F
+    are left whole: _to_rgb scales them by their largest value, which averaging would change.
     """
-    if max_side is None or im.mode not in ("RGB", "L"):
+    if max_side is None or im.mode in ("I", "F") or (im.mode.startswith("I;16") and im.mode != "I;16"):
         return im
     # Never below MIN_SIDE: load_image refuses smaller images, and a thin style image may be fine
     # at its full size (or never used, at blend weight 0).
     k = min(max(im.size) // (REDUCING_GAP * max_side), min(im.size) // MIN_SIDE)
     if k < 2:
         return im
+    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        im = im.convert("RGBA")
+    elif im.mode not in ("RGB", "L", "I;16"):
+        im = im.convert("RGB")
     w, h = im.size
     return im.resize((round(w / k), round(h / k)), Image.BOX)   # BOX: exact block averages; both >= MIN_SIDE
 
@@ -88,8 +96,8 @@ def load_image(path, max_side=None, max_pixels=MAX_PIXELS):
     """Read any image Pillow reads -> float32 (H, W, 3) RGB in 0..255, EXIF orientation applied.
 
     max_side: the longest side it will be resized to (e.g. --size); allows inputs over
-    max_pixels, since they will be shrunk, and lets JPEG decode at reduced size (other RGB and grey
-    images are box-averaged to 3-4.5x max_side as they are read, _reduced).
+    max_pixels, since they will be shrunk, and lets JPEG decode at reduced size (most other images
+    are box-averaged to 3-4.5x max_side as they are read, _reduced).
     """
     name = os.fspath(path)
     if not name:

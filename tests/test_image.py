@@ -155,8 +155,8 @@ def test_big_jpeg_is_decoded_small(tmp_path):
 
 
 def test_big_png_is_box_reduced_first_to_the_same_picture(tmp_path):
-    """Other formats have no draft: an RGB or grey image over REDUCING_GAP (3) times max_side is box-averaged
-    k times as it is read, and the picture resized to max_side is the one the full read gives."""
+    """Other formats have no draft: an image over REDUCING_GAP (3) times max_side is box-averaged k times
+    as it is read, and the picture resized to max_side is the one the full read gives, in every mode."""
     rng = np.random.default_rng(0)
     blobs = rng.integers(0, 256, (15, 20, 3), dtype=np.uint8)   # 40 px each, 2 px at the final size
     texture = np.asarray(Image.fromarray(blobs).resize((800, 600), Image.BICUBIC))
@@ -167,11 +167,29 @@ def test_big_png_is_box_reduced_first_to_the_same_picture(tmp_path):
     assert full.shape == (600, 800, 3)
     hw = I.fit_size(full.shape, 40)
     assert np.abs(I.resize(small, hw) - I.resize(full, hw)).mean() < 1   # levels out of 255
-    # Within 3x of max_side, and with alpha (a box average of unpremultiplied colour is not the
-    # composited picture's average), nothing is reduced.
-    assert I.load_image(tmp_path / "big.png", max_side=300).shape == (600, 800, 3)
-    Image.fromarray(np.dstack([texture, np.full((600, 800), 128, np.uint8)])).save(tmp_path / "alpha.png")
-    assert I.load_image(tmp_path / "alpha.png", max_side=40).shape == (600, 800, 3)
+    assert I.load_image(tmp_path / "big.png", max_side=300).shape == (600, 800, 3)   # within 3x: whole
+
+    def same_picture(path, mode_reduced=True):
+        small, full = I.load_image(path, max_side=40), I.load_image(path)
+        assert (small.shape[:2] != full.shape[:2]) == mode_reduced
+        return np.abs(I.resize(small, hw) - I.resize(full, hw)).mean()
+
+    # Alpha: Pillow averages premultiplied colour, so the result is the average of the picture on
+    # white. Here every other row is transparent black: averaging the unpremultiplied channels (what
+    # RGBA holds) and then compositing is off by 31 levels, as the shape check alone would not see.
+    rgba = np.dstack([texture, np.full((600, 800), 255, np.uint8)])
+    rgba[1::2] = 0
+    Image.fromarray(rgba).save(tmp_path / "alpha.png")
+    assert same_picture(tmp_path / "alpha.png") < 1
+    # A palette is made RGB first (indices are no values to average); 16-bit grey averages as it is.
+    Image.fromarray(texture).quantize(64).save(tmp_path / "palette.png")
+    assert same_picture(tmp_path / "palette.png") < 1
+    Image.fromarray((texture[:, :, 0].astype(np.uint16) * 257)).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode == "I;16"
+    assert same_picture(tmp_path / "grey16.png") < 1
+    # 32-bit float is scaled by its largest value, which averaging changes: left whole.
+    Image.fromarray(texture[:, :, 0].astype(np.float32) / 255).save(tmp_path / "float.tiff")
+    assert same_picture(tmp_path / "float.tiff", mode_reduced=False) < 1e-3
     exif = Image.Exif()
     exif[0x0112] = 6   # "rotate 90 CW to display": the orientation survives the reduction
     Image.fromarray(texture).save(tmp_path / "turned.png", exif=exif)
