@@ -3,6 +3,7 @@
 
     python scripts/bench_precision.py                       # 160x224, seeds 0..4, one thread
     python scripts/bench_precision.py --size 160 224 --seeds 0 1 2 3 4 5 6 7 8 9 --objective
+    python scripts/bench_precision.py --run 40 --size 112 160 --weights W   # final losses; no torch needed
 
 One network, three ways, all with the He weights of FastVGG19.random(seed=0) (rounded to
 float32 once, so the three share them exactly):
@@ -30,8 +31,15 @@ Columns, each for ours and torch and their ratio, one row per seed and the media
 swirls style) at the content image plus noise with the float32 engine and with the float64
 reference network, and prints the relative error of the loss and of its gradient.
 
-torch is imported in main() only; without it the script says so and returns.
+--run N answers "does the engine's rounding change the picture?" without torch: N plain L-BFGS-B
+iterations (one scale, no stopping rule) on the built-in cat and The Starry Night at --size,
+three times: the float32 engine with its interpolation points (0, +-3/2, +-2/3), the float32
+engine with Lavin & Gray's (0, +-1, +-2), and the float64 reference network. Each result is
+scored by the same float64 reference objective (Config()), so only the runs differ.
+
+torch is imported in main() only (not for --run); without it the script says so and returns.
 """
+import contextlib
 import os
 import sys
 
@@ -184,15 +192,88 @@ def objective_errors(params, H, W, threads):
           f"gradient max|a-b|/max|b| {rel_err(g32, g64):.2e}")
 
 
+LAVIN_GRAY_POINTS = (0, 1, -1, 2, -2)
+
+
+@contextlib.contextmanager
+def winograd_points(points):
+    """The engine with other interpolation points for a while (winograd_matrices.toom_cook)."""
+    from nst_numpy.fast import winograd, winograd_matrices
+    saved = {n: getattr(winograd, n) for n in ("BT", "G", "AT", "_MATRICES")}
+    winograd.BT, winograd.G, winograd.AT = winograd_matrices.toom_cook(points)
+    winograd._MATRICES = {}   # the per-dtype copies of BT and AT, rebuilt from the new ones
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            setattr(winograd, n, v)
+
+
+def final_losses(networks, side, iterations, threads):
+    """{run name: loss}: N plain L-BFGS-B iterations three ways (module docstring, --run), the output's
+    longest side `side`, each result scored by the float64 reference objective.
+    networks(engine, dtype) -> a network ("fast" or "reference"), all with the same weights."""
+    from nst_numpy.config import Config
+    from nst_numpy.image import fit_size, resize
+    from nst_numpy.objective import make_objective
+    from nst_numpy.optimize import stylize
+    photo, painting = samples.photo(), samples.painting()
+    config = Config(size=side, iterations=iterations, scales=1, min_improvement=0, lbfgs_memory=10)
+    net64 = networks("reference", np.float64)
+
+    def fast():   # made inside the points' context: it transforms its kernels with their G once
+        net = networks("fast", np.float32)
+        net.set_threads(threads)
+        return net
+    runs = {"float32 engine, points 0, +-3/2, +-2/3": (fast, contextlib.nullcontext()),
+            "float32 engine, points 0, +-1, +-2": (fast, winograd_points(LAVIN_GRAY_POINTS)),
+            "float64 reference network": (lambda: net64, contextlib.nullcontext())}
+    losses, objective = {}, None
+    for name, (make, points) in runs.items():
+        with points:
+            out = stylize(make(), photo, [painting], config)
+        if objective is None:   # the content at the output's size, the style at --style-scale 1
+            hw = out.shape[:2]
+            content = net64.preprocess(resize(photo, hw))
+            style = net64.preprocess(resize(painting, fit_size(painting.shape, max(hw))))
+            objective = make_objective(net64, content, [(style, 1.0)], Config())
+        losses[name] = objective(np.asarray(net64.preprocess(out), np.float64).reshape(-1))[0]
+        print(f"{name:>40s}: loss {losses[name]:.6f}", flush=True)
+    first, second, truth = losses.values()
+    print(f"{iterations} iterations at {out.shape[1]}x{out.shape[0]}: the points move the final loss by "
+          f"{abs(first - second) / truth:.2e} (relative); the float32 runs lie {abs(first - truth) / truth:.2e} and "
+          f"{abs(second - truth) / truth:.2e} from the float64 one")
+    return losses
+
+
 def main(argv=None):
     p = OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, nargs=2, default=(160, 224), metavar=("H", "W"))
     p.add_argument("--seeds", type=int, nargs="+", default=(0, 1, 2, 3, 4))
     p.add_argument("--threads", type=int, default=1, help="for every network and BLAS (1)")
     p.add_argument("--objective", action="store_true", help="also the error of a real objective's loss and gradient")
+    p.add_argument("--run", type=int, metavar="N", help="instead: final losses of N L-BFGS iterations at the "
+                   "longest side of --size, float32 with either interpolation points and float64 (docstring)")
+    p.add_argument("--weights", help="with --run: a VGG19 weights file (default: random He weights)")
     args = p.parse_args(argv)
-    if min(args.size) < 16 or min(args.seeds) < 0 or args.threads < 1:
-        p.error("--size needs at least 16 px per side, --seeds numbers >= 0, --threads at least 1")
+    if min(args.size) < 16 or min(args.seeds) < 0 or args.threads < 1 or (args.run is not None and args.run < 1):
+        p.error("--size needs at least 16 px per side, --seeds numbers >= 0, --threads and --run at least 1")
+    if args.run is not None:
+        if args.weights:
+            from nst_numpy.weights import load_vgg19
+
+            def networks(engine, dtype):
+                return load_vgg19(args.weights, dtype=dtype, engine=engine)
+        else:
+            params = shared_params(0)
+
+            def networks(engine, dtype):
+                return (FastVGG19 if engine == "fast" else VGG19)(params, dtype=dtype)
+        print(f"--run {args.run}, longest side {max(args.size)}, "
+              f"{'weights ' + args.weights if args.weights else 'random He weights'}; losses scored in float64")
+        with blas_threads(args.threads):
+            final_losses(networks, max(args.size), args.run, args.threads)
+        return 0
     try:
         import torch
     except ImportError:

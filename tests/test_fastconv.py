@@ -416,3 +416,26 @@ def test_bench_precision_script_with_torch(capsys):
     assert bp.main(["--size", "16", "32", "--seeds", "0", "1"]) == 0
     out = capsys.readouterr().out
     assert "same masks" in out and "median" in out and "relu5_1" in out
+
+
+def test_bench_precision_run_changes_the_points_for_a_while_and_scores_three_runs(capsys):
+    """--run: inside winograd_points the engine computes with Lavin & Gray's points (another float32
+    rounding of the same convolution), outside with its own again; final_losses scores three short
+    runs with one float64 objective, and they end within 0.1% of each other (the guide's 40-iteration
+    runs: 0.008% between the points, 0.3% from float64)."""
+    bp = _bench_precision()
+    params = bp.shared_params(0)
+
+    def networks(engine, dtype):
+        return (FastVGG19 if engine == "fast" else VGG19)(params, dtype=dtype)
+    x = np.random.default_rng(3).normal(0, 50, (32, 48, 3))
+    ours = networks("fast", np.float32).forward(x, ["relu2_1"])["relu2_1"]
+    with bp.winograd_points(bp.LAVIN_GRAY_POINTS):
+        theirs = networks("fast", np.float32).forward(x, ["relu2_1"])["relu2_1"]
+    again = networks("fast", np.float32).forward(x, ["relu2_1"])["relu2_1"]
+    truth = networks("reference", np.float64).forward(x, ["relu2_1"])["relu2_1"]
+    assert np.array_equal(again, ours) and not np.array_equal(theirs, ours)
+    assert rel_error(theirs, truth) < 1e-5 and rel_error(ours, truth) < 1e-5   # both right, to rounding
+    losses = bp.final_losses(networks, 48, 2, 1)
+    assert len(losses) == 3 and np.ptp(list(losses.values())) / min(losses.values()) < 1e-3
+    assert "the points move the final loss by" in capsys.readouterr().out
