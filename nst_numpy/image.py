@@ -181,6 +181,8 @@ def check_output_path(path):
     name = os.fspath(path)
     if not name:
         raise ImageError("the output path is empty")
+    if os.path.isdir(name):   # before the format: "no extension" would be the wrong complaint
+        raise ImageError(f"{name}: is a directory; name a file in it, e.g. {os.path.join(name, 'output.png')}")
     fmt = output_format(name)
     try:   # some formats Pillow lists cannot take an RGB picture (.xbm, .blp) or lack a writer (.h5)
         Image.new("RGB", (16, 16)).save(io.BytesIO(), format=fmt)

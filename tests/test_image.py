@@ -221,6 +221,8 @@ def test_save_by_extension(tmp_path):
         I.save_image(tmp_path / "o.xyz", rgb)
     with pytest.raises(I.ImageError, match="unknown output format"):
         I.check_output_path(tmp_path / "noextension")
+    with pytest.raises(I.ImageError, match="is a directory; name a file in it"):   # not "no extension"
+        I.check_output_path(tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["o.jpg"]
 
 
