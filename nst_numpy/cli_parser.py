@@ -38,13 +38,19 @@ class CliParser(argparse.ArgumentParser):
 
 
 def _number(kind, minimum=None, strict=False, maximum=None):
-    """argparse type: a finite int/float >= minimum (> minimum if strict), <= maximum."""
+    """argparse type: a finite int/float >= minimum (> minimum if strict), <= maximum.
+
+    Ints are capped at 2^63 - 1 even with no maximum: Python's are unbounded, and one of 400 digits
+    would overflow the first float it meets (deep in a run, as a traceback)."""
+    if kind is int and maximum is None:
+        maximum = 2 ** 63 - 1
+
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a valid {kind.__name__}: {text!r}")
-        if not math.isfinite(value):
+        if kind is float and not math.isfinite(value):   # (math.isfinite of a 400-digit int overflows)
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
         if minimum is not None and (value <= minimum if strict else value < minimum):
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text!r}")

@@ -234,6 +234,7 @@ def _bad_inputs(tmp_path):
         "style-scale beyond the pixel limit": ["--style-scale", "1000"],
         "huge lbfgs memory": ["--lbfgs-memory", "100000000000"],
         "memory size overflows": ["--max-memory", "9" * 400],
+        "an int of 400 digits": ["--size", "9" * 400],   # float(it) overflows: was a traceback
         "weight beyond float32": ["--style-weight", "1e308"],
         "layer weight beyond float32": ["--style-layers", "relu1_1", "--style-layer-weights", "1e308"],
         "their product beyond float32": ["--style-weight", "1e30", "--style-layers", "relu1_1,relu2_1",
