@@ -247,7 +247,11 @@ def run(args, stderr, argv=(), resume=None):
         # argv's paths are relative to cwd, the first command's directory: a resumed run keeps it
         # and resolves them there (_in_directory).
         cwd = os.getcwd() if resume is None else resume[0].get("cwd", os.getcwd())
-        meta = {"argv": argv, "cwd": cwd, "inputs": {os.path.abspath(q): file_sha256(q) for q in inputs}}
+        try:
+            hashes = {os.path.abspath(q): file_sha256(q) for q in inputs}
+        except WeightsError as e:   # an input made unreadable since it was read
+            raise UsageError(one_line(e))
+        meta = {"argv": argv, "cwd": cwd, "inputs": hashes}
         if resume is not None:
             changed = [q for q, h in resume[0].get("inputs", {}).items()
                        if meta["inputs"].get(os.path.join(cwd, q)) != h]

@@ -61,8 +61,11 @@ def detect_format(path):
     if not path.is_file():
         problem = "is not a file" if path.exists() else "does not exist"
         raise WeightsError(f"weight file {path} {problem}. {PLACE_HINT}")
-    with open(path, "rb") as f:
-        head = f.read(128)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(128)
+    except OSError as e:   # e.g. no permission to read it
+        raise WeightsError(f"{path}: cannot read it ({one_line(e)})") from None
     if head.startswith(b"MATLAB 5.0 MAT-file"):
         return "matconvnet"
     if head.startswith(b"MATLAB 7.3 MAT-file"):  # HDF5 inside; scipy.io.loadmat cannot read it
@@ -152,10 +155,14 @@ def file_sha256(path):
 
 
 def _file_hash(path, kind):
+    """The hex digest of the file at path by hashlib's `kind`; WeightsError if it cannot be read."""
     h = kind()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read it ({one_line(e)})") from None
     return h.hexdigest()
 
 

@@ -50,6 +50,23 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_old_one(tmp_path, m
         save_checkpoint(str(tmp_path / "gone" / "run.checkpoint.npz"), {}, x=np.arange(3.0))
 
 
+def test_an_input_unreadable_when_the_checkpoint_hashes_it_is_one_line(tmp_path, monkeypatch):
+    """The checkpoint records each input's SHA-256 after the inputs were read: an input made unreadable
+    in between is a one-line error (exit 2), with nothing written."""
+    from nst_numpy.weights import WeightsError
+
+    def refused(path):
+        raise WeightsError(f"{path}: cannot read it ([Errno 13] Permission denied)")
+    from PIL import Image
+    Image.fromarray(landscape(32, 48).astype(np.uint8)).save(tmp_path / "photo.png")
+    monkeypatch.setattr(cli, "file_sha256", refused)
+    err = io.StringIO()
+    status = cli.main(["--weights", "random", "--size", "32", "--iterations", "2", "--checkpoint-every", "1",
+                       "--content", str(tmp_path / "photo.png"), "-o", str(tmp_path / "o.png")], stderr=err)
+    assert status == 2 and err.getvalue().startswith("error: ") and "Permission denied" in err.getvalue()
+    assert err.getvalue().count("\n") == 1 and os.listdir(tmp_path) == ["photo.png"]
+
+
 @pytest.mark.parametrize("meta, x, problem", [
     ({"argv": "--size 64", "point": _point()}, np.zeros(3), "argv"),
     ({"inputs": ["a.png"], "point": _point()}, np.zeros(3), "inputs"),

@@ -235,6 +235,20 @@ def test_not_a_weight_file(tmp_path):
         load_vgg19(tmp_path / "v73.mat")
 
 
+def test_an_unreadable_file_is_a_weights_error(tmp_path, monkeypatch):
+    """Reading the first bytes or hashing a file the user may not read: WeightsError (one line, which
+    convert_weights.py prints), not PermissionError. Root reads every file, so open() is made to refuse."""
+    (tmp_path / "w.h5").write_bytes(b"\x89HDF\r\n\x1a\n".ljust(512, b"\0"))
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(weights_module, "open", refused, raising=False)   # found before the builtin
+    with pytest.raises(WeightsError, match="w.h5: cannot read it .*Permission denied"):
+        read_weights(tmp_path / "w.h5")
+    with pytest.raises(WeightsError, match="w.h5: cannot read it .*Permission denied"):
+        file_sha256(tmp_path / "w.h5")
+
+
 @pytest.mark.parametrize("which", ["keras", "mat_new", "pth_zip", "pth_legacy"])
 def test_truncated_files(files, tmp_path, which):
     data = files[which].read_bytes()
