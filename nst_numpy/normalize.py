@@ -9,6 +9,7 @@ import pathlib
 
 import numpy as np
 
+from .console import one_line
 from .vgg_spec import CONV_NAMES
 from .weights import WeightsError
 
@@ -63,7 +64,7 @@ def normalize_vgg19(net, images):
 
 
 def load_images(directory, max_side=256):
-    """Every image file in directory as RGB float64 (H, W, 3) in 0..255, longest side resized to max_side.
+    """Every image file in directory as RGB float64 (H, W, 3) in 0..255, shrunk to a longest side of at most max_side.
     Converted as stylize's inputs are (image.py: EXIF orientation, 16-bit scaled, transparency on white)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -79,8 +80,10 @@ def load_images(directory, max_side=256):
         try:
             with Image.open(p) as im:
                 rgb = _to_rgb(ImageOps.exif_transpose(im))   # as a camera's photo is shown
-        except (UnidentifiedImageError, OSError):
+        except UnidentifiedImageError:
             continue  # not an image (a README, a .DS_Store ...): skip it
+        except OSError as e:   # an image, but truncated or unreadable: skipping it would bias the means unseen
+            raise WeightsError(f"{p}: cannot read image ({one_line(e)})") from None
         except Image.DecompressionBombError:
             raise WeightsError(f"{p}: too many pixels to decode safely") from None
         except ValueError as e:   # e.g. a float image holding NaN

@@ -103,6 +103,11 @@ def test_load_images_converts_modes_and_resizes(tmp_path):
     Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(tmp_path / "a_turned.png", exif=exif)
     assert load_images(tmp_path, max_side=32)[0].shape == (20, 10, 3)
     (tmp_path / "a_turned.png").unlink()
+    Image.fromarray(np.zeros((40, 80, 3), np.uint8)).save(tmp_path / "cut.png")   # half a file: named, not skipped
+    (tmp_path / "cut.png").write_bytes((tmp_path / "cut.png").read_bytes()[:60])
+    with pytest.raises(WeightsError, match="cut.png: cannot read image"):
+        load_images(tmp_path, max_side=32)
+    (tmp_path / "cut.png").unlink()
     with pytest.MonkeyPatch.context() as m:   # a decompression bomb is one line, not Pillow's traceback
         m.setattr(Image, "MAX_IMAGE_PIXELS", 100)   # Pillow refuses images over twice this
         with pytest.raises(WeightsError, match="grey.png: too many pixels"):
