@@ -119,8 +119,11 @@ def load_image(path, max_side=None, max_pixels=MAX_PIXELS):
                     raise ImageError(f"{name}: {w}x{h} is over the limit of {max_pixels / 1e6:.0f} megapixels; "
                                      f"use --size to shrink it")
                 if max_side is not None and max(w, h) > 2 * max_side:
-                    scale = max_side / max(w, h)
-                    im.draft("RGB", (max(1, round(w * scale)), max(1, round(h * scale))))  # JPEG only; else no-op
+                    # JPEG only (else a no-op): decode at 1/2, 1/4 or 1/8 size, at least the size asked for,
+                    # which keeps the short side at MIN_SIDE or more (as _reduced does), so a thin
+                    # image is not made too small here.
+                    scale = max(max_side / max(w, h), MIN_SIDE / min(w, h))
+                    im.draft("RGB", (round(w * scale), round(h * scale)))
                 im.load()
                 im = _reduced(im, max_side)
                 im = ImageOps.exif_transpose(im)

@@ -152,6 +152,9 @@ def test_big_jpeg_is_decoded_small(tmp_path):
     assert full.shape == (240, 320, 3)
     reference = np.asarray(Image.fromarray(full.astype(np.uint8)).resize((40, 30), Image.BOX), np.float32)
     assert np.abs(small - reference).mean() < 4   # levels out of 255
+    # A thin one keeps MIN_SIDE (16) on its short side: 1/4 (25 px), not 1/8 (13 px, "too small")
+    Image.fromarray(_gradient(100, 400)).save(tmp_path / "thin.jpg", quality=95)
+    assert I.load_image(tmp_path / "thin.jpg", max_side=40).shape == (25, 100, 3)
 
 
 def test_big_png_is_box_reduced_first_to_the_same_picture(tmp_path):
