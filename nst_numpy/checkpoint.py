@@ -166,6 +166,11 @@ class Checkpointer:
         self.saved += 1
 
     def remove(self):
-        """Delete the checkpoint once the run has finished and written its output."""
-        if os.path.exists(self.path):
+        """Delete the checkpoint once the run has finished and written its output. Returns None, or
+        the reason it could not (the output is written: a leftover checkpoint is no error)."""
+        try:
             os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            return f"could not delete the checkpoint {self.path} ({one_line(e)})"

@@ -273,10 +273,11 @@ def run(args, stderr, argv=(), resume=None):
                      f"{resume_hint}\n")
         return EXIT_INTERRUPTED
     save_image(args.output, out, text)
-    if checkpoint is not None:
-        checkpoint.remove()   # the run is done: its output is the record now
+    problem = checkpoint.remove() if checkpoint is not None else None   # the run is done: the output is the record
     if progress is not None:
         progress.close()      # end a progress line a terminal left open
+    if problem:
+        stderr.write(f"warning: {problem}\n")
     if len(unsaved) > 1:
         stderr.write(f"warning: {len(unsaved)} snapshots could not be written (steps {unsaved[0]}–{unsaved[-1]})\n")
     if not args.quiet:

@@ -129,7 +129,7 @@ def relu_backward(dout, cache):
 
 
 # ---------------------------------------------------------------------------
-# 2x2 stride-2 pooling. Odd sizes are floored (as Caffe, Keras and PyTorch do):
+# 2x2 stride-2 pooling. Odd sizes are floored (as Keras and PyTorch do; Caffe rounds up):
 # a last row/column that does not fill a window is dropped and gets zero gradient.
 # ---------------------------------------------------------------------------
 

@@ -126,7 +126,7 @@ class State:
     scale: int            # 1-based index of the current scale
     n_scales: int         # number of scales in this run
     size: tuple           # (H, W) at the current scale
-    iteration: int        # iteration within the current scale, 1-based
+    iteration: int        # iteration within the current scale, 1-based (0 if L-BFGS-B could take no step)
     iterations: int       # the most iterations this scale may run (Config.iterations or coarse_iterations)
     step: int             # iterations done so far over all scales
     loss: float           # total loss of the last evaluation

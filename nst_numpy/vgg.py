@@ -15,8 +15,7 @@ two agree, and the gradient checks (gradcheck.py) run on this one.
 import numpy as np
 
 from . import layers as L
-from .vgg_spec import (CAFFE, CONV_NAMES, CONV_SPECS, LAYER_NAMES, MATCONVNET, TORCHVISION,  # noqa: F401 (re-exported)
-                       Preprocessing, check_backward, check_forward, checked_params, random_params)
+from .vgg_spec import CAFFE, check_backward, check_forward, checked_params, random_params
 
 
 class VGG19:
@@ -63,7 +62,7 @@ class VGG19:
     # -- forward / backward: the whole of backpropagation ------------------------------
 
     def forward(self, x, layers, copy=True):
-        """x: (H, W, 3), already preprocessed; layers: names from LAYER_NAMES.
+        """x: (H, W, 3), already preprocessed; layers: names from vgg_spec.LAYER_NAMES.
 
         Runs the layers in order up to the deepest requested one, keeping each layer's
         cache for backward(). Returns {name: activation (H_l, W_l, C_l)} for the requested

@@ -90,7 +90,8 @@ def detect_format(path):
 def read_weights(path):
     """Read any supported file -> (params, preprocessing, info).
 
-    params: {"conv1_1": (kernel (3, 3, C_in, C_out) float32, bias (C_out,)), ...} for the 16 convs.
+    params: {"conv1_1": (kernel (3, 3, C_in, C_out), bias (C_out,)), ...} for the 16 convs, floats in
+    the file's own precision (the networks convert them to theirs).
     preprocessing: the Preprocessing these weights expect.
     info: {"source_name", "source_sha256", "normalized", "format"}.
     """

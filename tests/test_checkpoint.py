@@ -67,6 +67,23 @@ def test_an_input_unreadable_when_the_checkpoint_hashes_it_is_one_line(tmp_path,
     assert err.getvalue().count("\n") == 1 and os.listdir(tmp_path) == ["photo.png"]
 
 
+def test_a_checkpoint_that_cannot_be_deleted_at_the_end_is_a_warning(tmp_path, monkeypatch):
+    """The output is written by then: the run succeeds and says the checkpoint is left over."""
+    real_unlink = os.unlink
+
+    def busy(path, *args, **kwargs):
+        if str(path).endswith(".checkpoint.npz"):
+            raise OSError(16, "Device or resource busy")
+        return real_unlink(path, *args, **kwargs)
+    monkeypatch.setattr(os, "unlink", busy)
+    err = io.StringIO()
+    status = cli.main(["--weights", "random", "--size", "32", "--iterations", "2", "--checkpoint-every", "1",
+                       "-q", "-o", str(tmp_path / "o.png")], stderr=err)
+    assert status == 0 and (tmp_path / "o.png").exists() and (tmp_path / "o.checkpoint.npz").exists()
+    assert err.getvalue() == f"warning: could not delete the checkpoint {tmp_path / 'o.checkpoint.npz'} " \
+                             "([Errno 16] Device or resource busy)\n"
+
+
 @pytest.mark.parametrize("meta, x, problem", [
     ({"argv": "--size 64", "point": _point()}, np.zeros(3), "argv"),
     ({"inputs": ["a.png"], "point": _point()}, np.zeros(3), "inputs"),

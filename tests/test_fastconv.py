@@ -103,6 +103,9 @@ def test_toom_cook_gives_lavin_and_gray_matrices():
     assert np.array_equal(at, [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
     for m in (winograd.BT, winograd.AT):
         assert np.array_equal(m, np.round(m)) and np.array_equal(m.astype(np.float32), m)
+    for bad in [(0, 1, -1, 2), (0, 1, 1, 2, -2)]:   # four points, or one twice: no F(4, 3)
+        with pytest.raises(ValueError, match="5 distinct"):
+            winograd_matrices.toom_cook(bad)
 
 
 @pytest.mark.parametrize("nb, nb_scratch", [(3, 3), (2, 3)])   # the last band of a conv may be shorter

@@ -83,7 +83,8 @@ class BufferArena:
             self._live, self._arena, self._missed = {}, None, True
         # An episode that followed the plan and stopped early (a forward pass with no backward,
         # as tiling.py's first pass makes) keeps the longer plan: its takes were the plan's prefix.
-        if self._record and (self._missed or len(self._record) > len(self._plan)):
+        # (A take beyond the plan's end is a miss too, in take.)
+        if self._record and self._missed:
             offsets, size = _pack(self._record)
             self._plan = [(o, r[0]) for o, r in zip(offsets, self._record)]
             self._arena = None                      # free the old arena before making the new one

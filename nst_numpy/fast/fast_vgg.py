@@ -140,8 +140,8 @@ class FastVGG19(VGG19):
 
     def _conv_into(self, xp, H, W, name, out, **kw):
         """Convolve padded xp (image H x W) into padded buffer out (from _take_padded); returns out's image view."""
-        th, tw = out.shape[0] - 2, out.shape[1] - 2
-        self._run_conv(name, kw.pop("backward", False), xp, out[1:1 + th, 1:1 + tw], **kw)
+        bh, bw = out.shape[0] - 2, out.shape[1] - 2   # pixels inside the border: H, W rounded up to whole tiles
+        self._run_conv(name, kw.pop("backward", False), xp, out[1:1 + bh, 1:1 + bw], **kw)
         out[1 + H:] = 0      # whole tiles overhang the image: restore the zeros the next conv needs
         out[:, 1 + W:] = 0
         return out[1:1 + H, 1:1 + W]
@@ -152,7 +152,7 @@ class FastVGG19(VGG19):
             key = (name, direction)
             self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
 
-    def _pool_forward(self, x, name):
+    def _pool_forward(self, x):
         """2x2 pooling of x (H, W, C) into a zero-padded buffer for the next conv (pooling_bands).
 
         Returns (pooled view (H//2, W//2, C), cache (x.shape, argmax or None), padded buffer);
@@ -172,20 +172,20 @@ class FastVGG19(VGG19):
             return g[r0:r1]
         return g.rows(self._taps[name][0], r0, r1)
 
-    def _relu_target(self, relu):
+    def _relu_target(self, relu_cache):
         """(padded buffer, mask source) for the gradient at a ReLU's input: the ReLU's own buffer
         when it was kept (a requested layer; its values give the mask and are read band by band
         before being overwritten), else a fresh buffer and the bool mask made in forward."""
-        out, mask, buf = relu
+        out, mask, buf = relu_cache
         if buf is not None:
             return buf, out
         H, W, C = mask.shape
         return self._take_padded(H, W, C), mask
 
-    def _give_mask(self, relu):
+    def _give_mask(self, relu_cache):
         """Hand back a ReLU's bool mask once its backward has run (None: it kept its activation)."""
-        if relu[1] is not None:
-            self._give(relu[1])
+        if relu_cache[1] is not None:
+            self._give(relu_cache[1])
 
     def padded(self, name):
         """The zero-padded buffer holding a requested layer's activation from the last forward().
@@ -253,14 +253,15 @@ class FastVGG19(VGG19):
             prev = xp                                # given back below once read, unless requested
             if name.startswith("conv"):
                 fuse = i + 1 < len(seq) and name not in wanted   # the conv's own output is not needed
-                relu = seq[i + 1] if fuse else None
-                cur, xp = self._conv_forward(prev, H, W, name, relu, keep_relu=relu in wanted, caches=caches)
+                relu_name = seq[i + 1] if fuse else None
+                cur, xp = self._conv_forward(prev, H, W, name, relu_name, keep_relu=relu_name in wanted,
+                                             caches=caches)
                 if fuse:
-                    name, i = relu, i + 1
+                    name, i = relu_name, i + 1
             elif name.startswith("relu"):
                 cur, xp = self._relu_forward(prev, H, W, name, keep=name in wanted, caches=caches)
             else:
-                cur, cache, xp = self._pool_forward(cur, name)
+                cur, cache, xp = self._pool_forward(cur)
                 caches.append((name, cache))
                 H, W = cur.shape[:2]
             if name in wanted:
@@ -289,20 +290,20 @@ class FastVGG19(VGG19):
         self._input[1:1 + H, 1:1 + W] = x
         return self._input
 
-    def _conv_forward(self, prev, H, W, name, relu, keep_relu, caches):
-        """layers.conv_forward of padded prev into a new padded buffer, followed, when relu names
+    def _conv_forward(self, prev, H, W, name, relu_name, keep_relu, caches):
+        """layers.conv_forward of padded prev into a new padded buffer, followed, when relu_name names
         the ReLU above, by layers.relu_forward in the same bands. A ReLU output that is not
         kept (keep_relu False) leaves only its bool mask. Appends the caches; returns (view, buffer)."""
         c_out = self.params[name][0].shape[3]
         mask = None
-        if relu is not None and not keep_relu:   # the ReLU's output is dropped: keep its mask
+        if relu_name is not None and not keep_relu:   # the ReLU's output is dropped: keep its mask
             mask = self._hold(self._arena.take((H, W, c_out), bool))
         xp = self._take_padded(H, W, c_out)
-        cur = self._conv_into(prev, H, W, name, xp, bias=self.params[name][1], relu=relu is not None,
+        cur = self._conv_into(prev, H, W, name, xp, bias=self.params[name][1], relu=relu_name is not None,
                               mask_out=mask)
         caches.append((name, (H, W)))
-        if relu is not None:     # the ReLU ran inside the conv's bands
-            caches.append((relu, (cur, None, xp) if mask is None else (None, mask, None)))
+        if relu_name is not None:     # the ReLU ran inside the conv's bands
+            caches.append((relu_name, (cur, None, xp) if mask is None else (None, mask, None)))
         return cur, xp
 
     def _relu_forward(self, prev, H, W, name, keep, caches):
@@ -355,7 +356,7 @@ class FastVGG19(VGG19):
                 dx, gpad = self._inject(grads[name], name, dx, gpad)   # steps end at the deepest one: dx is set
             t0 = time.perf_counter()
             if name.startswith("conv"):
-                dx, gpad, skip = self._conv_backward(name, cache, steps[k - 1] if k > 0 else None, dx, gpad, grads)
+                dx, gpad, skip = self._conv_backward(name, cache, steps[k - 1] if k > 0 else None, gpad, grads)
             elif name.startswith("relu"):
                 dx, gpad = self._relu_backward(cache, dx, gpad)
             else:
@@ -390,9 +391,9 @@ class FastVGG19(VGG19):
             dx += self._injected_rows(g, name, 0, dx.shape[0])   # sum: the activation feeds several terms
         return dx, gpad
 
-    def _conv_backward(self, name, cache, below, dx, gpad, grads):
-        """layers.conv_backward of dx; when the layer below is a ReLU, also its injected gradient
-        and layers.relu_backward, in the same bands. Returns (dx, gpad, the ReLU done or None)."""
+    def _conv_backward(self, name, cache, below, gpad, grads):
+        """layers.conv_backward of dx (in its padded buffer gpad); when the layer below is a ReLU, also its
+        injected gradient and layers.relu_backward, in the same bands. Returns (dx, gpad, the ReLU done or None)."""
         H, W = cache
         # dx always arrives padded: _inject, _relu_backward and _pool_backward all write into a
         # padded buffer, and a conv's backward hands on an unpadded one only below conv1_1 (nothing
@@ -402,17 +403,17 @@ class FastVGG19(VGG19):
             # dx = conv(dout, flipped kernel), then + the gradient injected at that ReLU and
             # times its mask, written into the ReLU's buffer (see _relu_target), which the
             # next conv's backward reads.
-            relu_name, relu = below
-            target, mask_src = self._relu_target(relu)
+            relu_name, relu_cache = below
+            target, mask_src = self._relu_target(relu_cache)
             g = grads.get(relu_name)
             add = None if g is None else (lambda r0, r1: self._injected_rows(g, relu_name, r0, r1))
             H, W = mask_src.shape[:2]
             new = self._conv_into(gpad, H, W, name, target, backward=True, add=add, mask_from=mask_src)
             self._give(gpad)
-            self._give_mask(relu)
+            self._give_mask(relu_cache)
             return new, target, relu_name
-        th, tw = gpad.shape[0] - 2, gpad.shape[1] - 2
-        res = self._arena.take((th, tw, self.params[name][0].shape[2]), self.dtype)
+        bh, bw = gpad.shape[0] - 2, gpad.shape[1] - 2   # as in _conv_into: whole tiles
+        res = self._arena.take((bh, bw, self.params[name][0].shape[2]), self.dtype)
         self._run_conv(name, True, gpad, res)
         self._give(gpad)
         return res[:H, :W], None, None
@@ -435,16 +436,16 @@ class FastVGG19(VGG19):
         """In VGG19 a pool always follows a ReLU: its backward, plus any gradient injected at that
         ReLU, times the ReLU's mask, goes straight into the padded buffer of the conv below.
         Returns (dx, gpad, the ReLU done)."""
-        relu_name, relu = below
+        relu_name, relu_cache = below
         assert relu_name.startswith("relu"), relu_name
         (H, W, _), idx = cache
-        target, mask_src = self._relu_target(relu)
+        target, mask_src = self._relu_target(relu_cache)
         new = target[1:1 + H, 1:1 + W]
         g = grads.get(relu_name)
         add = None if g is None else (lambda r0, r1: self._injected_rows(g, relu_name, r0, r1))
         pool_relu_backward(self._engine(), dx, idx, new, mask_src, add)
         self._give(dx)
-        self._give_mask(relu)
+        self._give_mask(relu_cache)
         if cache[1] is not None:
             self._give(cache[1])   # max pooling's argmax
         return new, target, relu_name

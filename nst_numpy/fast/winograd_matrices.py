@@ -73,7 +73,8 @@ def toom_cook(points):
     points: ints or Fractions p/q. Exact (in fractions) until the return; see the module docstring.
     """
     pts = [Fraction(a) for a in points]
-    assert len(pts) == 5 and len(set(pts)) == 5, points
+    if len(pts) != 5 or len(set(pts)) != 5:   # not an assert: python -O would drop it
+        raise ValueError(f"F(4, 3) needs 5 distinct finite points, got {points}")
 
     def vanishing_at(roots):   # coefficients t^0..t^5 of prod (q t - p) over the roots p/q
         c = [Fraction(1)]
