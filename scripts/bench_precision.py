@@ -49,8 +49,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from nst_numpy import VGG19, FastVGG19, samples  # noqa: E402
 from nst_numpy.fast.threads import blas_threads  # noqa: E402
-from nst_numpy.console import OneLineParser  # noqa: E402
-from nst_numpy.vgg_spec import LAYER_NAMES, random_params  # noqa: E402
+from nst_numpy.console import OneLineParser, one_line  # noqa: E402
+from nst_numpy.vgg_spec import CAFFE, LAYER_NAMES, random_params  # noqa: E402
 
 TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1")
 LAST = max(LAYER_NAMES.index(t) for t in TAPS)
@@ -259,16 +259,15 @@ def main(argv=None):
     if min(args.size) < 16 or min(args.seeds) < 0 or args.threads < 1 or (args.run is not None and args.run < 1):
         p.error("--size needs at least 16 px per side, --seeds numbers >= 0, --threads and --run at least 1")
     if args.run is not None:
-        if args.weights:
-            from nst_numpy.weights import load_vgg19
+        from nst_numpy.weights import WeightsError, read_weights
+        try:   # a missing or bad file: one line, before any run
+            params, prep = read_weights(args.weights)[:2] if args.weights else (shared_params(0), CAFFE)
+        except WeightsError as e:
+            print(f"error: {one_line(e)}", file=sys.stderr)
+            return 2
 
-            def networks(engine, dtype):
-                return load_vgg19(args.weights, dtype=dtype, engine=engine)
-        else:
-            params = shared_params(0)
-
-            def networks(engine, dtype):
-                return (FastVGG19 if engine == "fast" else VGG19)(params, dtype=dtype)
+        def networks(engine, dtype):
+            return (FastVGG19 if engine == "fast" else VGG19)(params, preprocessing=prep, dtype=dtype)
         print(f"--run {args.run}, longest side {max(args.size)}, "
               f"{'weights ' + args.weights if args.weights else 'random He weights'}; losses scored in float64")
         with blas_threads(args.threads):

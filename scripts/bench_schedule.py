@@ -16,6 +16,7 @@ to 8 bits, as written to the PNG): make_objective(net, content resized to the ou
 --curve prints, for one run, the content term, the style term of each layer and the TV term
 against iteration and seconds (every iteration at the last scale, every 10th before).
 """
+import dataclasses
 import os
 import time
 
@@ -42,12 +43,15 @@ def split_overrides(overrides):
             {k: v for k, v in overrides.items() if k not in SCHEDULE_FIELDS})
 
 
+CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} - {"extra"}   # what --set may set
+
+
 def parse_set(items):
     """['scales=3', 'min_improvement=1e-3'] -> {'scales': 3, 'min_improvement': 0.001} (types from Config)."""
     d, out = Config(), {}
     for item in items or []:
         key, _, value = item.partition("=")
-        if not hasattr(d, key):
+        if key not in CONFIG_FIELDS:   # not hasattr: Config's methods (validate, ...) are no fields
             raise ValueError(f"--set: Config has no field {key!r}")
         default = getattr(d, key)
         if isinstance(default, bool):   # bool("False") is True: spell booleans out
@@ -155,6 +159,7 @@ def schedule(net, pairs, sizes, overrides):
 
 def curve(net, pair, size, overrides):
     """The --curve table for one run. Returns 0."""
+    split_overrides(overrides)   # refuses --set size=... before the run, not after it
     cfg = Config(**dict(overrides, size=size))
     content, style = load_pair(pair, size, cfg.style_scale)
     rows, t0 = [], time.perf_counter()

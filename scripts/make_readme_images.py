@@ -50,7 +50,7 @@ def part_grid(runner, outdir, label):
                                              for s in STYLES])
         labels.append([c] + [f"{c} x {s}" for s in STYLES])
     save_grid(os.path.join(outdir, f"grid_{TAG[0]}.jpg"), rows, labels,
-              f"3 photos x 4 paintings, {SIZE} px, default flags; {label}", side=CELL)
+              f"3 photos x 4 paintings, {RUN.get('size', SIZE)} px, default flags; {label}", side=CELL)
 
 
 def part_default(runner, outdir, label):

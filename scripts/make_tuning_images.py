@@ -89,7 +89,8 @@ def main(argv=None):
                    help="make only this grid; repeat for several (default: all)")
     p.add_argument("--size", type=int, default=256, help="longest side of every run except 'sizes' (default 256)")
     p.add_argument("--big-iterations", type=int, default=60,
-                   help="iterations of the 1024 px run in 'sizes' (default 60, to fit a CPU budget; the default has 150)")
+                   help="iterations of the runs above 512 px in 'sizes' (default 60, to fit a CPU budget; the default "
+                   "has 150)")
     p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="the sizes of 'sizes' (default 256,512,1024)")
     p.add_argument("--outdir", default=os.path.join(ROOT, "docs", "images", "tuning"))
     p.add_argument("--cache", default=os.path.join(ROOT, ".cache", "gallery"))

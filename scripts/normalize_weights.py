@@ -22,7 +22,7 @@ def main(argv=None):
     parser.add_argument("--images", required=True, type=Path, help="directory of images (any Pillow format)")
     parser.add_argument("-o", "--output", required=True, type=Path, help="normalised weight file to write")
     parser.add_argument("--weights", type=Path, default=None,
-                        help=f"VGG19 weights to normalise (default: {default_weights_path()})")
+                        help=f"VGG19 weights to normalise (default: {default_weights_path()}, downloaded if missing)")
     parser.add_argument("--size", type=int, default=256, help="shrink images to this longest side (default 256)")
     args = parser.parse_args(argv)
     if args.size < 16:

@@ -442,3 +442,9 @@ def test_bench_precision_run_changes_the_points_for_a_while_and_scores_three_run
     losses = bp.final_losses(networks, 48, 2, 1)
     assert len(losses) == 3 and np.ptp(list(losses.values())) / min(losses.values()) < 1e-3
     assert "the points move the final loss by" in capsys.readouterr().out
+
+
+def test_bench_precision_run_with_a_missing_weights_file_is_one_line(tmp_path, capsys):
+    assert _bench_precision().main(["--run", "1", "--weights", str(tmp_path / "nope.h5")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope.h5" in err and err.count("\n") == 1

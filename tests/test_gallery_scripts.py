@@ -215,8 +215,9 @@ def test_gallery_scripts_exit_codes(capsys):
 
 
 def test_gallery_cache_key_holds_the_weights_and_the_pooling(tmp_path, monkeypatch):
-    """A run cached with other weights (another file name) or the other pooling is not returned for this one;
-    the same run again comes from the cache. stylize and the networks are stood in for."""
+    """A run cached with other weights (another file, even of the same name) or the other pooling is not
+    returned for this one; the same run again comes from the cache, and so does the same file copied
+    elsewhere. stylize and the networks are stood in for."""
     gallery = _gallery()
     made = []
 
@@ -228,13 +229,19 @@ def test_gallery_cache_key_holds_the_weights_and_the_pooling(tmp_path, monkeypat
     monkeypatch.setattr(gallery, "stylize", stylize)
     monkeypatch.setattr(gallery, "sample", lambda name: np.zeros((4, 4, 3), np.float32))
     config, log = gallery.Config(size=64), io.StringIO()
-    q8, full = (gallery.Runner(str(tmp_path / name), str(tmp_path / "cache"), log)
-                for name in ("vgg19_q8.h5", "vgg19.h5"))
+    for folder, name, data in [("a", "vgg19_q8.h5", b"q8"), ("a", "vgg19.h5", b"full"), ("b", "vgg19.h5", b"other"),
+                               ("c", "copy.h5", b"q8")]:
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / name).write_bytes(data)
+    q8, full, other, copy = (gallery.Runner(str(tmp_path / name), str(tmp_path / "cache"), log)
+                             for name in ("a/vgg19_q8.h5", "a/vgg19.h5", "b/vgg19.h5", "c/copy.h5"))
     first = q8.run("cat", ["starry"], config, "avg")
     q8.run("cat", ["starry"], config, "max")
     full.run("cat", ["starry"], config, "avg")
-    assert made == [("vgg19_q8.h5", "avg"), ("vgg19_q8.h5", "max"), ("vgg19.h5", "avg")]
-    assert np.array_equal(q8.run("cat", ["starry"], config, "avg"), first) and len(made) == 3
+    other.run("cat", ["starry"], config, "avg")   # the same name, other weights: a run of its own
+    assert made == [("vgg19_q8.h5", "avg"), ("vgg19_q8.h5", "max"), ("vgg19.h5", "avg"), ("vgg19.h5", "avg")]
+    assert np.array_equal(q8.run("cat", ["starry"], config, "avg"), first) and len(made) == 4
+    assert np.array_equal(copy.run("cat", ["starry"], config, "avg"), first) and len(made) == 4
 
 
 @pytest.mark.parametrize("which, message", [("weights", "not a recognised VGG19 weight file"),

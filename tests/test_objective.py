@@ -185,9 +185,11 @@ def test_texture_synthesis_objective_has_no_content_term(net64):
 def test_bad_config_is_rejected(net64):
     rng = np.random.default_rng(7)
     content, style, _ = _images(net64, rng)
-    for bad in (dict(style_weight=-1.0), dict(content_weight=float("nan")), dict(iterations=0),
-                dict(style_layer_weights=(1.0, 2.0)), dict(lbfgs_memory=0), dict(lbfgs_memory=2.5)):
-        with pytest.raises(ValueError):
+    for bad, says in ((dict(style_weight=-1.0), "style-weight must be"), (dict(content_weight=float("nan")),
+                      "content-weight must be"), (dict(iterations=0), "iterations must be"),
+                      (dict(style_layer_weights=(1.0, 2.0)), "expected 4 values, got 2"),
+                      (dict(lbfgs_memory=0), "lbfgs-memory must be"), (dict(lbfgs_memory=2.5), "lbfgs-memory must be")):
+        with pytest.raises(ValueError, match=says):   # this field's complaint, not any ValueError
             make_objective(net64, content, [(style, 1.0)], dataclasses.replace(Config(), **bad))
     with pytest.raises(ValueError, match="blend"):
         make_objective(net64, content, [(style, 0.0)], Config())

@@ -67,8 +67,16 @@ def test_every_opcode_that_loads_a_global_goes_through_the_allow_list(tmp_path, 
 
 
 def test_extension_registry_opcode_is_refused(tmp_path):
-    """EXT1 (copyreg's extension registry) cannot smuggle a global in."""
-    assert_refused(write_zip(tmp_path / "ext.pth", b"\x80\x02" + P.EXT1 + b"\x01" + P.STOP), match="corrupt pickle")
+    """EXT1 (copyreg's extension registry) cannot smuggle a global in: with code 1 registered as
+    os.system (as a hostile import could), the allow-list refuses it; unregistered, it is corrupt."""
+    import copyreg
+    ext = write_zip(tmp_path / "ext.pth", b"\x80\x02" + P.EXT1 + b"\x01" + P.STOP)
+    assert_refused(ext, match="corrupt pickle")
+    copyreg.add_extension("os", "system", 1)
+    try:
+        assert_refused(ext, match="refused to load global os.system")
+    finally:
+        copyreg.remove_extension("os", "system", 1)
 
 
 @pytest.mark.parametrize("opcodes, match", [
