@@ -295,9 +295,9 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                     n = min(every, budgets[k] - done, after - done if done < after else budgets[k])
                     seg = (lambda i, done=done: on_iteration(done + i))
                     if config.optimizer == "lbfgs":
-                        sizes_from = (lambda g, hw=hw: step_scales(g, hw)) if done >= after else None
+                        step_sizes = (lambda g, hw=hw: step_scales(g, hw)) if done >= after else None
                         info = {}
-                        run_lbfgs(f, x0, lo, hi, n, seg, m, step_sizes=sizes_from, info=info)
+                        run_lbfgs(f, x0, lo, hi, n, seg, m, step_sizes=step_sizes, info=info)
                         # scipy may end a segment early: out of evaluations, or no step it finds lowers
                         # the loss. Then it restarts from the best point with a fresh memory, which often
                         # goes on; a fresh start that cannot take one step ends the scale (and the loop).
