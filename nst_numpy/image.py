@@ -24,11 +24,15 @@ _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
                         [0.595716, -0.274453, -0.321263],
                         [0.211456, -0.522591, 0.311135]])
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
-_ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")   # PIL modes with an alpha channel
 
 
 class ImageError(ValueError):
     """A problem with an input or output image, described in one line."""
+
+
+def _has_alpha(im):
+    """Whether a PIL image has an alpha channel or a transparent colour (which _to_rgb composites on white)."""
+    return im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
 
 
 def _to_rgb(im):
@@ -49,7 +53,7 @@ def _to_rgb(im):
             a = a * (255.0 / (65535.0 if top <= 65535.0 else top))
         g = np.clip(a, 0, 255).astype(np.float32)
         return np.repeat(g[:, :, None], 3, axis=2)
-    if mode in _ALPHA_MODES or "transparency" in im.info:
+    if _has_alpha(im):
         rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
         alpha = rgba[:, :, 3:] / 255.0
         return rgba[:, :, :3] * alpha + 255.0 * (1.0 - alpha)  # composite on white
@@ -84,7 +88,7 @@ def _reduced(im, max_side):
     k = min(max(im.size) // (REDUCING_GAP * max_side), min(im.size) // MIN_SIDE)
     if k < 2:
         return im
-    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+    if _has_alpha(im):
         im = im.convert("RGBA")
     elif im.mode not in ("RGB", "L", "I;16"):
         im = im.convert("RGB")

@@ -35,7 +35,8 @@ reference network, and prints the relative error of the loss and of its gradient
 iterations (one scale, no stopping rule) on the built-in cat and The Starry Night at --size,
 three times: the float32 engine with its interpolation points (0, +-3/2, +-2/3), the float32
 engine with Lavin & Gray's (0, +-1, +-2), and the float64 reference network. Each result is
-scored by the same float64 reference objective (Config()), so only the runs differ.
+scored alike, as bench_schedule.final_loss scores a run (the default objective on the output as
+saved, in 8 bits) on the float64 reference network, so only the runs differ.
 
 torch is imported in main() only (not for --run); without it the script says so and returns.
 """
@@ -46,8 +47,10 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # bench_schedule.py, also when imported by the tests
 
 from nst_numpy import VGG19, FastVGG19, samples  # noqa: E402
+from nst_numpy.fast import winograd  # noqa: E402
 from nst_numpy.fast.threads import blas_threads  # noqa: E402
 from nst_numpy.console import OneLineParser, one_line  # noqa: E402
 from nst_numpy.vgg_spec import CAFFE, LAYER_NAMES, random_params  # noqa: E402
@@ -195,27 +198,13 @@ def objective_errors(params, H, W, threads):
 LAVIN_GRAY_POINTS = (0, 1, -1, 2, -2)
 
 
-@contextlib.contextmanager
-def winograd_points(points):
-    """The engine with other interpolation points for a while (winograd_matrices.toom_cook)."""
-    from nst_numpy.fast import winograd, winograd_matrices
-    saved = {n: getattr(winograd, n) for n in ("BT", "G", "AT", "_MATRICES")}
-    winograd.BT, winograd.G, winograd.AT = winograd_matrices.toom_cook(points)
-    winograd._MATRICES = {}   # the per-dtype copies of BT and AT, rebuilt from the new ones
-    try:
-        yield
-    finally:
-        for n, v in saved.items():
-            setattr(winograd, n, v)
-
-
 def final_losses(networks, side, iterations, threads):
     """{run name: loss}: N plain L-BFGS-B iterations three ways (module docstring, --run), the output's
-    longest side `side`, each result scored by the float64 reference objective.
+    longest side `side`, each result scored as the schedule benchmark scores (bench_schedule.final_loss:
+    the default objective on the output as saved) on the float64 reference network.
     networks(engine, dtype) -> a network ("fast" or "reference"), all with the same weights."""
+    from bench_schedule import final_loss
     from nst_numpy.config import Config
-    from nst_numpy.image import fit_size, resize
-    from nst_numpy.objective import make_objective
     from nst_numpy.optimize import stylize
     photo, painting = samples.photo(), samples.painting()
     config = Config(size=side, iterations=iterations, scales=1, min_improvement=0, lbfgs_memory=10)
@@ -226,18 +215,13 @@ def final_losses(networks, side, iterations, threads):
         net.set_threads(threads)
         return net
     runs = {"float32 engine, points 0, +-3/2, +-2/3": (fast, contextlib.nullcontext()),
-            "float32 engine, points 0, +-1, +-2": (fast, winograd_points(LAVIN_GRAY_POINTS)),
+            "float32 engine, points 0, +-1, +-2": (fast, winograd.interpolation_points(LAVIN_GRAY_POINTS)),
             "float64 reference network": (lambda: net64, contextlib.nullcontext())}
-    losses, objective = {}, None
+    losses = {}
     for name, (make, points) in runs.items():
         with points:
             out = stylize(make(), photo, [painting], config)
-        if objective is None:   # the content at the output's size, the style at --style-scale 1
-            hw = out.shape[:2]
-            content = net64.preprocess(resize(photo, hw))
-            style = net64.preprocess(resize(painting, fit_size(painting.shape, max(hw))))
-            objective = make_objective(net64, content, [(style, 1.0)], Config())
-        losses[name] = objective(np.asarray(net64.preprocess(out), np.float64).reshape(-1))[0]
+        losses[name] = final_loss(net64, photo, painting, out)[0]
         print(f"{name:>40s}: loss {losses[name]:.6f}", flush=True)
     first, second, truth = losses.values()
     print(f"{iterations} iterations at {out.shape[1]}x{out.shape[0]}: the points move the final loss by "

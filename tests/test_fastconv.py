@@ -190,17 +190,16 @@ def test_vgg_sized_layer_float32_accuracy(kind):
 
 
 @pytest.mark.parametrize("kind", ["forward", "backward"])
-def test_old_points_miss_the_float32_bound(kind, monkeypatch):
+def test_old_points_miss_the_float32_bound(kind):
     """Control for the test above: the engine with Lavin & Gray's points does not meet its bound,
     so that bound proves the points in use are more accurate (and the engine works with any
     toom_cook matrices: the bias is not tied to the points)."""
-    bt, g, at = winograd_matrices.toom_cook(LAVIN_GRAY_POINTS)
-    for name, value in (("BT", bt), ("G", g), ("AT", at), ("_MATRICES", {})):
-        monkeypatch.setattr(winograd, name, value)
-    rng = np.random.default_rng(7)
-    x, w, b = _case(rng, 9, 10, 6, 5)
-    assert rel_error(_fast_conv(x, w, b), L.conv_forward(x, w, b)[0]) < F64   # still exact in float64
-    assert _vgg_layer_error(kind) > F32_VGG_LAYER
+    with winograd.interpolation_points(LAVIN_GRAY_POINTS):
+        rng = np.random.default_rng(7)
+        x, w, b = _case(rng, 9, 10, 6, 5)
+        assert rel_error(_fast_conv(x, w, b), L.conv_forward(x, w, b)[0]) < F64   # still exact in float64
+        assert _vgg_layer_error(kind) > F32_VGG_LAYER
+    assert winograd.BT is winograd_matrices.BT   # and the engine's own points are back
 
 
 def test_threads_do_not_change_results():
@@ -422,7 +421,7 @@ def test_bench_precision_script_with_torch(capsys):
 
 
 def test_bench_precision_run_changes_the_points_for_a_while_and_scores_three_runs(capsys):
-    """--run: inside winograd_points the engine computes with Lavin & Gray's points (another float32
+    """--run: inside winograd.interpolation_points the engine computes with Lavin & Gray's points (another float32
     rounding of the same convolution), outside with its own again; final_losses scores three short
     runs with one float64 objective, and they end within 0.1% of each other (the guide's 40-iteration
     runs: 0.008% between the points, 0.3% from float64)."""
@@ -433,7 +432,7 @@ def test_bench_precision_run_changes_the_points_for_a_while_and_scores_three_run
         return (FastVGG19 if engine == "fast" else VGG19)(params, dtype=dtype)
     x = np.random.default_rng(3).normal(0, 50, (32, 48, 3))
     ours = networks("fast", np.float32).forward(x, ["relu2_1"])["relu2_1"]
-    with bp.winograd_points(bp.LAVIN_GRAY_POINTS):
+    with winograd.interpolation_points(bp.LAVIN_GRAY_POINTS):
         theirs = networks("fast", np.float32).forward(x, ["relu2_1"])["relu2_1"]
     again = networks("fast", np.float32).forward(x, ["relu2_1"])["relu2_1"]
     truth = networks("reference", np.float64).forward(x, ["relu2_1"])["relu2_1"]

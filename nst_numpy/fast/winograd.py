@@ -39,6 +39,7 @@ product. Every band goes through the same operations whichever thread runs it; o
 the band height follows the thread count, and BLAS may round a product of a different
 height differently, so results depend on the thread count by float rounding at most.
 """
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -46,6 +47,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from . import threads as T
+from . import winograd_matrices
 from .winograd_matrices import AT, BT, G
 
 
@@ -59,6 +61,21 @@ def _bt_at(dtype):
     if dtype not in _MATRICES:
         _MATRICES[dtype] = (BT.astype(dtype), AT.astype(dtype))
     return _MATRICES[dtype]
+
+
+@contextlib.contextmanager
+def interpolation_points(points):
+    """Within the block, the engine computes with toom_cook(points) instead of POINTS (for the
+    precision measurements: tests/test_fastconv.py, scripts/bench_precision.py --run). A network
+    transforms its kernels with G once, so only networks made inside the block use the new points."""
+    global BT, G, AT, _MATRICES
+    saved = BT, G, AT, _MATRICES
+    BT, G, AT = winograd_matrices.toom_cook(points)
+    _MATRICES = {}   # the per-dtype copies of BT and AT, made again from the new ones
+    try:
+        yield
+    finally:
+        BT, G, AT, _MATRICES = saved
 
 
 def transform_kernel(w, dtype=None):
