@@ -147,7 +147,7 @@ def build_parser():
                      help="the network's pooling: avg (Gatys et al.) or max (as VGG19 was trained); default: avg")
     sty = p.add_argument_group("style")
     sty.add_argument("--preserve-colors", choices=PRESERVE, default=d.preserve_colors,
-                     help="keep the content's colours: luminance-only transfer, or recolour the style first")
+                     help="keep the content's colours: luminance-only transfer, or recolour the style first (default: none)")
     sty.add_argument("--style-scale", type=_number(float, 0.0, strict=True), default=d.style_scale,
                      help="size of the style image relative to the output (default: 1.0)")
     sty.add_argument("--scales", type=_number(int, 1), default=d.scales,
@@ -179,7 +179,7 @@ def build_parser():
     mem.add_argument("--checkpoint-every", type=_number(int, 1), metavar="N",
                      help="every N iterations, save the run next to the output (-o out.png: out.checkpoint.npz; "
                           "the optimiser restarts there, so a resumed run is the same run); deleted when the run "
-                          "finishes, kept after Ctrl-C or a crash for --resume")
+                          "finishes, kept after Ctrl-C or a crash for --resume (default: no checkpoints)")
     mem.add_argument("--resume", metavar="CHECKPOINT",
                      help="continue the run saved in CHECKPOINT (after a crash or kill); takes no other options "
                           "but --quiet")
