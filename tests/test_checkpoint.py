@@ -31,6 +31,21 @@ def test_save_and_load_round_trip_leaves_no_temporary_file(tmp_path):
     assert os.listdir(tmp_path) == ["run.checkpoint.npz"]
 
 
+def test_a_checkpoint_is_flushed_to_disk_then_its_folder(tmp_path, monkeypatch):
+    """save_checkpoint survives a power cut, not only a crash: it fsyncs the file's data before the
+    rename, then the folder that holds the rename."""
+    import stat
+    synced, real = [], os.fsync
+
+    def fsync(fd):
+        synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    save_checkpoint(str(tmp_path / "run.checkpoint.npz"), {"point": _point()}, x=np.zeros(3))
+    assert synced == ["file", "folder"]
+
+
 def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_old_one(tmp_path, monkeypatch):
     """A full disk or a vanished folder mid-run: a CheckpointError (the CLI's one-line error), the
     previous checkpoint intact and no temporary file; a written one has the usual file permissions."""
@@ -90,6 +105,7 @@ def test_a_checkpoint_that_cannot_be_deleted_at_the_end_is_a_warning(tmp_path, m
     ({"cwd": 3, "point": _point()}, np.zeros(3), "cwd"),
     ({"point": None}, np.zeros(3), "not a table"),
     ({"point": _point(step=None)}, np.zeros(3), "whole numbers"),
+    ({"point": _point(iteration=-1)}, np.zeros(3), "whole numbers"),
     ({"point": _point(rule="fast")}, np.zeros(3), "lists of finite numbers"),
     ({"point": _point(work=[float("nan")])}, np.zeros(3), "lists of finite numbers"),
     ({"point": _point(scale=True)}, np.zeros(3), "whole numbers"),

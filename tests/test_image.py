@@ -155,6 +155,9 @@ def test_big_jpeg_is_decoded_small(tmp_path):
     # A thin one keeps MIN_SIDE (16) on its short side: 1/4 (25 px), not 1/8 (13 px, "too small")
     Image.fromarray(_gradient(100, 400)).save(tmp_path / "thin.jpg", quality=95)
     assert I.load_image(tmp_path / "thin.jpg", max_side=40).shape == (25, 100, 3)
+    # The same for a PNG's box reduction (image._reduced): 16 px on the short side, not 2 px ("too small")
+    Image.fromarray(_gradient(48, 960)).save(tmp_path / "thin.png")
+    assert I.load_image(tmp_path / "thin.png", max_side=40).shape == (16, 320, 3)
 
 
 def test_big_png_is_box_reduced_first_to_the_same_picture(tmp_path):
@@ -255,9 +258,33 @@ def test_check_output_path(tmp_path, monkeypatch):
         I.check_output_path(tmp_path / "locked.png")
 
 
+def test_upsample_keeps_bicubic_overshoot_inside_the_pixel_range():
+    """A hard 0/255 edge upsampled bicubically overshoots (to about -18 and 273); upsample clips it, as
+    the next scale's start must be a picture."""
+    edge = np.zeros((16, 16, 3), np.float32); edge[:, 8:] = 255
+    up = I.upsample(edge, (32, 32))
+    assert up.shape == (32, 32, 3) and up.min() >= 0 and up.max() <= 255
+    raw = I.resize(edge, (32, 32), Image.BICUBIC)
+    assert raw.min() < -1 and raw.max() > 256   # control: without the clip it would leave the range
+
+
+def test_the_temporary_file_is_hidden_beside_the_output_and_fits_a_long_name(tmp_path):
+    """fileio.atomic_path writes .NAME.XXXX.tmp in the output's own folder (so the rename is atomic and
+    a half-written file is hidden), and cuts NAME to 100 bytes, not 100 characters: a 244-byte name of
+    3-byte characters still leaves room for the random part under the usual 255-byte limit."""
+    from nst_numpy.fileio import atomic_path
+    with atomic_path(tmp_path / "o.png") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".o.png.")
+    long_name = "日" * 80 + ".png"   # 244 bytes in UTF-8
+    I.save_image(tmp_path / long_name, np.zeros((16, 16, 3)))
+    assert sorted(os.listdir(tmp_path)) == sorted(["o.png", long_name])
+
+
 def test_fit_size_and_resize():
     assert I.fit_size((300, 400), 100) == (75, 100)
     assert I.fit_size((400, 300), 100) == (100, 75)
+    # Rounded, not truncated: 49 * (16 / 49) is 15.999... in floating point, and --size 16 must give 16 px
+    assert I.fit_size((30, 49), 16) == (10, 16) and I.fit_size((2, 3), 100) == (67, 100)
     img = np.random.default_rng(2).uniform(0, 255, (30, 40, 3)).astype(np.float32)
     small = I.resize(img, (15, 20))
     assert small.shape == (15, 20, 3) and small.dtype == np.float32
@@ -287,6 +314,10 @@ def test_luminance_only_helpers():
     inside = (out > 1).all(axis=2) & (out < 254).all(axis=2)  # where no channel was clipped
     assert np.allclose(yiq_out[inside][:, 1:], yiq_c[inside][:, 1:], atol=0.01)
     assert np.allclose(yiq_out[inside][:, 0], I.luminance(style[:16, :16])[inside][:, 0], atol=0.01)
+    # White's luminance with pure red's colour lies outside RGB (red would be 255 + ...): clipped to 0..255
+    red = np.zeros((4, 4, 3)); red[..., 0] = 255
+    bright = I.with_luminance_of(np.full((4, 4, 3), 255.0), red)
+    assert bright.min() >= 0 and bright.max() <= 255 and bright.max() == pytest.approx(255)
 
 
 def test_transfer_colors_matches_mean_and_covariance():

@@ -31,6 +31,9 @@ def test_stopping_rule_stops_when_the_average_improvement_falls_below_the_bound(
     assert fired and fired[0] == 31, fired
     fast = StoppingRule(1e-3, window=10)
     assert all(fast(0.99 ** i) is None for i in range(200))          # 1% per iteration: never stops
+    edge = StoppingRule(0.25, window=2)   # dyadic losses: the rate is exactly the bound, 0.25
+    assert [edge(loss) for loss in (1.5, 1.25, 1.0)] == [None, None, None]   # "less than F" ends it, F does not
+    assert edge(1.0) is not None
     off = StoppingRule(0.0, window=10)
     assert all(off(1.0) is None for _ in range(50))                  # 0 disables the rule, even when flat
 
@@ -48,6 +51,7 @@ def test_automatic_scales_start_coarse_only_from_1024_px():
     assert scale_sizes((600, 800), 1024, None) == [(384, 512), (768, 1024)]
     assert scale_sizes((600, 800), 320, None) == [(240, 320)]
     assert scale_sizes((600, 800), 320, 3) == [(60, 80), (120, 160), (240, 320)]   # an explicit count wins
+    assert scale_sizes((64, 64), 99, 2) == [(50, 50), (99, 99)]   # 99 / 2 rounded, not floored to 49
 
 
 def test_scales_run_their_own_budgets(net):
@@ -56,6 +60,31 @@ def test_scales_run_their_own_budgets(net):
             Config(**SMALL, scales=2, coarse_iterations=3, iterations=2, min_improvement=0.0),
             callback=lambda st: seen.append((st.scale, st.iteration, st.iterations)))
     assert seen == [(1, 1, 3), (1, 2, 3), (1, 3, 3), (2, 1, 2), (2, 2, 2)]
+
+
+def test_each_scale_starts_from_the_previous_scales_result_upsampled(net, monkeypatch):
+    """Coarse to fine (Gatys et al. 2017): scale 2 starts from scale 1's best point, as a picture
+    (deprocessed, clipped), upsampled bicubically and preprocessed again, not from the photo."""
+    from nst_numpy import optimize
+    from nst_numpy.image import upsample
+    runs, real = [], optimize.run_lbfgs
+
+    def spy(f, x0, *args, **kwargs):
+        out = real(f, x0, *args, **kwargs)
+        runs.append((x0.copy(), f.best_x.copy()))
+        return out
+
+    monkeypatch.setattr(optimize, "run_lbfgs", spy)
+    content = landscape(32, 32)
+    stylize(net, content, [swirls(32, 32)], Config(**SMALL, scales=2, coarse_iterations=3, iterations=1,
+                                                   min_improvement=0.0))
+    assert len(runs) == 2
+    coarse_best, fine_start = runs[0][1], runs[1][0]
+    picture = np.clip(net.deprocess(coarse_best.reshape(16, 16, 3).astype(np.float32)), 0, 255)
+    expected = np.asarray(net.preprocess(upsample(picture, (32, 32))), np.float64).reshape(-1)
+    assert np.allclose(fine_start, expected, atol=1e-3)
+    photo = np.asarray(net.preprocess(content), np.float64).reshape(-1)
+    assert not np.allclose(fine_start, photo, atol=1.0)   # control: the photo itself is another start
 
 
 def test_min_improvement_ends_a_scale_early_and_says_why(net):
