@@ -3,6 +3,7 @@ is judged by, and one run's loss curve. At tiny sizes with random weights, or wi
 the arithmetic of the table is under test; the fixtures are test_benchmark_scripts.py's."""
 import importlib
 import re
+import types
 
 import numpy as np
 import pytest
@@ -210,3 +211,46 @@ def test_curve_mode_prints_the_loss_terms_per_iteration(bench, weights_file, pai
                      rf"\(content ({NUM}), style ({NUM}), tv ({NUM})\)", last)
     assert m and int(m[1]) >= 5, last
     assert float(m[2]) > 0 and float(m[2]) == pytest.approx(sum(map(float, m.group(3, 4, 5))), abs=1e-3)
+
+
+def _fake_stylize(net, content, styles, config, callback=None, **kw):
+    """Three iterations, then the notice that the run stopped (a state with .stopped set, not an iteration)."""
+    for i in (1, 2, 3):
+        callback(types.SimpleNamespace(stopped="", iteration=i))
+    callback(types.SimpleNamespace(stopped="loss flat", iteration=3))
+    return np.zeros((4, 4, 3))
+
+
+def test_timed_run_counts_iterations_not_the_stop_notice(bench, monkeypatch):
+    B = importlib.import_module("bench_schedule")
+    monkeypatch.setattr(B, "stylize", _fake_stylize)
+    out, seconds, its, evals = B.timed_run(None, None, None, Config())
+    assert its == 3 and evals == 0
+
+
+def test_timed_run_restores_objective_call(bench, monkeypatch):
+    """timed_run counts evaluations by patching Objective.__call__; it must put the real one back."""
+    B = importlib.import_module("bench_schedule")
+    plain = B.Objective.__call__
+    monkeypatch.setattr(B, "stylize", _fake_stylize)
+    B.timed_run(None, None, None, Config())
+    assert B.Objective.__call__ is plain
+
+
+def _schedule_out(monkeypatch, capsys, overrides):
+    """The --schedule table's lines for one pair with stand-ins for the runs (1 s, loss 1.0 each)."""
+    B = importlib.import_module("bench_schedule")
+    monkeypatch.setattr(B, "load_pair", lambda pair, size, scale: (np.zeros((4, 4, 3)), np.zeros((4, 4, 3))))
+    monkeypatch.setattr(B, "timed_run", lambda net, c, s, cfg, on_state=None: (np.zeros((4, 4, 3)), 1.0, 1, 1))
+    monkeypatch.setattr(B, "final_loss", lambda net, c, s, out, objective=None: (1.0, {}))
+    assert B.schedule(None, ["c.png:s.png"], [32], overrides) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_schedule_header_describes_the_old_run_without_the_new_runs_fields(bench, monkeypatch, capsys):
+    first = _schedule_out(monkeypatch, capsys, {"lbfgs_memory": 7})[0]
+    assert first.split("; old: ")[1].startswith("scales=1 ") and "L-BFGS memory 10" in first.split("; old: ")[1]
+
+
+def test_schedule_summary_counts_an_equal_loss_as_not_worse(bench, monkeypatch, capsys):
+    assert _schedule_out(monkeypatch, capsys, {})[-1].endswith("the new run's loss <= the old one's in 1 of 1")

@@ -389,3 +389,18 @@ def test_replayed_slices_are_aligned():
     base = arena._arena.ctypes.data
     for arr in seen.values():
         assert (arr.ctypes.data - base) % ALIGN_BYTES == 0
+
+
+def test_pack_uses_a_gap_of_exactly_the_right_size():
+    from nst_numpy.fast.buffers import _pack
+    assert _pack([(128, 1, 3), (128, 1, 10), (128, 4, 10)]) == ([0, 128, 0], 256)
+
+
+def test_a_smaller_request_is_a_miss_and_replans():
+    from nst_numpy.fast.buffers import BufferArena
+    arena = BufferArena()
+    for n in (256, 256, 128):
+        arena.begin()
+        arena.give(arena.take((n,), np.uint8))
+    arena.begin()
+    assert arena.nbytes == 128

@@ -431,3 +431,21 @@ def test_an_init_image_of_another_shape_is_noted(tmp_path):
     assert status == 0 and f"note: --init {wide} is 80x20, stretched to the output's 32x21" in err
     status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "--init", same, "-o", out])
     assert status == 0 and "stretched" not in err   # the control: the same shape, no note
+
+
+def test_cli_error_naming_a_path_with_a_newline_is_one_line(tmp_path):
+    err = io.StringIO()
+    status = cli.main(["--weights", "random", "--size", "32", "--iterations", "1", "-o", str(tmp_path / "o.png"),
+                       "--content", str(tmp_path / "a\nb.png")], stderr=err)
+    assert status == 2 and err.getvalue().startswith("error: ") and err.getvalue().count("\n") == 1, err.getvalue()
+
+
+def test_cli_style_scale_pixel_limit_is_checked_before_any_work(tmp_path, monkeypatch):
+    def never(*a, **k):
+        raise AssertionError("stylize or the plan ran with a huge style image")
+    monkeypatch.setattr(cli, "stylize", never)
+    monkeypatch.setattr(cli, "plan_run", never)
+    err = io.StringIO()
+    status = cli.main(["--weights", "random", "--size", "32", "--iterations", "1", "--style-scale", "1000",
+                       "-o", str(tmp_path / "o.png")], stderr=err)
+    assert status == 2 and "px on a side" in err.getvalue(), err.getvalue()

@@ -107,3 +107,20 @@ def test_ctrl_c_while_loading_is_one_line(tmp_path):
     assert not os.listdir(tmp_path)                        # no output.png, nothing else
     entry = [line for line in open(os.path.join(root, "setup.cfg")) if line.strip().startswith("nst-numpy")]
     assert entry and entry[0].split("=")[1].strip() == "nst_numpy.console:main"
+
+
+def test_stylize_script_ctrl_c_while_loading_is_one_line(tmp_path):
+    """Ctrl-C during scripts/stylize.py's own imports (numpy's, here): 'interrupted', exit 130, no traceback."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import runpy, sys\n"
+            "class CtrlC:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'numpy':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, CtrlC())\n"
+            f"sys.argv = ['stylize.py']\n"
+            f"runpy.run_path({os.path.join(root, 'scripts', 'stylize.py')!r}, run_name='__main__')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": root})
+    assert r.returncode == 130 and r.stderr == "interrupted\n", (r.returncode, r.stderr)
+    assert not os.listdir(tmp_path)

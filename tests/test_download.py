@@ -271,3 +271,23 @@ def test_convert_script_download_flag(server, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: could not download") and "HTTP 404" in err and "--weights PATH" in err
     assert err.count("\n") == 1 and list((tmp_path / "x").iterdir()) == []
+
+
+class Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_download_progress_on_a_tty_is_throttled():
+    from nst_numpy.download import Progress
+    stream = Tty()
+    bar = Progress(total=1000, stream=stream, min_interval=3600)
+    for done in range(100, 1000, 100):
+        bar.update(done)
+    bar.update(1000, final=True)
+    assert stream.getvalue().count("\r") == 1   # only the final line: the rest came within min_interval
+
+
+def test_download_human_sizes_use_1024():
+    from nst_numpy.download import _human
+    assert (_human(1000), _human(1023), _human(1024)) == ("1000 B", "1023 B", "1.0 KB")

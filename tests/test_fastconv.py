@@ -260,22 +260,6 @@ def test_band_buffers_are_reused_and_dropped_when_the_arena_grows():
         engine.close()
 
 
-def test_blas_thread_control():
-    if not threads.available():
-        pytest.skip("no OpenBLAS found in this process; blas_threads is a no-op")
-    before = threads.get_blas_threads()
-    with threads.blas_threads(2):   # an outer count other than 1, whatever OMP_NUM_THREADS says
-        with threads.blas_threads(1):
-            assert threads.get_blas_threads() == 1
-        assert threads.get_blas_threads() == 2
-    assert threads.get_blas_threads() == before
-    every = threads._find_all()   # numpy's first, then any other copy (SciPy's)
-    befores = [get() for _, get in every]
-    with threads.blas_threads(1, every_library=True):
-        assert [get() for _, get in every] == [1] * len(every)
-    assert [get() for _, get in every] == befores
-
-
 def test_outputs_are_not_overwritten_by_the_next_call(net32):
     """Buffers are reused across calls, so returned arrays must be copies."""
     net = net32

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 from dataclasses import replace
 
 import numpy as np
@@ -225,3 +226,30 @@ def test_the_time_estimate_includes_each_scales_setup():
     plan = ScalePlan((480, 640), 0, 1, (480, 640), "lbfgs", 10, {"network": 1 << 30},
                      seconds_per_iteration=0.5, setup_seconds=60.0)
     assert "estimated time at most 2.0 min" in describe([plan], [120], 8 << 30)
+
+
+def test_default_cap_adds_what_the_process_holds(monkeypatch):
+    from nst_numpy import memory_plan as mp
+    monkeypatch.setattr(mp, "available_memory", lambda: 10 << 30)
+    monkeypatch.setattr(mp, "current_rss", lambda: 1 << 30)
+    assert mp.default_cap() == int(mp.SAFE_SHARE * (10 << 30)) + (1 << 30)
+
+
+def test_tiled_estimate_drops_the_float32_gradient_copy():
+    from nst_numpy.memory_plan import OBJECTIVE_BYTES, estimate
+    layers = ("relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1")
+    cost = types.SimpleNamespace(layers=list(layers), content_layers=("relu4_2",), bytes=lambda h, w: 0)
+    hw, n = (600, 800), 3 * 600 * 800
+    assert estimate(cost, hw, [], Config(), 0, 5, 0).parts["image-sized arrays"] == OBJECTIVE_BYTES * n
+    tiled = estimate(cost, hw, [], Config(), 256, 5, 0)
+    assert tiled.tiles > 1 and tiled.parts["image-sized arrays"] == (OBJECTIVE_BYTES - 4) * n
+
+
+def test_lower_m_is_tried_before_tiles_under_efficient_tile():
+    from nst_numpy.fast import FastVGG19
+    from nst_numpy.memory_plan import EFFICIENT_TILE, WindowCost, estimate, plan_scale
+    cost = WindowCost(FastVGG19.random(seed=0), ("relu4_2",), ("relu1_1", "relu2_1", "relu3_1", "relu4_1"))
+    hw, cfg = (1200, 900), Config(lbfgs_memory=10)
+    cap = estimate(cost, hw, [], cfg, EFFICIENT_TILE, 10, 0).peak - 1
+    p = plan_scale(cost, hw, [], cfg, cap, 0)
+    assert p.tile >= EFFICIENT_TILE and p.lbfgs_memory < 10, (p.tile, p.lbfgs_memory)

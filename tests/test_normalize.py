@@ -163,3 +163,10 @@ def test_normalize_script_writes_a_normalised_file(case, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == ("error: a 12x12 image is too small for layer relu5_4 (4 poolings need at "
                                     "least 16 pixels per side)") and not (tmp_path / "tiny.h5").exists()
+
+
+def test_load_images_skips_hidden_files(tmp_path):
+    from nst_numpy.normalize import load_images
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(tmp_path / ".thumb.png")
+    assert [im.shape for im in load_images(tmp_path)] == [(20, 20, 3)]

@@ -340,3 +340,22 @@ def test_the_it_per_s_rate_restarts_at_each_scale():
         p(State(2, 2, hw, i, 10, 1 + i, 1.0, {}, (1 + i) * hw[0] * hw[1], 11 * hw[0] * hw[1], lambda: None))
     last = log.getvalue().splitlines()[-1]
     assert "scale 2/2" in last and "it 10/10" in last and "1.00 it/s" in last, last
+
+
+def test_stylize_eta_shows_hours():
+    from nst_numpy.progress import _clock_time
+    assert _clock_time(3725) == "1:02:05" and _clock_time(65) == "1:05"
+
+
+def _state(i, n=20):
+    from nst_numpy.optimize import State
+    return State(1, 1, (32, 32), i, n, i, 1.0, {"content": 0, "style": 1, "tv": 0}, i * 1024.0, n * 1024.0, None)
+
+
+def test_stylize_progress_in_a_log_every_10_iterations():
+    log = io.StringIO()
+    p = __import__("nst_numpy.progress", fromlist=["Progress"]).Progress(log, clock=iter(range(100)).__next__)
+    for i in range(1, 21):
+        p(_state(i))
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 2 and "it 10/20" in lines[0] and "it 20/20" in lines[1], lines

@@ -377,3 +377,37 @@ def test_weight_scripts_ctrl_c_is_one_line_and_status_130(tmp_path, monkeypatch,
     assert script.main(args) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "interrupted" in err and "nothing" in err and list(tmp_path.iterdir()) == []
+
+
+def test_content_reconstruction_noise_follows_the_seed():
+    from nst_numpy.reconstruct import reconstruct_content
+    net = VGG19.random(seed=0)
+    content = np.random.default_rng(0).uniform(0, 255, (16, 16, 3))
+    a, b = (reconstruct_content(net, content, "relu2_2", iterations=1, seed=s) for s in (0, 1))
+    assert not np.array_equal(a, b)
+
+
+def test_style_reconstruction_starts_from_seeded_noise():
+    from nst_numpy.reconstruct import reconstruct_style
+    net = VGG19.random(seed=0)
+    style = np.random.default_rng(0).uniform(0, 255, (16, 16, 3))
+    a, b = (reconstruct_style(net, style, ("relu1_1",), (16, 16, 3), iterations=1, seed=s) for s in (0, 1))
+    assert not np.array_equal(a, b)
+
+
+def test_figure1_style_row_grows_to_all_five_layers():
+    from nst_numpy.reconstruct import STYLE_SETS
+    names = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    assert STYLE_SETS == tuple(names[:k] for k in range(1, 6))
+
+
+def test_load_network_never_downloads(tmp_path, monkeypatch):
+    from nst_numpy import weights
+    from nst_numpy.reconstruct import load_network
+    monkeypatch.setenv("NST_NUMPY_WEIGHTS", str(tmp_path / "vgg19.h5"))
+
+    def no(*a, **k):
+        raise AssertionError("downloaded")
+    monkeypatch.setattr(weights, "download", no)
+    with pytest.raises(weights.WeightsError, match="no VGG19 weights"):
+        load_network(None, "avg", 0)

@@ -211,3 +211,23 @@ def test_overwritten_tap_control_breaks_the_real_join():
         mp.setattr(gradcheck, "JOIN", "d = d + g  # not in the source")
         with pytest.raises(AssertionError, match="no longer has the line"):
             gradcheck.with_overwritten_taps(net)
+
+
+def test_preprocessing_channel_order_direction():
+    from nst_numpy.vgg_spec import CAFFE, MATCONVNET
+    red = np.array([[[255.0, 0.0, 0.0]]])
+    assert np.allclose(CAFFE.preprocess(red, np.float64)[0, 0], [-103.939, -116.779, 255 - 123.68])   # BGR
+    assert np.allclose(MATCONVNET.preprocess(red, np.float64)[0, 0], [255 - 123.68, -116.779, -103.939])
+
+
+def test_backward_refuses_a_transposed_gradient():
+    net = VGG19.random(seed=0)
+    net.forward(np.zeros((16, 24, 3)), ["relu1_1"])
+    with pytest.raises(ValueError, match="has shape"):
+        net.backward({"relu1_1": np.zeros((24, 16, 64))})
+
+
+def test_random_params_are_he_initialised_by_fan_in():
+    from nst_numpy.vgg_spec import random_params
+    k = random_params(0)["conv2_1"][0]   # C_in 64, C_out 128
+    assert abs(k.std() / np.sqrt(2 / (9 * 64)) - 1) < 0.05
