@@ -87,40 +87,38 @@ def test_ctrl_c_and_out_of_memory_outside_the_loop(tmp_path, monkeypatch, raised
     assert os.listdir(tmp_path) == []
 
 
-def test_ctrl_c_while_loading_is_one_line(tmp_path):
-    """The `nst-numpy` entry point (setup.cfg) with Ctrl-C arriving while numpy loads: one line,
-    status 130, no traceback. A finder raising KeyboardInterrupt on `import numpy` stands in for the
-    key press; the package itself must import without numpy, or the handler could not run first."""
+def _ctrl_c_while_numpy_loads(tmp_path, entry):
+    """Run `entry` (Python source) in a fresh interpreter where `import numpy` raises KeyboardInterrupt,
+    a stand-in for the key press while numpy loads. Returns (status, stderr)."""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
     code = (
         "import sys\n"
         "class CtrlC:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name == 'numpy':\n"
         "            raise KeyboardInterrupt\n"
-        "sys.meta_path.insert(0, CtrlC())\n"
-        "from nst_numpy.console import main\n"
-        "sys.exit(main([]))\n")
-    root = os.path.join(os.path.dirname(__file__), "..")
+        "sys.meta_path.insert(0, CtrlC())\n" + entry)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": os.path.abspath(root)})
-    assert r.returncode == 130 and r.stderr == "interrupted\n", r.stderr
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": root})
+    return r.returncode, r.stderr
+
+
+def test_ctrl_c_while_loading_is_one_line(tmp_path):
+    """The `nst-numpy` entry point (setup.cfg) with Ctrl-C arriving while numpy loads: one line,
+    status 130, no traceback. The package itself must import without numpy, or the handler could
+    not run first."""
+    status, err = _ctrl_c_while_numpy_loads(tmp_path, "from nst_numpy.console import main\nsys.exit(main([]))\n")
+    assert status == 130 and err == "interrupted\n", err
     assert not os.listdir(tmp_path)                        # no output.png, nothing else
+    root = os.path.join(os.path.dirname(__file__), "..")
     entry = [line for line in open(os.path.join(root, "setup.cfg")) if line.strip().startswith("nst-numpy")]
     assert entry and entry[0].split("=")[1].strip() == "nst_numpy.console:main"
 
 
 def test_stylize_script_ctrl_c_while_loading_is_one_line(tmp_path):
-    """Ctrl-C during scripts/stylize.py's own imports (numpy's, here): 'interrupted', exit 130, no traceback."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = ("import runpy, sys\n"
-            "class CtrlC:\n"
-            "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name == 'numpy':\n"
-            "            raise KeyboardInterrupt\n"
-            "sys.meta_path.insert(0, CtrlC())\n"
-            f"sys.argv = ['stylize.py']\n"
-            f"runpy.run_path({os.path.join(root, 'scripts', 'stylize.py')!r}, run_name='__main__')\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                       env={**os.environ, "PYTHONPATH": root})
-    assert r.returncode == 130 and r.stderr == "interrupted\n", (r.returncode, r.stderr)
+    """The same for scripts/stylize.py, which imports before it hands over to the CLI."""
+    script = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "scripts", "stylize.py"))
+    status, err = _ctrl_c_while_numpy_loads(
+        tmp_path, f"import runpy\nsys.argv = ['stylize.py']\nrunpy.run_path({script!r}, run_name='__main__')\n")
+    assert status == 130 and err == "interrupted\n", (status, err)
     assert not os.listdir(tmp_path)

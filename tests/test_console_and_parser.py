@@ -3,22 +3,17 @@ turns into."""
 import pytest
 
 from nst_numpy import cli
+from nst_numpy.console import OneLineParser, one_line
 from nst_numpy.config import Config
 from nst_numpy.fast import threads
 
 
-def test_one_line_collapses_whitespace_and_names_empty_errors():
-    from nst_numpy.console import one_line
+def test_one_line_collapses_whitespace_and_names_a_silent_exception():
     assert one_line(ValueError("bad\n  thing\there")) == "bad thing here"
-
-
-def test_one_line_names_an_exception_without_message():
-    from nst_numpy.console import one_line
-    assert one_line(OSError()) == "OSError"
+    assert one_line(OSError()) == "OSError"   # no message: its type, never an empty "error: "
 
 
 def test_one_line_parser_error_is_one_line(capsys):
-    from nst_numpy.console import OneLineParser
     with pytest.raises(SystemExit) as e:
         OneLineParser(prog="x").error("first\nsecond")
     assert e.value.code == 2 and capsys.readouterr().err == "error: first second\n"

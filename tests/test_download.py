@@ -177,11 +177,13 @@ def test_disk_full_and_ctrl_c_clean_up(server, tmp_path, monkeypatch, exc, expec
     assert list(tmp_path.iterdir()) == []
 
 
-def test_progress_in_place_on_a_tty():
-    class Tty(io.StringIO):
-        def isatty(self):
-            return True
+class Tty(io.StringIO):
+    """A stream that says it is a terminal: the bar redraws in place with \\r."""
+    def isatty(self):
+        return True
 
+
+def test_progress_in_place_on_a_tty():
     stream = Tty()
     bar = Progress(total=2_000_000, stream=stream, min_interval=0.0)
     for done in (500_000, 1_000_000, 2_000_000):
@@ -273,13 +275,7 @@ def test_convert_script_download_flag(server, tmp_path, monkeypatch, capsys):
     assert err.count("\n") == 1 and list((tmp_path / "x").iterdir()) == []
 
 
-class Tty(io.StringIO):
-    def isatty(self):
-        return True
-
-
 def test_download_progress_on_a_tty_is_throttled():
-    from nst_numpy.download import Progress
     stream = Tty()
     bar = Progress(total=1000, stream=stream, min_interval=3600)
     for done in range(100, 1000, 100):

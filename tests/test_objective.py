@@ -323,12 +323,3 @@ def test_run_adam_in_place_equals_textbook_adam():
     assert np.max(np.abs(ours - x)) < 1e-12
     assert np.max(np.abs(ours - x0)) > 0.1   # it moved: the comparison is not of two starting points
 
-
-def test_min_improvement_of_one_is_refused():
-    with pytest.raises(ValueError, match="min-improvement"):
-        Config(min_improvement=1.0).validate()
-
-
-def test_no_style_layers_is_named():
-    with pytest.raises(ValueError, match="at least one style layer"):
-        Config(style_layers=()).validate()

@@ -354,7 +354,7 @@ def _state(i, n=20):
 
 def test_stylize_progress_in_a_log_every_10_iterations():
     log = io.StringIO()
-    p = __import__("nst_numpy.progress", fromlist=["Progress"]).Progress(log, clock=iter(range(100)).__next__)
+    p = Progress(log, clock=iter(range(100)).__next__)
     for i in range(1, 21):
         p(_state(i))
     lines = log.getvalue().splitlines()

@@ -316,7 +316,7 @@ def test_tiling_overhead_median_and_us_per_px(scripts_on_path, monkeypatch, caps
     for name in ("c", "s"):
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
     durations = [1.0, 2.0, 1.0, 2.0, 7.0, 2.0]   # untiled 1, 1, 7 (median 1, mean 3); tiled 2, 2, 2
-    stamps = np.concatenate([[0.0], np.cumsum(np.repeat(durations, 1))])
+    stamps = np.concatenate([[0.0], np.cumsum(durations)])
     ticks = iter(np.ravel([[t0, t1] for t0, t1 in zip(stamps[:-1], stamps[1:])]))
     monkeypatch.setattr(bt, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
     bt.overhead(FastVGG19.random(seed=0), f"{tmp_path / 'c.png'}:{tmp_path / 's.png'}", 64, 32, 3)
