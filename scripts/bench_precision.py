@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """Float32 precision of the engine, next to PyTorch's float32, both against float64 (issue 13).
 
-    python scripts/bench_precision.py                       # 160x224, seeds 0..4, one thread
-    python scripts/bench_precision.py --size 160 224 --seeds 0 1 2 3 4 5 6 7 8 9 --objective
+    python scripts/bench_precision.py                       # 160x224, seeds 0..9, one thread
+    python scripts/bench_precision.py --weights W --objective   # the real weights instead of random ones
     python scripts/bench_precision.py --run 40 --size 112 160 --weights W   # final losses; no torch needed
 
-One network, three ways, all with the He weights of FastVGG19.random(seed=0) (rounded to
-float32 once, so the three share them exactly):
+One network, three ways, all with the He weights of FastVGG19.random(seed=0), or the weights of
+--weights, rounded to float32 once, so the three share them exactly:
 
 - truth: the reference network vgg.VGG19 (im2col, layers.py) in float64;
 - ours:  the engine fast.FastVGG19 in float32 (Winograd F(4x4, 3x3), fast/winograd.py);
@@ -20,8 +20,10 @@ against the truth b is max|a - b| / max|b| (the worst entry on the scale of the 
 Columns, each for ours and torch and their ratio, one row per seed and the median:
 
 - dx: the input gradient. Mostly decided by ReLU flips (see measure()): a run with no flip
-  has ~1e-7..1e-6, one flip near the input 1e-4..1e-2 whatever the rounding, so per-seed
-  ratios swing by orders of magnitude; compare medians over many seeds, and the next columns.
+  has ~1e-7..1e-6, one flip 1e-5..1e-2 whatever the rounding, so per-seed ratios swing by
+  orders of magnitude, and so does the median of a few seeds (whether most seeds of one run
+  flip). The summary under the table says how many seeds flipped for each, and compares dx
+  over the seeds where neither did.
 - dx, same masks: against the float64 backward through the run's own ReLU masks: the
   rounding error alone.
 - acts: the worst tap's activation (every tap below, median over seeds).
@@ -66,10 +68,11 @@ def rel_err(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-def shared_params(seed=0):
-    """FastVGG19.random(seed)'s weights, rounded to float32 and held as float64: every network gets these."""
+def shared_params(seed=0, params=None):
+    """FastVGG19.random(seed)'s weights, or params, rounded to float32 and held as float64: every network
+    gets these."""
     return {n: (k.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64))
-            for n, (k, b) in random_params(seed).items()}
+            for n, (k, b) in (params or random_params(seed)).items()}
 
 
 def torch_network(torch, params, dtype):
@@ -170,17 +173,35 @@ def print_table(table, names=("ours", "torch")):
             ratio = f"{a / b:8.1f}" if b > 0 else f"{'-':>8s}"
             line += "  " + fmt.format(a) + " " + fmt.format(b) + " " + ratio
         print(line)
+    print_summary(table, names)
     print("\nactivation error per tap (median over seeds):")
     print(f"{'':>8s}" + "".join(f"{t:>10s}" for t in TAPS))
     for n in names:
         print(f"{n:>8s}" + "".join(f"{np.median([table[s][n]['acts'][t] for s in table]):10.2e}" for t in TAPS))
 
 
-def objective_errors(params, H, W, threads):
+def print_summary(table, names=("ours", "torch")):
+    """How often each run flipped a ReLU, and the two fair comparisons: dx over the seeds where neither
+    flipped, and the rounding alone (dx through each run's own masks), as medians of per-seed ratios."""
+    a, b = names
+    flipped = {n: sum(table[s][n]["flips"] > 0 for s in table) for n in names}
+    calm = [s for s in table if table[s][a]["flips"] == table[s][b]["flips"] == 0]
+    line = f"\nReLU flips: {a} in {flipped[a]} of {len(table)} seeds, {b} in {flipped[b]}; "
+    if calm:
+        ratios = [table[s][a]["dx"] / table[s][b]["dx"] for s in calm]
+        line += f"dx where neither flipped ({len(calm)} seeds): median ratio {np.median(ratios):.1f}; "
+    else:
+        line += "no seed where neither flipped; "
+    masks = [table[s][a]["dx_masks"] / table[s][b]["dx_masks"] for s in table]
+    print(line + f"rounding alone (dx, same masks): median ratio {np.median(masks):.1f}")
+
+
+def objective_errors(params, H, W, threads, prep=CAFFE):
     """Loss and gradient of make_objective, float32 engine vs float64 reference network."""
     from nst_numpy.config import Config
     from nst_numpy.objective import make_objective
-    nets = {"ours": FastVGG19(params, dtype=np.float32), "truth": VGG19(params, dtype=np.float64)}
+    nets = {"ours": FastVGG19(params, preprocessing=prep, dtype=np.float32),
+            "truth": VGG19(params, preprocessing=prep, dtype=np.float64)}
     nets["ours"].set_threads(threads)
     pre = nets["truth"].preprocess
     content, style = pre(samples.landscape(H, W)), pre(samples.swirls(H, W))
@@ -233,27 +254,27 @@ def final_losses(networks, side, iterations, threads):
 def main(argv=None):
     p = OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, nargs=2, default=(160, 224), metavar=("H", "W"))
-    p.add_argument("--seeds", type=int, nargs="+", default=(0, 1, 2, 3, 4))
+    p.add_argument("--seeds", type=int, nargs="+", default=tuple(range(10)))
     p.add_argument("--threads", type=int, default=1, help="for every network and BLAS (1)")
     p.add_argument("--objective", action="store_true", help="also the error of a real objective's loss and gradient")
     p.add_argument("--run", type=int, metavar="N", help="instead: final losses of N L-BFGS iterations at the "
                    "longest side of --size, float32 with either interpolation points and float64 (docstring)")
-    p.add_argument("--weights", help="with --run: a VGG19 weights file (default: random He weights)")
+    p.add_argument("--weights", help="a VGG19 weights file (default: random He weights)")
     args = p.parse_args(argv)
     if min(args.size) < 16 or min(args.seeds) < 0 or args.threads < 1 or (args.run is not None and args.run < 1):
         p.error("--size needs at least 16 px per side, --seeds numbers >= 0, --threads and --run at least 1")
+    from nst_numpy.weights import WeightsError, read_weights
+    try:   # a missing or bad file: one line, before any run
+        params, prep = read_weights(args.weights)[:2] if args.weights else (None, CAFFE)
+    except WeightsError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    params = shared_params(0, params)
+    weights = f"weights {args.weights}" if args.weights else "He weights FastVGG19.random(0)"
     if args.run is not None:
-        from nst_numpy.weights import WeightsError, read_weights
-        try:   # a missing or bad file: one line, before any run
-            params, prep = read_weights(args.weights)[:2] if args.weights else (shared_params(0), CAFFE)
-        except WeightsError as e:
-            print(f"error: {one_line(e)}", file=sys.stderr)
-            return 2
-
         def networks(engine, dtype):
             return (FastVGG19 if engine == "fast" else VGG19)(params, preprocessing=prep, dtype=dtype)
-        print(f"--run {args.run}, longest side {max(args.size)}, "
-              f"{'weights ' + args.weights if args.weights else 'random He weights'}; losses scored in float64")
+        print(f"--run {args.run}, longest side {max(args.size)}, {weights}; losses scored in float64")
         with blas_threads(args.threads):
             final_losses(networks, max(args.size), args.run, args.threads)
         return 0
@@ -265,17 +286,16 @@ def main(argv=None):
         return 0
     torch.set_num_threads(args.threads)
     H, W = args.size
-    params = shared_params(0)
-    truth_net = VGG19(params, dtype=np.float64)
-    ours = FastVGG19(params, dtype=np.float32)
+    truth_net = VGG19(params, preprocessing=prep, dtype=np.float64)
+    ours = FastVGG19(params, preprocessing=prep, dtype=np.float32)
     ours.set_threads(args.threads)
     runs = {"ours": numpy_network(ours), "torch": torch_network(torch, params, np.float32)}
-    print(f"{H}x{W}, He weights FastVGG19.random(0), taps {', '.join(TAPS)}; torch {torch.__version__}; "
+    print(f"{H}x{W}, {weights}, taps {', '.join(TAPS)}; torch {torch.__version__}; "
           f"error = max|a - b| / max|b| against the float64 reference network")
     with blas_threads(args.threads):   # the reference network's products too
         print_table(measure(args.seeds, H, W, runs, truth_net))
         if args.objective:
-            objective_errors(params, H, W, args.threads)
+            objective_errors(params, H, W, args.threads, prep)
     return 0
 
 

@@ -355,6 +355,50 @@ def test_precision_table_median_row_and_ratio(capsys):
     assert median.split()[1:4] == ["2.00e+00", "1.00e+00", "2.0"], median
 
 
+def test_precision_summary_counts_flips_and_compares_only_calm_seeds(capsys):
+    """The line under the table: seeds with a flip per run, dx ratio over the seeds where neither flipped
+    (seed 2's flip, 1000x, is left out), and the rounding-alone ratio over every seed."""
+    bp = _bp()
+    def r(dx, flips, masks):
+        return {"dx": dx, "dx_masks": masks, "flips": flips, "acts": {t: 1.0 for t in bp.TAPS}}
+    table = {0: {"ours": r(4.0, 0, 4.0), "torch": r(1.0, 0, 1.0)},
+             1: {"ours": r(2.0, 0, 2.0), "torch": r(1.0, 0, 1.0)},
+             2: {"ours": r(1e3, 3, 5.0), "torch": r(1.0, 0, 1.0)}}
+    bp.print_summary(table)
+    out = capsys.readouterr().out
+    assert "ours in 1 of 3 seeds, torch in 0" in out and "(2 seeds): median ratio 3.0" in out, out
+    assert "same masks): median ratio 4.0" in out, out
+    table[0]["torch"]["flips"] = table[1]["ours"]["flips"] = 1
+    bp.print_summary(table)
+    assert "no seed where neither flipped" in capsys.readouterr().out
+
+
+def test_precision_weights_reach_the_torch_comparison(tmp_path, capsys, monkeypatch):
+    """--weights is read before torch is needed (a bad file: one line, exit 2), and its float32-rounded
+    weights, not the random ones, go to every network."""
+    bp = _bp()
+    assert bp.main(["--weights", str(tmp_path / "nope.h5")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    fake, prep = {"conv1_1": (np.full((3, 3, 3, 64), 0.1), np.zeros(64))}, object()
+    monkeypatch.setattr("nst_numpy.weights.read_weights", lambda path: (fake, prep))
+    seen = []
+
+    def record(kind):
+        return lambda params, preprocessing=None, dtype=None: seen.append((kind, params, preprocessing)) or \
+            types.SimpleNamespace(set_threads=lambda n: None)
+    monkeypatch.setattr(bp, "VGG19", record("truth"))
+    monkeypatch.setattr(bp, "FastVGG19", record("ours"))
+    monkeypatch.setattr(bp, "torch_network", lambda torch, params, dtype: seen.append(("torch", params, prep)))
+    monkeypatch.setattr(bp, "measure", lambda *a: {})
+    monkeypatch.setattr(bp, "print_table", lambda table: None)
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(set_num_threads=lambda n: None, __version__="x"))
+    assert bp.main(["--weights", "w.h5", "--size", "16", "16", "--seeds", "0"]) == 0
+    assert [k for k, _, _ in seen] == ["truth", "ours", "torch"] and all(p is prep for _, _, p in seen)
+    for _, params, _ in seen:   # the file's weights, rounded to float32 and held as float64
+        k = params["conv1_1"][0]
+        assert k.dtype == np.float64 and k[0, 0, 0, 0] == np.float64(np.float32(0.1)) != 0.1
+
+
 def test_precision_run_uses_the_longest_side(monkeypatch):
     bp = _bp()
     seen = []
