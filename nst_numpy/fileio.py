@@ -2,11 +2,15 @@
 
 A file is written under a temporary name in its destination directory and renamed into
 place only when complete. os.replace within one directory is atomic on POSIX and Windows,
-so a reader (or a crash, a full disk, Ctrl-C) never sees a partial file.
+so a reader (or a crash, a full disk, Ctrl-C) never sees a partial file. A run killed outright
+(kill -9, the out-of-memory killer) cannot delete its temporary file; the next complete write of the
+same file does (remove_stale_temps).
 """
 import os
 import pathlib
+import re
 import tempfile
+import time
 from contextlib import contextmanager
 
 
@@ -30,10 +34,62 @@ def _umask():
     return umask
 
 
+STALE_SECONDS = 60   # a leftover's age before it may go: a live writer (even a slow download) keeps its mtime fresh
+
+
+def _name_part(name):
+    """`name` cut to 100 bytes of whole characters: with the pid and random part, a name the file system
+    allows (255 bytes is the usual limit) still fits."""
+    return os.fsencode(name)[:100].decode("utf-8", "ignore")
+
+
 def temp_prefix(name):
-    """A temporary file's name prefix for `name`: hidden, recognisable, and short enough that a name
-    the file system allows still leaves room for the random part (255 bytes is the usual limit)."""
-    return "." + os.fsencode(name)[:100].decode("utf-8", "ignore") + "."   # 100 bytes, whole characters
+    """A temporary file's name prefix for `name`: hidden, recognisable, with this process's id, so that
+    a later write can tell a killed run's leftover from a live run's file (remove_stale_temps)."""
+    return f".{_name_part(name)}.{os.getpid()}."
+
+
+def remove_stale_temps(path, suffix=".tmp"):
+    """Delete the temporary files of `path` that a dead process left (SIGKILL or the out-of-memory killer
+    give no chance to clean up); return their names.
+
+    A leftover is .NAME.PID.XXXXXXXX.tmp (temp_prefix, then mkstemp's 8 random characters), exactly, so
+    another output's files never match, and it goes only if process PID no longer exists and the file
+    has not been written to for STALE_SECONDS (a process in another pid namespace sharing the folder
+    looks dead from here; a live writer's file is recent). POSIX only: on Windows os.kill(pid, 0) would
+    end the process, not probe it.
+    """
+    if os.name != "posix":
+        return []
+    path = pathlib.Path(path)
+    leftover = re.compile(re.escape(f".{_name_part(path.name)}.") + r"(\d+)\.[a-z0-9_]{8}" + re.escape(suffix))
+    removed, now = [], time.time()
+    try:
+        with os.scandir(path.parent) as entries:
+            for entry in entries:
+                m = leftover.fullmatch(entry.name)
+                if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+                    continue
+                try:
+                    if now - entry.stat(follow_symlinks=False).st_mtime > STALE_SECONDS:
+                        os.unlink(entry.path)
+                        removed.append(entry.name)
+                except OSError:   # gone meanwhile, or not ours to delete: leave it
+                    pass
+    except OSError:
+        pass
+    return removed
+
+
+def _alive(pid):
+    """Whether process pid exists (signal 0 checks without sending anything; EPERM: it exists, not ours)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 @contextmanager
@@ -56,3 +112,4 @@ def atomic_path(path, suffix=".tmp"):
     except BaseException:  # includes KeyboardInterrupt: never leave the temporary file behind
         tmp.unlink(missing_ok=True)
         raise
+    remove_stale_temps(path, suffix)   # what a killed run left behind, now that a complete file is in place

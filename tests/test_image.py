@@ -1,5 +1,6 @@
 """Image reading (modes, EXIF, bad files, limits), atomic writing, resizing, colour transfer, samples."""
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -278,6 +279,33 @@ def test_the_temporary_file_is_hidden_beside_the_output_and_fits_a_long_name(tmp
     long_name = "日" * 80 + ".png"   # 244 bytes in UTF-8
     I.save_image(tmp_path / long_name, np.zeros((16, 16, 3)))
     assert sorted(os.listdir(tmp_path)) == sorted(["o.png", long_name])
+
+
+def test_a_killed_runs_temporary_file_goes_at_the_next_complete_write(tmp_path):
+    """A process killed while writing (kill -9 gives it no chance to clean up) leaves .NAME.PID.XXXXXXXX.tmp;
+    the next write of NAME deletes it, once PID is gone and the file is older than STALE_SECONDS. Kept:
+    a live process's file, a dead one's that is still fresh, and another output's or an odd name's."""
+    import subprocess
+    import time
+    from nst_numpy import fileio
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    old = time.time() - 2 * fileio.STALE_SECONDS
+    names = {"stale": f".o.png.{dead.pid}.abc_1234.tmp", "live": f".o.png.{os.getppid()}.abcd1234.tmp",
+             "fresh": f".o.png.{dead.pid}.fresh123.tmp",
+             "other output": f".o.png.{dead.pid}.png.{dead.pid}.abcd1234.tmp",   # of o.png.PID.png
+             "no pid": ".o.png.abcd1234.tmp", "other suffix": f".o.png.{dead.pid}.abcd1234.npz"}
+    for key, name in names.items():
+        (tmp_path / name).write_bytes(b"partial")
+        if key != "fresh":
+            os.utime(tmp_path / name, (old, old))
+    I.save_image(tmp_path / "o.png", np.zeros((16, 16, 3)))
+    left = set(os.listdir(tmp_path))
+    assert names["stale"] not in left and "o.png" in left
+    assert {n for k, n in names.items() if k != "stale"} <= left
+    with fileio.atomic_path(tmp_path / "o.png") as tmp:   # this process's own name carries its pid
+        assert tmp.name.startswith(f".o.png.{os.getpid()}.")
+    assert fileio.remove_stale_temps(tmp_path / "o.png") == []   # control: nothing else matches
 
 
 def test_fit_size_and_resize():
