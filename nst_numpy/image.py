@@ -35,14 +35,28 @@ def _has_alpha(im):
     return im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
 
 
-def _to_rgb(im):
-    """A loaded PIL image of any mode -> float32 (H, W, 3) in 0..255."""
-    mode = im.mode
+def _grey_source(im):
+    """(mode, largest value) of a 16- or 32-bit grey image as decoded, before _reduced averages it (which
+    lowers the largest value that _to_rgb scales 32-bit I and F by); None for other modes. For I;16 the
+    mode alone decides, so its largest value is not looked for."""
+    if im.mode in ("I", "F"):
+        return im.mode, float(im.getextrema()[1])   # Pillow skips NaN here; _to_rgb refuses it
+    return (im.mode, None) if im.mode.startswith("I;16") else None
+
+
+def _to_rgb(im, source=None):
+    """A loaded PIL image of any mode -> float32 (H, W, 3) in 0..255.
+
+    source: _grey_source of the image as decoded, used while im is still grey (its reduction, perhaps
+    from I;16B to I); an image _reduced made RGBA goes by its own mode."""
+    grey = im.mode in ("I", "F") or im.mode.startswith("I;16")
+    mode, top = source if source and grey else (im.mode, None)
     if mode.startswith("I;16") or mode in ("I", "F"):
         a = np.asarray(im, dtype=np.float64)
         if not np.all(np.isfinite(a)):   # float TIFFs may hold inf or NaN: no picture to scale
             raise ValueError("its pixels include NaN or infinite values")   # load_image names the file
-        top = float(a.max()) if a.size else 0.0
+        if top is None:
+            top = float(a.max()) if a.size else 0.0
         if mode.startswith("I;16"):
             a = a * (255.0 / 65535.0)     # 16-bit by its mode, however dark the picture
         elif mode == "F" and top <= 1.0:
@@ -78,10 +92,11 @@ def _reduced(im, max_side):
     Modes: alpha (or a transparent colour) goes to RGBA, whose resize Pillow does on premultiplied
     colour, so the average is that of the picture composited on white (_to_rgb composites linearly).
     Palette, 1-bit, CMYK and other modes go to RGB first (a palette index or ink is no value to
-    average). 16-bit grey (I;16) averages as it is: _to_rgb scales it by its mode. 32-bit I and F
-    are left whole: _to_rgb scales them by their largest value, which averaging would change.
+    average). 16-bit grey (I;16) averages as it is, and big-endian I;16B goes to 32-bit I first
+    (Pillow resizes only the native order): _to_rgb scales both by the decoded mode. 32-bit I and F
+    average as they are; _to_rgb scales them by the largest value before averaging (_grey_source).
     """
-    if max_side is None or im.mode in ("I", "F") or (im.mode.startswith("I;16") and im.mode != "I;16"):
+    if max_side is None:
         return im
     # Never below MIN_SIDE: load_image refuses smaller images, and a thin style image may be fine
     # at its full size (or never used, at blend weight 0).
@@ -90,7 +105,9 @@ def _reduced(im, max_side):
         return im
     if _has_alpha(im):
         im = im.convert("RGBA")
-    elif im.mode not in ("RGB", "L", "I;16"):
+    elif im.mode.startswith("I;16") and im.mode != "I;16":
+        im = im.convert("I")
+    elif im.mode not in ("RGB", "L", "I;16", "I", "F"):
         im = im.convert("RGB")
     w, h = im.size
     return im.resize((round(w / k), round(h / k)), Image.BOX)   # BOX: exact block averages; both >= MIN_SIDE
@@ -129,9 +146,10 @@ def load_image(path, max_side=None, max_pixels=MAX_PIXELS):
                     scale = max(max_side / max(w, h), MIN_SIDE / min(w, h))
                     im.draft("RGB", (round(w * scale), round(h * scale)))
                 im.load()
+                source = _grey_source(im)
                 im = _reduced(im, max_side)
                 im = ImageOps.exif_transpose(im)
-                rgb = _to_rgb(im)
+                rgb = _to_rgb(im, source)
     except ImageError:
         raise
     except Image.DecompressionBombError:

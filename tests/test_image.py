@@ -194,9 +194,27 @@ def test_big_png_is_box_reduced_first_to_the_same_picture(tmp_path):
     Image.fromarray((texture[:, :, 0].astype(np.uint16) * 257)).save(tmp_path / "grey16.png")
     assert Image.open(tmp_path / "grey16.png").mode == "I;16"
     assert same_picture(tmp_path / "grey16.png") < 1
-    # 32-bit float is scaled by its largest value, which averaging changes: left whole.
-    Image.fromarray(texture[:, :, 0].astype(np.float32) / 255).save(tmp_path / "float.tiff")
-    assert same_picture(tmp_path / "float.tiff", mode_reduced=False) < 1e-3
+    # 32-bit float and integer are scaled by their largest value as decoded, which averaging lowers:
+    # the mode and that value are taken first (image._grey_source). Big-endian 16-bit goes to 32-bit I
+    # to be averaged, and still scales as 16-bit, however dark.
+    # One bright pixel sets the scale of each; averaged, it would no longer.
+    grey = texture[:, :, 0]
+    f = grey.astype(np.float32) / 255
+    f[5, 7] = 1.5   # over 1: the values are levels, not fractions (black here)
+    Image.fromarray(f).save(tmp_path / "float.tiff")
+    assert same_picture(tmp_path / "float.tiff") < 0.1 and I.load_image(tmp_path / "float.tiff", 40).max() < 2
+    i32 = grey.astype(np.int32) * 200
+    i32[5, 7] = 200_000   # over 16 bits: stretched to it
+    Image.fromarray(i32, "I").save(tmp_path / "i32.tiff")
+    assert same_picture(tmp_path / "i32.tiff") < 1 and I.load_image(tmp_path / "i32.tiff", 40).max() < 70
+    Image.fromarray(grey.astype(">u2")).save(tmp_path / "dark16b.tiff")   # 0..255 of 65535
+    assert Image.open(tmp_path / "dark16b.tiff").mode == "I;16B"
+    assert same_picture(tmp_path / "dark16b.tiff") < 0.1 and I.load_image(tmp_path / "dark16b.tiff", 40).max() < 1
+    bad = grey.astype(np.float32)
+    bad[3, 4] = np.nan   # NaN survives the averaging, and is refused after it
+    Image.fromarray(bad).save(tmp_path / "nan.tiff")
+    with pytest.raises(I.ImageError, match="NaN"):
+        I.load_image(tmp_path / "nan.tiff", max_side=40)
     exif = Image.Exif()
     exif[0x0112] = 6   # "rotate 90 CW to display": the orientation survives the reduction
     Image.fromarray(texture).save(tmp_path / "turned.png", exif=exif)
