@@ -49,35 +49,46 @@ def temp_prefix(name):
     return f".{_name_part(name)}.{os.getpid()}."
 
 
-def remove_stale_temps(path, suffix=".tmp"):
-    """Delete the temporary files of `path` that a dead process left (SIGKILL or the out-of-memory killer
-    give no chance to clean up); return their names.
-
-    A leftover is .NAME.PID.XXXXXXXX.tmp (temp_prefix, then mkstemp's 8 random characters), exactly, so
-    another output's files never match, and it goes only if process PID no longer exists and the file
-    has not been written to for STALE_SECONDS (a process in another pid namespace sharing the folder
-    looks dead from here; a live writer's file is recent). POSIX only: on Windows os.kill(pid, 0) would
-    end the process, not probe it.
-    """
+def temp_files(path, suffix=".tmp", stale=False):
+    """Names of the temporary files of `path` in its folder: exactly .NAME.PID.XXXXXXXX<suffix> (temp_prefix,
+    then mkstemp's 8 random characters), so another output's files never match. stale: only those a dead
+    process left (SIGKILL or the out-of-memory killer give no chance to clean up), that is, process PID no
+    longer exists and the file has not been written to for STALE_SECONDS (a process in another pid namespace
+    sharing the folder looks dead from here; a live writer's file is recent). POSIX only (else []): on
+    Windows os.kill(pid, 0) would end the process, not probe it."""
     if os.name != "posix":
         return []
     path = pathlib.Path(path)
-    leftover = re.compile(re.escape(f".{_name_part(path.name)}.") + r"(\d+)\.[a-z0-9_]{8}" + re.escape(suffix))
-    removed, now = [], time.time()
+    pattern = re.compile(re.escape(f".{_name_part(path.name)}.") + r"(\d+)\.[a-z0-9_]{8}" + re.escape(suffix))
+    names, now = [], time.time()
     try:
         with os.scandir(path.parent) as entries:
             for entry in entries:
-                m = leftover.fullmatch(entry.name)
-                if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
-                    continue
-                try:
-                    if now - entry.stat(follow_symlinks=False).st_mtime > STALE_SECONDS:
-                        os.unlink(entry.path)
-                        removed.append(entry.name)
-                except OSError:   # gone meanwhile, or not ours to delete: leave it
-                    pass
+                m = pattern.fullmatch(entry.name)
+                if m and stale:
+                    pid = int(m.group(1))
+                    try:
+                        old = now - entry.stat(follow_symlinks=False).st_mtime > STALE_SECONDS
+                    except OSError:   # gone meanwhile
+                        continue
+                    if pid == os.getpid() or _alive(pid) or not old:
+                        continue
+                if m:
+                    names.append(entry.name)
     except OSError:
         pass
+    return names
+
+
+def remove_stale_temps(path, suffix=".tmp"):
+    """Delete the temporary files of `path` that a dead process left (temp_files(stale=True)); return their names."""
+    removed = []
+    for name in temp_files(path, suffix, stale=True):
+        try:
+            os.unlink(pathlib.Path(path).parent / name)
+            removed.append(name)
+        except OSError:   # gone meanwhile, or not ours to delete: leave it
+            pass
     return removed
 
 

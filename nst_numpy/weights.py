@@ -23,7 +23,7 @@ import numpy as np
 from . import torch_reader
 from .download import DownloadError, download
 from .console import one_line
-from .fileio import atomic_path
+from .fileio import atomic_path, remove_stale_temps, temp_files, temp_prefix
 from .fast import FastVGG19
 from .vgg import VGG19
 from .vgg_spec import CAFFE, CONV_NAMES, CONV_SPECS, MATCONVNET, TORCHVISION, Preprocessing
@@ -389,7 +389,8 @@ def fetch_and_convert(dest, url=None, md5=None, progress=True):
         return convert(placed, dest, source_name=name)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, raw = tempfile.mkstemp(dir=dest.parent, prefix=f".{name}.", suffix=".download")   # a name of its own
+        _remove_killed_downloads(dest.parent, name)
+        fd, raw = tempfile.mkstemp(dir=dest.parent, prefix=temp_prefix(name), suffix=".download")   # a name of its own
         os.close(fd)
     except OSError as e:
         raise WeightsError(f"cannot write in {dest.parent}: {e}") from None
@@ -402,6 +403,16 @@ def fetch_and_convert(dest, url=None, md5=None, progress=True):
         return convert(raw, dest, source_name=name)   # not the temporary name
     finally:
         raw.unlink(missing_ok=True)  # keep only the converted file
+
+
+def _remove_killed_downloads(folder, name):
+    """What a download killed outright left in folder (fileio.temp_files): the .download file, and the
+    .part that download.py writes under that file's name (hundreds of MB); the .download goes once no
+    .part of it is left, so a live one is never orphaned."""
+    for raw in temp_files(folder / name, ".download", stale=True):
+        remove_stale_temps(folder / raw, ".part")
+        if not temp_files(folder / raw, ".part"):
+            (folder / raw).unlink(missing_ok=True)
 
 
 def get_vgg19(path=None, pooling="avg", dtype=np.float32, download=True, progress=True, engine="fast"):

@@ -1,11 +1,14 @@
 """Download: against a local HTTP server on 127.0.0.1; every failure leaves no file behind."""
 import errno
 import hashlib
+import os
 import http.server
 import io
 import runpy
 import socket
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -248,6 +251,41 @@ def test_a_keras_file_already_in_the_weights_folder_is_kept(server, tmp_path, mo
     monkeypatch.setitem(Handler.files, f"/{name}", b"")                   # a download would now fail
     weights.fetch_and_convert(folder / "vgg19.h5", progress=False)      # the placed file, converted
     assert (folder / name).read_bytes() == body and (folder / "vgg19.h5").exists()
+
+
+def test_a_download_killed_outright_is_cleaned_up_by_the_next_one(server, tmp_path, monkeypatch):
+    """A download killed by SIGKILL leaves its .download file and that file's .part (the whole partial body).
+    The next fetch deletes both once their process is gone and they are STALE_SECONDS old; a dead run's
+    .download whose .part is still fresh stays with it (never an orphaned .part), and a live run's stays."""
+    import subprocess
+    from nst_numpy import fileio
+    raw = tmp_path / "raw.h5"
+    wf.write_keras(raw, wf.random_params(seed=3))
+    body = raw.read_bytes()
+    name = "notop.h5"
+    monkeypatch.setitem(Handler.files, f"/{name}", body)
+    monkeypatch.setattr(weights, "KERAS_URL", f"{server}/{name}")
+    monkeypatch.setattr(weights, "KERAS_MD5", hashlib.md5(body).hexdigest())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = tmp_path / "w"
+    folder.mkdir()
+
+    def leftover(raw_random, part_random, fresh_part=False, pid=dead.pid):
+        raw_name = f".{name}.{pid}.{raw_random}.download"
+        part_name = f".{raw_name}.{pid}.{part_random}.part"
+        old = time.time() - 2 * fileio.STALE_SECONDS
+        for n in (raw_name, part_name):
+            (folder / n).write_bytes(b"partial")
+            if not (fresh_part and n == part_name):
+                os.utime(folder / n, (old, old))
+        return raw_name, part_name
+    killed = leftover("aaaa1111", "bbbb2222")
+    recent = leftover("cccc3333", "dddd4444", fresh_part=True)
+    live = leftover("eeee5555", "ffff6666", pid=os.getppid())
+    weights.fetch_and_convert(folder / "vgg19.h5", progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["vgg19.h5", *recent, *live])
+    assert not set(killed) & set(os.listdir(folder))
 
 
 def test_convert_script_download_flag(server, tmp_path, monkeypatch, capsys):
