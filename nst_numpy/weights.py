@@ -412,7 +412,10 @@ def _remove_killed_downloads(folder, name):
     for raw in temp_files(folder / name, ".download", stale=True):
         remove_stale_temps(folder / raw, ".part")
         if not temp_files(folder / raw, ".part"):
-            (folder / raw).unlink(missing_ok=True)
+            try:
+                (folder / raw).unlink(missing_ok=True)
+            except OSError:   # not ours to delete (a shared folder): leave it, and download anyway
+                pass
 
 
 def get_vgg19(path=None, pooling="avg", dtype=np.float32, download=True, progress=True, engine="fast"):
