@@ -3,8 +3,8 @@
 A file is written under a temporary name in its destination directory and renamed into
 place only when complete. os.replace within one directory is atomic on POSIX and Windows,
 so a reader (or a crash, a full disk, Ctrl-C) never sees a partial file. A run killed outright
-(kill -9, the out-of-memory killer) cannot delete its temporary file; the next complete write of the
-same file does (remove_stale_temps).
+(kill -9, the out-of-memory killer) cannot delete its temporary file; on POSIX, the next complete
+write of the same file does, once that process is gone (remove_stale_temps).
 """
 import os
 import pathlib
@@ -51,15 +51,17 @@ def temp_prefix(name):
 
 def temp_files(path, suffix=".tmp", stale=False):
     """Names of the temporary files of `path` in its folder: exactly .NAME.PID.XXXXXXXX<suffix> (temp_prefix,
-    then mkstemp's 8 random characters), so another output's files never match. stale: only those a dead
-    process left (SIGKILL or the out-of-memory killer give no chance to clean up), that is, process PID no
-    longer exists and the file has not been written to for STALE_SECONDS (a process in another pid namespace
-    sharing the folder looks dead from here; a live writer's file is recent). POSIX only (else []): on
-    Windows os.kill(pid, 0) would end the process, not probe it."""
+    then mkstemp's 8 random characters), so another output's files do not match (except another name with
+    the same first 100 bytes, _name_part). stale: only those a dead process left (SIGKILL or the
+    out-of-memory killer give no chance to clean up), that is, process PID no longer exists and the file has
+    not been modified for STALE_SECONDS. The age is for a live writer that looks dead from here (another pid
+    namespace or host sharing the folder), whose file its writes keep recent; one that wrote nothing for a
+    minute (a download still connecting) is not protected. POSIX only (else []): on Windows os.kill(pid, 0)
+    would end the process, not probe it."""
     if os.name != "posix":
         return []
     path = pathlib.Path(path)
-    pattern = re.compile(re.escape(f".{_name_part(path.name)}.") + r"(\d+)\.[a-z0-9_]{8}" + re.escape(suffix))
+    pattern = re.compile(re.escape(f".{_name_part(path.name)}.") + r"([0-9]+)\.[a-z0-9_]{8}" + re.escape(suffix))
     names, now = [], time.time()
     try:
         with os.scandir(path.parent) as entries:

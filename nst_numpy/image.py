@@ -47,10 +47,8 @@ def _grey_source(im):
 def _to_rgb(im, source=None):
     """A loaded PIL image of any mode -> float32 (H, W, 3) in 0..255.
 
-    source: _grey_source of the image as decoded, used while im is still grey (its reduction, perhaps
-    from I;16B to I); an image _reduced made RGBA goes by its own mode."""
-    grey = im.mode in ("I", "F") or im.mode.startswith("I;16")
-    mode, top = source if source and grey else (im.mode, None)
+    source: _grey_source of the image as decoded, when im is its reduction (perhaps from I;16B to I)."""
+    mode, top = source or (im.mode, None)
     if mode.startswith("I;16") or mode in ("I", "F"):
         a = np.asarray(im, dtype=np.float64)
         if not np.all(np.isfinite(a)):   # float TIFFs may hold inf or NaN: no picture to scale
@@ -95,6 +93,7 @@ def _reduced(im, max_side):
     average). 16-bit grey (I;16) averages as it is, and big-endian I;16B goes to 32-bit I first
     (Pillow resizes only the native order): _to_rgb scales both by the decoded mode. 32-bit I and F
     average as they are; _to_rgb scales them by the largest value before averaging (_grey_source).
+    A transparent colour in these grey modes is ignored, as _to_rgb ignores it unreduced.
     """
     if max_side is None:
         return im
@@ -103,11 +102,13 @@ def _reduced(im, max_side):
     k = min(max(im.size) // (REDUCING_GAP * max_side), min(im.size) // MIN_SIDE)
     if k < 2:
         return im
-    if _has_alpha(im):
-        im = im.convert("RGBA")
-    elif im.mode.startswith("I;16") and im.mode != "I;16":
+    if im.mode.startswith("I;16") and im.mode != "I;16":
         im = im.convert("I")
-    elif im.mode not in ("RGB", "L", "I;16", "I", "F"):
+    elif im.mode in ("I;16", "I", "F"):
+        pass   # a transparent colour in 16- or 32-bit grey is ignored, as _to_rgb does (RGBA would clip to 8 bits)
+    elif _has_alpha(im):
+        im = im.convert("RGBA")
+    elif im.mode not in ("RGB", "L"):
         im = im.convert("RGB")
     w, h = im.size
     return im.resize((round(w / k), round(h / k)), Image.BOX)   # BOX: exact block averages; both >= MIN_SIDE

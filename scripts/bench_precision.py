@@ -187,13 +187,14 @@ def print_summary(table, names=("ours", "torch")):
     flipped = {n: sum(table[s][n]["flips"] > 0 for s in table) for n in names}
     calm = [s for s in table if table[s][a]["flips"] == table[s][b]["flips"] == 0]
     line = f"\nReLU flips: {a} in {flipped[a]} of {len(table)} seeds, {b} in {flipped[b]}; "
+    def median_ratio(key, seeds):   # of the per-seed ratios; a run with no error at all has none
+        ratios = [table[s][a][key] / table[s][b][key] for s in seeds if table[s][b][key] > 0]
+        return f"{np.median(ratios):.1f}" if ratios else "-"
     if calm:
-        ratios = [table[s][a]["dx"] / table[s][b]["dx"] for s in calm]
-        line += f"dx where neither flipped ({len(calm)} seeds): median ratio {np.median(ratios):.1f}; "
+        line += f"dx where neither flipped ({len(calm)} seeds): median ratio {median_ratio('dx', calm)}; "
     else:
         line += "no seed where neither flipped; "
-    masks = [table[s][a]["dx_masks"] / table[s][b]["dx_masks"] for s in table]
-    print(line + f"rounding alone (dx, same masks): median ratio {np.median(masks):.1f}")
+    print(line + f"rounding alone (dx, same masks): median ratio {median_ratio('dx_masks', table)}")
 
 
 def objective_errors(params, H, W, threads, prep=CAFFE):

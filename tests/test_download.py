@@ -315,7 +315,7 @@ def test_convert_script_download_flag(server, tmp_path, monkeypatch, capsys):
     assert main(["--download", "--quiet", "-o", str(out)]) == 0
     assert [p.name for p in out.parent.iterdir()] == ["vgg19.h5"]
     assert "wrote" in capsys.readouterr().out
-    same = tmp_path / "y" / "notop.h5"   # named as the download itself: that goes to notop.h5.download first
+    same = tmp_path / "y" / "notop.h5"   # named as the download itself: that goes to .notop.h5.PID.XXXXXXXX.download first
     assert main(["--download", "--quiet", "-o", str(same)]) == 0
     assert [p.name for p in same.parent.iterdir()] == ["notop.h5"]
     assert read_weights(same)[2]["source_name"] == "notop.h5"   # the download's name, not the temporary one

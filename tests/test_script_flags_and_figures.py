@@ -371,6 +371,10 @@ def test_precision_summary_counts_flips_and_compares_only_calm_seeds(capsys):
     table[0]["torch"]["flips"] = table[1]["ours"]["flips"] = 1
     bp.print_summary(table)
     assert "no seed where neither flipped" in capsys.readouterr().out
+    for seed in table:   # a run with no error at all: no ratio, and no ZeroDivisionError
+        table[seed]["torch"]["dx_masks"] = 0.0
+    bp.print_summary(table)
+    assert "same masks): median ratio -" in capsys.readouterr().out
 
 
 def test_precision_weights_reach_the_torch_comparison(tmp_path, capsys, monkeypatch):
