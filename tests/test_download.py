@@ -230,16 +230,23 @@ def test_garbled_replies(server, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
 
 
-def test_a_keras_file_already_in_the_weights_folder_is_kept(server, tmp_path, monkeypatch):
-    """The user's own file with the Keras name: used without a download if its MD5 is the pinned one,
-    else left untouched while the download goes to a name of its own."""
-    raw = tmp_path / "raw.h5"
-    wf.write_keras(raw, wf.random_params(seed=2))
+def _serve_keras(server, monkeypatch, tmp_path, name, seed):
+    """A random-weight Keras notop file served at /name and pinned as weights' URL and MD5; returns its bytes."""
+    raw = tmp_path / f"served-{seed}.h5"
+    wf.write_keras(raw, wf.random_params(seed=seed))
     body = raw.read_bytes()
-    name = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    raw.unlink()
     monkeypatch.setitem(Handler.files, f"/{name}", body)
     monkeypatch.setattr(weights, "KERAS_URL", f"{server}/{name}")
     monkeypatch.setattr(weights, "KERAS_MD5", hashlib.md5(body).hexdigest())
+    return body
+
+
+def test_a_keras_file_already_in_the_weights_folder_is_kept(server, tmp_path, monkeypatch):
+    """The user's own file with the Keras name: used without a download if its MD5 is the pinned one,
+    else left untouched while the download goes to a name of its own."""
+    name = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    body = _serve_keras(server, monkeypatch, tmp_path, name, seed=2)
     folder = tmp_path / "w"
     folder.mkdir()
     (folder / name).write_bytes(b"the user's own, different file")
@@ -259,13 +266,8 @@ def test_a_download_killed_outright_is_cleaned_up_by_the_next_one(server, tmp_pa
     .download whose .part is still fresh stays with it (never an orphaned .part), and a live run's stays."""
     import subprocess
     from nst_numpy import fileio
-    raw = tmp_path / "raw.h5"
-    wf.write_keras(raw, wf.random_params(seed=3))
-    body = raw.read_bytes()
     name = "notop.h5"
-    monkeypatch.setitem(Handler.files, f"/{name}", body)
-    monkeypatch.setattr(weights, "KERAS_URL", f"{server}/{name}")
-    monkeypatch.setattr(weights, "KERAS_MD5", hashlib.md5(body).hexdigest())
+    _serve_keras(server, monkeypatch, tmp_path, name, seed=3)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     folder = tmp_path / "w"
@@ -304,13 +306,7 @@ def test_a_leftover_download_that_cannot_be_deleted_does_not_stop_the_download(m
 def test_convert_script_download_flag(server, tmp_path, monkeypatch, capsys):
     """scripts/convert_weights.py --download: converts and keeps only the converted file; errors exit 2."""
     main = runpy.run_path(str(Path(__file__).resolve().parent.parent / "scripts" / "convert_weights.py"))["main"]
-    raw = tmp_path / "raw.h5"
-    wf.write_keras(raw, wf.random_params(seed=5))
-    body = raw.read_bytes()
-    raw.unlink()
-    monkeypatch.setitem(Handler.files, "/notop.h5", body)
-    monkeypatch.setattr(weights, "KERAS_URL", f"{server}/notop.h5")
-    monkeypatch.setattr(weights, "KERAS_MD5", hashlib.md5(body).hexdigest())
+    _serve_keras(server, monkeypatch, tmp_path, "notop.h5", seed=5)
     out = tmp_path / "w" / "vgg19.h5"
     assert main(["--download", "--quiet", "-o", str(out)]) == 0
     assert [p.name for p in out.parent.iterdir()] == ["vgg19.h5"]
