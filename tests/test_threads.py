@@ -56,3 +56,12 @@ def test_every_library_sets_every_openblas_whatever_omp_says():
         assert [get() for _, get in libs] == [2] * len(libs)
         with threads.blas_threads(1, every_library=True):
             assert [get() for _, get in libs] == [1] * len(libs)
+
+
+def test_maps_lines_keep_paths_with_spaces():
+    """A venv under a folder with a space: the old split()[-1] gave "Projects/...so", a relative tail
+    that failed to load, and every thread count then went uncontrolled (the tests above only skip)."""
+    lib = "/home/a/My Projects/venv/lib/libscipy_openblas64_-abc.so"
+    assert threads._maps_path(f"7f00-7f10 r-xp 00000000 08:01 1234    {lib}\n") == lib
+    assert threads._maps_path(f"7f00-7f10 r-xp 00000000 08:01 1234 {lib} (deleted)\n") == lib
+    assert threads._maps_path("7ffd-7ffe rw-p 00000000 00:00 0 \n") == ""   # anonymous: no file

@@ -21,6 +21,14 @@ _lock = threading.Lock()
 _lib = None        # numpy's (set_fn, get_fn) once found, False if searched and not found
 
 
+def _maps_path(line):
+    """The file of one /proc/self/maps line ("" for an anonymous mapping). The path is everything after
+    the fifth field, so it may hold spaces (a venv under "My Projects"); the kernel marks a deleted file
+    with " (deleted)"."""
+    parts = line.rstrip("\n").split(maxsplit=5)
+    return parts[5].removesuffix(" (deleted)") if len(parts) == 6 else ""
+
+
 def _openblas_paths():
     """Paths of the OpenBLAS libraries loaded into this process, numpy's own copy first."""
     import numpy  # noqa: F401  (make sure numpy's BLAS is loaded before reading the maps)
@@ -28,7 +36,7 @@ def _openblas_paths():
     try:
         with open("/proc/self/maps") as f:
             for line in f:
-                path = line.split()[-1] if len(line.split()) >= 6 else ""
+                path = _maps_path(line)
                 if "openblas" in os.path.basename(path).lower() and path not in paths:
                     paths.append(path)
     except OSError:
@@ -94,6 +102,8 @@ def blas_threads(n, every_library=False):
 
     Sets numpy's OpenBLAS, or with every_library=True every OpenBLAS loaded at the time of
     the call (SciPy's too; looked up afresh, since SciPy may have loaded its copy since).
+    The count is global to the process and the lock guards each set, not the save/restore pair, so
+    only one thread may use this (the main thread: the engine's workers never call it).
     """
     libs = _find_all() if every_library else [f for f in [_fns()] if f]
     with _lock:
