@@ -67,7 +67,9 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
         first = f(x0)                      # (loss, grad (n,)) there
         g0 = first[1]
         d = None if step_sizes is None else step_sizes(g0)   # (n,), or None: plain, z = x
-        times_d = (lambda v: v) if d is None else (lambda v: d * v)   # x = D z, and d/dz = D d/dx
+        times_d = (lambda v: v) if d is None else (lambda v: d * v)   # d/dz = D d/dx
+        # x = D z, clipped: D (z / D) can round 1 ulp past lo or hi, and the box is a promise.
+        to_x = (lambda z: z) if d is None else (lambda z: np.clip(d * z, lo, hi))
         over_d = (lambda v: v) if d is None else (lambda v: v / d)
 
         def scaled(z):
@@ -77,7 +79,7 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
                 # which is x0 again (to rounding in D (x0 / D)): reuse the evaluation above.
                 (loss, grad), first = first, None
             else:
-                loss, grad = f(times_d(z))
+                loss, grad = f(to_x(z))
             grad *= factor           # in place: grad is the objective's fresh array, used only here
             return loss_scale * loss, grad
 
@@ -99,7 +101,7 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
                                      maxfun=2 * int(iterations) + 20, callback=step)
         if info is not None:
             info.update(iterations=count[0], task=str(report["task"]))
-    return times_d(z)
+    return to_x(z)
 
 
 def _bound_pairs(lo, hi):
