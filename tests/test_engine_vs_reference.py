@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from nst_numpy import LAYER_NAMES, FastVGG19, VGG19
-from nst_numpy.fast import ActivationTimes
+from nst_numpy.fast import ActivationTimes, activation_times
 from nst_numpy.gradcheck import rel_error
 
 F64 = 1e-10
@@ -76,12 +76,16 @@ AT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("pooling", ["avg", "max"])
+@pytest.mark.parametrize("pooling, band_bytes", [("avg", None), ("max", None), ("avg", 1)])
 @pytest.mark.parametrize("size, taps", AT_CASES)
-def test_activation_times_equals_eq6_as_an_array(pairs, pooling, size, taps):
+def test_activation_times_equals_eq6_as_an_array(pairs, pooling, band_bytes, size, taps, monkeypatch):
     """fast.backward({n: ActivationTimes(K, plus)}) == reference backward({n: F_n @ K + plus}),
     F_n the layer's activation: eq. 6 formed inside the engine's bands equals eq. 6 as an
-    array. K is not symmetric, so a transposed K would be caught (negative control)."""
+    array. K is not symmetric, so a transposed K would be caught (negative control).
+    band_bytes = 1: where a gradient is injected outside a conv's bands (the deepest tap, a tap
+    under a pool), activation_times.add_in_bands adds it one row at a time, not in one band."""
+    if band_bytes is not None:
+        monkeypatch.setattr(activation_times, "BAND_BYTES", band_bytes)
     ref, fast = pairs[pooling]
     rng = np.random.default_rng(len(taps) + size[0])
     x = _image(*size, seed=size[1])

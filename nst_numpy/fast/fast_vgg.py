@@ -15,7 +15,7 @@ from ..vgg import VGG19
 from ..vgg_spec import CAFFE, check_backward, check_forward
 from . import threads as T
 from . import winograd
-from .activation_times import ActivationTimes
+from .activation_times import ActivationTimes, add_in_bands
 from .buffers import BufferArena
 from .pooling_bands import pool_forward, pool_relu_backward, relu_mask
 
@@ -386,9 +386,8 @@ class FastVGG19(VGG19):
             H, W, C = self._taps[name][0].shape if name in self._taps else g.shape
             gpad = self._take_padded(H, W, C)
             dx = gpad[1:1 + H, 1:1 + W]
-            dx[...] = self._injected_rows(g, name, 0, H)
-        else:
-            dx += self._injected_rows(g, name, 0, dx.shape[0])   # sum: the activation feeds several terms
+            dx[...] = 0
+        add_in_bands(dx, g, self._taps[name][0] if name in self._taps else None)
         return dx, gpad
 
     def _conv_backward(self, name, cache, below, gpad, grads):
