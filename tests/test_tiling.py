@@ -4,16 +4,13 @@ import pytest
 
 from nst_numpy.config import Config
 from nst_numpy.fast import FastVGG19
+from nst_numpy.gradcheck import rel_error
 from nst_numpy.objective import make_objective
 from nst_numpy.tiled_objective import TiledObjective
 from nst_numpy.tiling import ALIGN, halo_for, plan_tiles, reach, stride_of
 from nst_numpy.vgg import VGG19
 
 EXACT = 1e-9   # the issue's bound: float64 relative error of tiled against untiled
-
-
-def rel_error(a, b):
-    return float(np.max(np.abs(a - b)) / max(1e-8, float(np.max(np.abs(a) + np.abs(b)))))
 
 
 def test_receptive_field_of_conv5_1_is_156_px():
@@ -62,15 +59,17 @@ def test_tiles_refuse_pool5():
         plan_tiles((480, 32), 48, ["relu4_1", "pool5"])
 
 
-def _case(net, hw, layers_cfg, core, halo=None, seed=0):
-    """(untiled (loss, grad), tiled (loss, grad), tiles) for one random image and two style images."""
+def _case(net, hw, layers_cfg, core, halo=None, seed=0, texture=False):
+    """(untiled (loss, grad), tiled (loss, grad), tiles) for one random image and two style images;
+    texture: no content image (texture synthesis), so no content term."""
     rng = np.random.default_rng(seed)
     c = rng.uniform(-60, 60, hw + (3,))
     styles = [(rng.uniform(-60, 60, (hw[0] - 7, hw[1] + 5, 3)), 1.0), (rng.uniform(-60, 60, (41, 53, 3)), 0.5)]
     cfg = Config(**layers_cfg)
     x = rng.uniform(-60, 60, c.size)
-    f = make_objective(net, c, styles, cfg)
-    t = TiledObjective(net, c, styles, cfg, tile_size=core, halo=halo)
+    content, shape = (None, c.shape) if texture else (c, None)
+    f = make_objective(net, content, styles, cfg, shape=shape)
+    t = TiledObjective(net, content, styles, cfg, shape=shape, tile_size=core, halo=halo)
     return f(x), t(x), t
 
 
@@ -86,6 +85,14 @@ def test_tiled_equals_untiled(engine, pooling):
     assert len(t.tiles) >= 4
     assert abs(l1 - l0) / abs(l0) < EXACT
     assert rel_error(g1, g0) < EXACT
+
+
+def test_tiled_texture_synthesis_equals_untiled():
+    """No content image (--content none): style and TV terms only, still exact over tiles."""
+    net = FastVGG19.random(seed=1, dtype=np.float64)
+    (l0, g0), (l1, g1), t = _case(net, (77, 61), SHALLOW, core=16, texture=True)
+    assert len(t.tiles) >= 4 and abs(t.parts.get("content", 0.0)) < 1e-12 * l1
+    assert abs(l1 - l0) / abs(l0) < EXACT and rel_error(g1, g0) < EXACT
 
 
 def test_two_tiles_per_axis_with_one_sided_halos_are_exact():
