@@ -241,6 +241,11 @@ def check_writable(path):
         raise ImageError(f"{name}: cannot write there ({one_line(e)})")
 
 
+def to_uint8(rgb):
+    """RGB floats in 0..255 (H, W, 3) -> uint8, clipped and rounded: the saved picture's values."""
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
 def save_image(path, rgb, text=None):
     """Write rgb (H, W, 3), 0..255 floats (clipped, rounded), atomically; format from the extension.
 
@@ -250,7 +255,7 @@ def save_image(path, rgb, text=None):
     """
     name = os.fspath(path)
     fmt = output_format(name)
-    arr = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    arr = to_uint8(rgb)
     im = Image.fromarray(arr, "RGB")
     options = {}
     if fmt == "PNG" and text:

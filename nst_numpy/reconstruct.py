@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .config import Config
+from .image import to_uint8
 from .losses import content_loss
 from .objective import make_objective, pixel_bounds
 from .lbfgs import run_lbfgs
@@ -89,11 +90,6 @@ def reconstruct_style(net, style_rgb, layers, shape, iterations, seed=0):
     """style_rgb: (H_s, W_s, 3) in 0..255 -> RGB uint8 of `shape` with the Gram matrices of `layers`."""
     f = style_objective(net, net.preprocess(style_rgb), layers, shape)
     return to_uint8(net.deprocess(lbfgs(f, white_noise(net, shape, seed), net, iterations)))
-
-
-def to_uint8(rgb):
-    """RGB floats in 0..255 (H, W, 3) -> uint8, clipped and rounded."""
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
 def figure1(net, content_rgb, style_rgb, iterations, seed=0, title="", progress=None):

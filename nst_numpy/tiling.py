@@ -35,6 +35,7 @@ import numpy as np
 
 from .fast.activation_times import ActivationTimes
 from .losses import content_loss, gram_matrix_banded
+from .objective import factors_style_gradient
 from .vgg_spec import LAYER_NAMES
 
 ALIGN = 16   # window offsets are multiples of 2^4: VGG19's four 2x2 poolings up to conv5_1
@@ -170,7 +171,7 @@ def tile_gradient(net, window, tile, layers, K, content, acts=None):
         g = np.zeros(acts[name].shape, acts[name].dtype)
         _own(g, tile, name)[...] = g_own * g.dtype.type(w)
         grads[name] = g
-    factored = hasattr(net, "gram")   # objective.factors_style_gradient: the engine forms F @ K itself
+    factored = factors_style_gradient(net)   # the engine forms F @ K itself
     for name, k in K.items():
         if factored:
             grads[name] = ActivationTimes(k, plus=grads.get(name), window=tile.owned(stride_of(name)))

@@ -48,6 +48,7 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from . import threads as T
 from . import winograd_matrices
+from .pooling_bands import relu_mask
 from .winograd_matrices import AT, BT, G
 
 
@@ -328,7 +329,7 @@ class WinogradConv:
                 if extra is not None and np.may_share_memory(extra, out):
                     extra = extra.copy()
                 if mask_from is not None:
-                    m = mask_from[r0:r1] if mask_from.dtype == bool else mask_from[r0:r1] > 0
+                    m = relu_mask(mask_from[r0:r1])
             self._band(xp, U, out, bias, relu, band[0], band[1],
                        self._scratch(nb, tw, xp.shape[1], c_in, c_out, xp.dtype))
             if ref is not None:
