@@ -46,9 +46,9 @@ class Progress:
         rate = done / max(now - self.start, 1e-9)
         text = f"{_human(done)}"
         if self.total:
-            eta = (self.total - done) / rate if rate > 0 else float("inf")
-            text += f" / {_human(self.total)} ({100 * done / self.total:3.0f}%)"
-            text += f"  {_human(rate)}/s  ETA {eta:4.0f} s" if eta != float("inf") else f"  {_human(rate)}/s"
+            text += f" / {_human(self.total)} ({100 * done / self.total:3.0f}%)  {_human(rate)}/s"
+            if rate > 0:   # nothing received yet: no ETA
+                text += f"  ETA {(self.total - done) / rate:4.0f} s"
         else:
             text += f"  {_human(rate)}/s"
         return text

@@ -219,8 +219,10 @@ def _read_zip(path):
         if len(pkls) != 1:
             raise TorchFormatError("zip file without exactly one <name>/data.pkl: not a torch.save file")
         prefix = pkls[0][: -len("data.pkl")]
-        if prefix + "byteorder" in z.namelist() and _member(z, prefix + "byteorder", 16).read().strip() != b"little":
-            raise TorchFormatError("big-endian torch files are not supported")
+        if prefix + "byteorder" in z.namelist():
+            with _member(z, prefix + "byteorder", 16) as f:
+                if f.read().strip() != b"little":
+                    raise TorchFormatError("big-endian torch files are not supported")
         with _member(z, pkls[0], MAX_PICKLE_BYTES) as f:
             obj = _unpickle(f)
         refs = _storage_refs(obj)

@@ -33,9 +33,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # child of a large process (a test session, 2.6 GB) reported that process's peak, not its own.
 OWN_PEAK = """import atexit, runpy, sys
 def peak():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            print("VmHWM", line.split()[1], "kB", file=sys.stderr)
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                print("VmHWM", line.split()[1], "kB", file=sys.stderr)
 atexit.register(peak)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
@@ -72,7 +73,8 @@ def overhead(net, pair, side, tile, repeat):
 
 def _crop_16x9(path, folder):
     from PIL import Image
-    im = Image.open(path).convert("RGB")
+    with Image.open(path) as src:
+        im = src.convert("RGB")
     w, h = im.size
     if w * 9 >= h * 16:
         cw, ch = h * 16 // 9, h

@@ -121,9 +121,9 @@ def bench_network(sizes, repeat, threads):
               f"{rate / gemm:.2f}x the GEMM rate")
         print(f"  {'layer':8s} {'forward ms':>10s} {'backward ms':>11s} {'GFLOP/s':>8s}")
         for name in LAYER_NAMES[:LAYER_NAMES.index("conv5_1") + 1]:
-            f, b = per_layer.get((name, "forward"), 0.0), per_layer.get((name, "backward"), 0.0)
-            if f == 0 and b == 0:
+            if (name, "forward") not in per_layer and (name, "backward") not in per_layer:
                 continue   # a ReLU fused into its conv
+            f, b = per_layer.get((name, "forward"), 0.0), per_layer.get((name, "backward"), 0.0)
             gf = f"{2 * flops[name] / (f + b) / 1e9:8.0f}" if name in flops else ""
             print(f"  {name:8s} {1e3 * f:10.1f} {1e3 * b:11.1f} {gf}")
 
