@@ -74,6 +74,7 @@ class _Tracker:
         self.last = (np.inf, {})
 
     def __call__(self, x):
+        """x: (n,) float64 -> f(x) = (loss, grad (n,)); remembers the best point seen."""
         loss, grad = self.f(x)
         if not np.isfinite(loss):
             raise FloatingPointError("the loss became NaN or infinite")

@@ -281,6 +281,8 @@ def _storage_refs(obj):
 
 
 def _frombuffer(raw, ref, key, numel=None):
+    """raw bytes -> (numel,) array of ref's dtype (little-endian), numel = ref.numel unless given;
+    refused unless the byte count matches exactly."""
     numel = ref.numel if numel is None else numel
     if len(raw) != numel * ref.dtype.itemsize:
         raise TorchFormatError(f"storage {_short(key)} has {len(raw)} bytes, expected {numel * ref.dtype.itemsize} "

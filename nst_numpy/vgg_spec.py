@@ -67,6 +67,7 @@ class Preprocessing:
             raise ValueError(f"invalid preprocessing {self}")
 
     def _order(self, x):
+        """x: (..., 3) -> (..., 3), channels reversed for a BGR network (a view)."""
         return x[..., ::-1] if self.channel_order == "BGR" else x  # RGB <-> BGR is its own inverse
 
     def preprocess(self, rgb, dtype=np.float32):

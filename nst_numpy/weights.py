@@ -134,6 +134,8 @@ def load_vgg19(path, pooling="avg", dtype=np.float32, engine="fast"):
 
 
 def _check_shapes(params, path):
+    """params: {conv name: (kernel (3, 3, C_in, C_out), bias (C_out,))}; WeightsError unless every conv
+    of VGG19 is there with its shapes and finite float values."""
     missing = [n for n in CONV_NAMES if n not in params]
     if missing:
         raise WeightsError(f"{path}: missing layer(s) {', '.join(missing)}")
