@@ -58,7 +58,9 @@ def test_gradcheck_script_all_rows_pass(capsys):
     for name in ["conv dx", "conv dw", "conv db", "relu dx", "avg pool dx", "max pool dx", "(7x9x2)",
                  "content loss dF", "style loss dF", "total variation dx", "VGG19 dx", "objective dx", "control:"]:
         assert name in out
-    controls = out.count("control:")   # every negative control row, each caught
+    controls = out.count("control:")   # every negative control row, each caught, and all after the checks
+    is_control = ["control:" in line for line in out.splitlines() if re.search(r"\d\.\d\de[-+]\d\d", line)]
+    assert is_control == sorted(is_control) and sum(is_control) == controls
     assert "FAIL" not in out and controls >= 9 and out.count("expected to fail: caught") == controls
     # The guide's excerpt of this table (section 1) shows the bounds (one layer, the network, the controls):
     # each of its rows must have the same bound here.
