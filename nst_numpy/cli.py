@@ -199,10 +199,10 @@ def run(args, stderr, argv=(), resume=None):
         net.set_threads(args.threads)
     cap = args.max_memory or default_cap()
     plans = None   # small runs without --max-memory: untiled, or --tile-size as given (memory_plan.needs_plan)
-    if args.max_memory or args.dry_run or needs_plan(sizes, config):
+    style_hws = [[fit_size(shape, config.style_scale * max(hw)) for shape in used] for hw in sizes]
+    if args.max_memory or args.dry_run or needs_plan(sizes, config, style_hws[-1]):
         try:
-            plans = plan_run(net, sizes, [[fit_size(shape, config.style_scale * max(hw)) for shape in used]
-                                          for hw in sizes], config, cap, timed=args.dry_run)
+            plans = plan_run(net, sizes, style_hws, config, cap, timed=args.dry_run)
         except MemoryError as e:
             raise UsageError(str(e))
     if args.dry_run:

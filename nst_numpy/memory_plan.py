@@ -12,6 +12,11 @@ Peak memory is modelled as the sum of
 - image-sized arrays, per value of the image (n = 3 H W): the optimiser's state (scipy's
   L-BFGS-B keeps (2m + 5) n float64 in its work array alone), the objective's copies and
   the content targets; counted from the code below and in optimize.py, objective.py.
+Before the optimiser starts, each style image goes through the network whole, so the peak is the
+larger of that phase (the process, the style images, one forward pass on the largest, measured
+like a window's but with no backward pass) and the optimisation's sum above. The forward fit is
+cautious: at 1600x1000 it predicts 1.4 KB per pixel where the process grew by 0.74 KB (tracemalloc
+also counts memory the arena has reserved but not yet touched).
 
 Tiling (tiling.py) trades time for memory: the plan takes the whole image in one window
 when that fits the cap, else the largest tile of at least EFFICIENT_TILE px that fits, else a
@@ -161,7 +166,8 @@ class WindowCost:
     """Network memory and time of one tile's work (tiling.tile_gradient), by measurement.
 
     bytes(h, w) = a h w + b from traced peaks at two probe sides; the probes also make the
-    engine's kernels, so those are in the process's RSS from then on.
+    engine's kernels, so those are in the process's RSS from then on. forward_bytes(h, w), the
+    same fit for a forward pass alone (the style images' Gram matrices), is measured alike.
     """
 
     PROBE_SIDES = (96, 160)
@@ -171,28 +177,35 @@ class WindowCost:
         self.content_layers, self.style_layers = tuple(content_layers), tuple(style_layers)
         self.layers = list(dict.fromkeys(self.content_layers + self.style_layers))
         rng = np.random.default_rng(0)
-        peaks = []
-        for side in (32,) + self.PROBE_SIDES:   # 32: a warm-up that makes the kernels
-            x = net.preprocess(rng.uniform(0, 255, (side, side, 3)))
-            # The last probe's buffers go first. Under a caller's tracing session they are traced,
-            # and freeing them during this probe would hide as many bytes of its peak (measured:
-            # a = 5 bytes/px instead of 1331). Under our own session they are untraced either way.
-            net.release_buffers()
-            ours = not tracemalloc.is_tracing()   # a caller's own tracing session is left running
+        probes = [net.preprocess(rng.uniform(0, 255, (side, side, 3))) for side in (32,) + self.PROBE_SIDES]
+        self._peak(probes[0], True)   # a warm-up that makes the kernels
+        self.a, self.b = self._fit([self._peak(x, True) for x in probes[1:]])
+        self.a_forward, self.b_forward = self._fit([self._peak(x, False) for x in probes[1:]])
+
+    def _peak(self, x, backward):
+        """Traced peak bytes of _work on window x (twice: the first plans the engine's arena, the second uses it)."""
+        # The last probe's buffers go first. Under a caller's tracing session they are traced,
+        # and freeing them during this probe would hide as many bytes of its peak (measured:
+        # a = 5 bytes/px instead of 1331). Under our own session they are untraced either way.
+        self.net.release_buffers()
+        ours = not tracemalloc.is_tracing()   # a caller's own tracing session is left running
+        if ours:
+            tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            for _ in range(2):
+                self._work(x, backward)
+            return tracemalloc.get_traced_memory()[1] - base
+        finally:
             if ours:
-                tracemalloc.start()
-            try:
-                base = tracemalloc.get_traced_memory()[0]
-                tracemalloc.reset_peak()
-                for _ in range(2):   # the first plans the engine's arena, the second uses it
-                    self._work(x, backward=True)
-                peaks.append(tracemalloc.get_traced_memory()[1] - base)
-            finally:
-                if ours:
-                    tracemalloc.stop()
-        (p1, p2), (s1, s2) = peaks[1:], self.PROBE_SIDES
-        self.a = max(0.0, (p2 - p1) / (s2 * s2 - s1 * s1))
-        self.b = max(0.0, p1 - self.a * s1 * s1)
+                tracemalloc.stop()
+
+    def _fit(self, peaks):
+        """(a, b) of the line a * pixels + b through the peaks at the two PROBE_SIDES, both >= 0."""
+        (p1, p2), (s1, s2) = peaks, self.PROBE_SIDES
+        a = max(0.0, (p2 - p1) / (s2 * s2 - s1 * s1))
+        return a, max(0.0, p1 - a * s1 * s1)
 
     def _work(self, x, backward):
         """Pass 1 (backward False) or pass 2 of tiling.py on the window x, with zero targets."""
@@ -211,6 +224,10 @@ class WindowCost:
     def bytes(self, h, w):
         """Peak bytes of one window's work, h x w px."""
         return self.a * h * w + self.b
+
+    def forward_bytes(self, h, w):
+        """Peak bytes of a forward pass and Gram matrices alone on an h x w image (a style image's targets)."""
+        return self.a_forward * h * w + self.b_forward
 
     def seconds(self, h, w, tiled):
         """Seconds of one evaluation's network work on an h x w window (tiled: both passes), timed
@@ -236,13 +253,21 @@ class ScalePlan:
     window: tuple           # (h, w) of each window
     optimizer: str          # "lbfgs" or "adam"
     lbfgs_memory: int       # m (L-BFGS only)
-    parts: dict             # {what: bytes} of the peak estimate
+    parts: dict             # {what: bytes} of the peak estimate, while optimising
+    style_parts: dict = None  # {what: bytes} while the style images' targets are computed (before)
     seconds_per_iteration: float = None   # when timed
     setup_seconds: float = 0.0            # the optimiser's start, once per scale (when timed)
 
     @property
     def peak(self):
-        return int(MARGIN * sum(self.parts.values()))
+        return int(MARGIN * sum(self.peak_parts.values()))
+
+    @property
+    def peak_parts(self):
+        """The parts of the larger phase: optimising, or (a big style image) computing the style targets."""
+        if self.style_parts and sum(self.style_parts.values()) > sum(self.parts.values()):
+            return self.style_parts
+        return self.parts
 
 
 def optimizer_bytes(n, optimizer, m):
@@ -272,7 +297,12 @@ def estimate(cost, hw, style_hws, config, tile, m, base):
              "content targets": targets, "style images": styles}
     if count > 1:
         parts["image-sized arrays"] -= 4 * n    # tiled_objective sums dx in float64: no float32 copy
-    return ScalePlan(tuple(hw), tile, count, tuple(window), config.optimizer, m, parts)
+    # Before the optimiser starts, each style image goes through the network whole (untiled), one at a time.
+    big = max(style_hws, key=lambda s: s[0] * s[1], default=None)
+    style_parts = None if big is None else {
+        "process before the run": base, "style images": styles,
+        f"network on the {big[1]}x{big[0]} style image": cost.forward_bytes(*big)}
+    return ScalePlan(tuple(hw), tile, count, tuple(window), config.optimizer, m, parts, style_parts)
 
 
 def plan_scale(cost, hw, style_hws, config, cap, base):
@@ -295,28 +325,33 @@ def plan_scale(cost, hw, style_hws, config, cap, base):
         p = estimate(cost, hw, style_hws, config, t, m, base)
         if p.peak <= cap:
             return p
+    m_least = ms[-1] if config.optimizer == "lbfgs" else 0
+    smallest = estimate(cost, hw, style_hws, config, config.tile_size or sides[-1], m_least, base)
+    if smallest.peak_parts is smallest.style_parts:   # style images are not tiled: no tile makes this fit
+        big = max(style_hws, key=lambda s: s[0] * s[1])
+        raise MemoryError(f"the {big[1]}x{big[0]} style image needs about {over(smallest.peak, cap)} "
+                          f"to compute its Gram matrices (style images are not tiled); lower --style-scale")
     if config.tile_size:
-        least = estimate(cost, hw, style_hws, config, config.tile_size, ms[-1], base)
         raise MemoryError(f"at {hw[1]}x{hw[0]} with --tile-size {config.tile_size} the run needs about "
-                          f"{over(least.peak, cap)}; use a smaller --tile-size or none (automatic)")
-    smallest = estimate(cost, hw, style_hws, config, sides[-1], ms[-1] if config.optimizer == "lbfgs" else 0, base)
+                          f"{over(smallest.peak, cap)}; use a smaller --tile-size or none (automatic)")
     adam = estimate(cost, hw, style_hws, replace(config, optimizer="adam"), sides[-1], 0, base)
     hint = (f"; --optimizer adam needs about {gib(adam.peak)}" if config.optimizer == "lbfgs" else "")
     lbfgs = f"L-BFGS with --lbfgs-memory {ms[-1]}, " if config.optimizer == "lbfgs" else ""
     tiles = f"tiles of {sides[-1]} px, halo {halo} px" if sides[-1] else "untiled: too small for tiles"
     raise MemoryError(f"a {hw[1]}x{hw[0]} run needs at least {over(smallest.peak, cap)} ({lbfgs}{tiles}){hint}")
 
-
 AUTO_PLAN_PIXELS = 1024 * 1024   # untiled runs up to this output size fit in a few GB (measured: 2.9 GB at 1024²)
 
 
-def needs_plan(sizes, config):
-    """Whether a run with tile_size None must be planned: its output is over AUTO_PLAN_PIXELS, or
-    this machine has under 8 GB available. Smaller runs go untiled and skip the plan's probes."""
+def needs_plan(sizes, config, style_hws=()):
+    """Whether a run with tile_size None must be planned: its output or a style image (style_hws: their
+    (H, W) at the output size) is over AUTO_PLAN_PIXELS, or this machine has under 8 GB available.
+    Smaller runs go untiled and skip the plan's probes."""
     if config.tile_size is not None:
         return False
     H, W = sizes[-1]
-    return H * W > AUTO_PLAN_PIXELS or available_memory() < 8 << 30
+    pixels = max([H * W] + [h * w for h, w in style_hws])
+    return pixels > AUTO_PLAN_PIXELS or available_memory() < 8 << 30
 
 
 def plan_run(net, scale_hws, style_hws_per_scale, config, cap=None, timed=False):
@@ -373,7 +408,8 @@ def describe(plans, budgets, cap, given=True):
             total += p.seconds_per_iteration * its + p.setup_seconds
     top = max(plans, key=lambda p: p.peak)
     lines.append("peak estimate " + gib(top.peak) + " at " + f"{top.hw[1]}x{top.hw[0]}: " +
-                 ", ".join(f"{k} {gib(v)}" for k, v in top.parts.items()) + f", +{round(100 * (MARGIN - 1))}% margin")
+                 ", ".join(f"{k} {gib(v)}" for k, v in top.peak_parts.items()) +
+                 f", +{round(100 * (MARGIN - 1))}% margin")
     if total:
         lines.append(f"estimated time at most {total / 60:.1f} min (every scale's full budget)")
     return "\n".join(lines)

@@ -332,10 +332,10 @@ def _auto_plans(net, sizes, style_rgbs, config):
     """Config.tile_size None means automatic: memory_plan.needs_plan says whether this run is large
     enough to plan against the default memory cap (untiled if that fits, else tiles)."""
     from .memory_plan import needs_plan, plan_run
-    if not needs_plan(sizes, config):
+    style_hws = [[fit_size(s.shape, config.style_scale * max(hw)) for s in style_rgbs] for hw in sizes]
+    if not needs_plan(sizes, config, style_hws[-1]):
         return None
-    return plan_run(net, sizes, [[fit_size(s.shape, config.style_scale * max(hw)) for s in style_rgbs]
-                                 for hw in sizes], config)
+    return plan_run(net, sizes, style_hws, config)
 
 
 def _resume_point(checkpoint, sizes):

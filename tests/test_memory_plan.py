@@ -256,3 +256,25 @@ def test_lower_m_is_tried_before_tiles_under_efficient_tile():
     cap = estimate(cost, hw, [], cfg, EFFICIENT_TILE, 10, 0).peak - 1
     p = plan_scale(cost, hw, [], cfg, cap, 0)
     assert p.tile >= EFFICIENT_TILE and p.lbfgs_memory < 10, (p.tile, p.lbfgs_memory)
+
+
+def test_a_big_style_image_is_planned_and_refused_by_its_own_pass(cost, monkeypatch):
+    """Style images go through the network whole, before the optimiser starts. A 32 px output
+    with a 1600x1000 style image (--style-scale 50) once ran at 1.7 GB under --max-memory 700M:
+    the plan counted the style image's pixels but not its forward pass."""
+    from nst_numpy import memory_plan
+    from nst_numpy.memory_plan import MARGIN, describe, needs_plan
+    hw, style, cfg = (24, 32), (1000, 1600), Config()
+    p = estimate(cost, hw, [style], cfg, 0, 5, 0)
+    net_part = "network on the 1600x1000 style image"
+    assert p.peak_parts is p.style_parts and p.style_parts[net_part] == cost.forward_bytes(*style)
+    assert cost.forward_bytes(*style) > 0.5 * cost.bytes(*style)   # forward alone: most of a window's memory
+    assert p.peak == int(MARGIN * sum(p.style_parts.values()))
+    assert net_part in describe([p], [10], 8 << 30)
+    assert plan_scale(cost, hw, [style], cfg, p.peak, 0).tiles == 1
+    with pytest.raises(MemoryError, match=r"the 1600x1000 style image needs about .* lower --style-scale"):
+        plan_scale(cost, hw, [style], cfg, p.peak // 2, 0)
+    small = estimate(cost, hw, [(24, 32)], cfg, 0, 5, 0)   # control: a small style image does not set the peak
+    assert small.peak_parts is small.parts
+    monkeypatch.setattr(memory_plan, "available_memory", lambda: 16 << 30)
+    assert needs_plan([hw], cfg, [style]) and not needs_plan([hw], cfg, [(24, 32)])
