@@ -15,8 +15,8 @@ Peak memory is modelled as the sum of
 Before the optimiser starts, each style image goes through the network whole, so the peak is the
 larger of that phase (the process, the style images, one forward pass on the largest, measured
 like a window's but with no backward pass) and the optimisation's sum above. The forward fit is
-cautious: at 1600x1000 it predicts 1.4 KB per pixel where the process grew by 0.74 KB (tracemalloc
-also counts memory the arena has reserved but not yet touched).
+cautious: at 1600x1000 it predicts 1.4 KB per pixel where the process's resident memory grew by
+0.74 KB, so a style image may be refused that would just have fitted.
 
 Tiling (tiling.py) trades time for memory: the plan takes the whole image in one window
 when that fits the cap, else the largest tile of at least EFFICIENT_TILE px that fits, else a
