@@ -8,14 +8,12 @@ writes the best image so far and exits with 130.
 import math
 import os
 import re
-import signal
 import sys
-import threading
 
 import numpy as np
 
 from . import __version__
-from .console import EXIT_INTERRUPTED, one_line
+from .console import EXIT_INTERRUPTED, interrupts_raise, one_line
 from .config import Config
 from .checkpoint import Checkpointer, load_checkpoint
 from .cli_parser import UsageError, CliParser, build_parser
@@ -285,21 +283,13 @@ def run(args, stderr, argv=(), resume=None):
     return 0
 
 
-def _terminated(signum, frame):
-    raise KeyboardInterrupt   # kill, a job scheduler, a closing terminal: saved like Ctrl-C
-
-
 def main(argv=None, stderr=None):
     """Entry point. Returns (and, as a console script, exits with) 0, 2 (bad input) or 130 (Ctrl-C,
-    or SIGTERM, which is handled the same way: the best image so far is saved)."""
+    or SIGTERM, which is handled the same way: the best image so far is saved; a second one while
+    it is saved is ignored, console.interrupts_raise)."""
     stderr = stderr or sys.stderr
-    in_main = threading.current_thread() is threading.main_thread()   # only there can a handler be set
-    previous = signal.signal(signal.SIGTERM, _terminated) if in_main else None
-    try:
+    with interrupts_raise():
         return _main(argv, stderr)
-    finally:
-        if in_main and previous is not None:   # None: a handler set outside Python, which cannot be put back
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv, stderr):

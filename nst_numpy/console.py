@@ -1,13 +1,51 @@
 """The `nst-numpy` command and scripts/stylize.py start here.
 
-Loading numpy and scipy takes a moment; Ctrl-C then must not print a traceback. Nothing has started,
-so there is nothing to save: print one line and exit 130, as a Ctrl-C later in the run does.
-This module and the package's __init__ import nothing heavy, so the handler is in place first.
+Loading numpy and scipy takes a moment; Ctrl-C (or SIGTERM) then must not print a traceback or end
+the process by the signal. Nothing has started, so there is nothing to save: print one line and exit
+130, as a Ctrl-C later in the run does. This module and the package's __init__ import nothing heavy,
+so the handlers are in place first.
 """
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 
 EXIT_INTERRUPTED = 130   # the same status cli.py returns for Ctrl-C during a run
+_interrupts = {"depth": 0, "seen": False}   # interrupts_raise's nesting, and whether a signal came
+
+
+def _on_signal(signum, frame):
+    if _interrupts["seen"]:   # a second Ctrl-C while the first is being handled (the best image saved)
+        return
+    _interrupts["seen"] = True
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupts_raise():
+    """Within the block, the first SIGINT or SIGTERM (kill, a job scheduler, a closing terminal) raises
+    KeyboardInterrupt, and later ones are ignored, so that a double Ctrl-C cannot cut short the save of
+    the best image (it once left a temporary file and no picture, or a traceback and exit 143).
+    Main thread only (elsewhere Python cannot set handlers: then it changes nothing). A signal
+    ignored when the block starts stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _interrupts["depth"] == 0:
+        _interrupts["seen"] = False
+    _interrupts["depth"] += 1
+    # A signal ignored from the start stays ignored: a script's background job ignores SIGINT, so that
+    # Ctrl-C in the terminal does not reach it (Python itself leaves SIGINT alone then).
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(s) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        _interrupts["depth"] -= 1
+        for s, handler in previous.items():
+            if handler is not None:   # None: a handler set outside Python, which cannot be put back
+                signal.signal(s, handler)
 
 
 def one_line(error):
@@ -28,9 +66,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 def main(argv=None):
     """Import the command line and run it; returns its exit status."""
-    try:
-        from .cli import main as cli_main
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return EXIT_INTERRUPTED
-    return cli_main(argv)
+    with interrupts_raise():
+        try:
+            from .cli import main as cli_main
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted\n")
+            return EXIT_INTERRUPTED
+        return cli_main(argv)

@@ -55,6 +55,47 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path, monkeypatch):
     assert "Interrupted" in Image.open(out).text
 
 
+def test_a_second_signal_while_the_best_image_is_saved_is_ignored(tmp_path, monkeypatch):
+    """kill, then Ctrl-C (or a second kill) while the picture is written: the write completes, one line,
+    exit 130 (it once left a temporary file and no picture, or a traceback and exit 143)."""
+    import signal
+
+    class Killed(cli.Progress):
+        def __call__(self, state):
+            if state.step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+    real_save = cli.save_image
+
+    def save_image(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)    # handled at once, in this (the main) thread
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_save(*args, **kwargs)
+    monkeypatch.setattr(cli, "Progress", Killed)
+    monkeypatch.setattr(cli, "save_image", save_image)
+    out = tmp_path / "o.png"
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "50", "-o", out])
+    assert status == 130 and err.splitlines()[-1].startswith("interrupted after 2 iterations")
+    assert "Traceback" not in err and os.listdir(tmp_path) == ["o.png"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # put back after the run
+
+
+def test_interrupts_raise_once_then_ignore_until_the_block_ends():
+    import signal
+    from nst_numpy.console import interrupts_raise
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_raise():
+            os.kill(os.getpid(), signal.SIGTERM)
+    with interrupts_raise():   # a new block raises again
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            raise AssertionError("not interrupted")
+        except KeyboardInterrupt:
+            os.kill(os.getpid(), signal.SIGTERM)   # ignored: the first is being handled
+            os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):   # outside any block: Python's own Ctrl-C again
+        os.kill(os.getpid(), signal.SIGINT)
+
+
 def test_an_interrupted_run_with_checkpoints_says_how_to_resume(tmp_path, monkeypatch):
     _interrupt_when(monkeypatch, lambda state: state.step == 5)
     out = tmp_path / "o.png"
@@ -122,3 +163,17 @@ def test_stylize_script_ctrl_c_while_loading_is_one_line(tmp_path):
         tmp_path, f"import runpy\nsys.argv = ['stylize.py']\nrunpy.run_path({script!r}, run_name='__main__')\n")
     assert status == 130 and err == "interrupted\n", (status, err)
     assert not os.listdir(tmp_path)
+
+
+def test_an_ignored_sigint_stays_ignored():
+    """A script's background job starts with SIGINT ignored; the run must not take it back."""
+    import signal
+    from nst_numpy.console import interrupts_raise
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupts_raise():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)   # ignored: no KeyboardInterrupt
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
