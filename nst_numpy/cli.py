@@ -67,6 +67,9 @@ def _check_side_files(args, inputs):
         if args.save_every and snapshot.fullmatch(path):
             raise UsageError(f"{q} is an input, and --save-every would write a snapshot over it")
     if args.checkpoint_every and not args.resume:
+        if os.path.exists(_checkpoint_path(args.output)):   # a new run would write over it, then delete it
+            raise UsageError(f"{_checkpoint_path(args.output)} holds an earlier run that was cut short; continue it "
+                             f"with --resume {_checkpoint_path(args.output)}, or delete it to start afresh")
         check_writable(_checkpoint_path(args.output))
     if args.save_every:
         check_writable(_snapshot_path(args.output, 0))
@@ -142,6 +145,9 @@ def run(args, stderr, argv=(), resume=None):
         raise UsageError("--init content needs a content image; use noise or a path for texture synthesis")
     if texture and args.preserve_colors != "none":
         raise UsageError("--preserve-colors keeps a content image's colours; texture synthesis has none")
+    if texture and args.style_weight <= 0 and args.tv_weight <= 0:
+        raise UsageError("texture synthesis (--content none) with --style-weight 0 has nothing to optimise "
+                         "(the content weight has no content); give a style weight above 0")
     styles = args.style or []
     if args.style_weights is not None:
         if len(args.style_weights) != max(1, len(styles)):

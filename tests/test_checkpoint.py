@@ -311,6 +311,11 @@ def test_cli_resume_quiet_and_the_resume_hint(tmp_path, monkeypatch):
     assert cli.main(args + ["--checkpoint-every", "2"], stderr=err) == cli.EXIT_INTERRUPTED
     assert f"--resume {ckpt}" in err.getvalue(), err.getvalue()
     monkeypatch.setattr(optimize, "run_lbfgs", real)
+    before = open(ckpt, "rb").read()   # a new run with checkpoints would write over it, then delete it
+    err = io.StringIO()
+    assert cli.main(args + ["--checkpoint-every", "2"], stderr=err) == cli.EXIT_USAGE
+    assert f"{ckpt} holds an earlier run" in err.getvalue() and f"--resume {ckpt}" in err.getvalue()
+    assert open(ckpt, "rb").read() == before
     err = io.StringIO()
     assert cli.main(["--resume", ckpt, "--quiet"], stderr=err) == 0
     assert err.getvalue() == "" and os.path.exists(out)   # not quiet, it would at least say "wrote ..."

@@ -245,6 +245,7 @@ def _bad_inputs(tmp_path):
         "empty content path": ["--content", ""],
         "empty output path": ["-o", ""],
         "colours of no content": ["--content", "none", "--preserve-colors", "luminance"],
+        "texture with no style weight": ["--content", "none", "--style-weight", "0", "--tv-weight", "0"],
         "format without an RGB writer": ["-o", tmp_path / "out.xbm"],
         "checkpoint over an input": ["--style", tmp_path / "out.checkpoint.npz", "--checkpoint-every", "1"],
         "snapshot over an input": ["--content", tmp_path / "out_0001.png", "--save-every", "1"],
