@@ -111,11 +111,17 @@ def _whole(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+NEVER_SAVED = {"--resume", "--dry-run", "--help", "-h"}   # options of a run that cannot write checkpoints
+MAX_PIXEL = 1e4   # |x| of a saved image in the network's units (RGB 0..255 less the mean, or scaled to 0..1)
+
+
 def _structure_problem(meta, arrays):
     """What is wrong with a checkpoint's contents, or "" if they have the shape the run reads back
     (CheckpointError then, not a TypeError deep inside the resumed run)."""
     if "argv" in meta and not (isinstance(meta["argv"], list) and all(isinstance(a, str) for a in meta["argv"])):
         return "argv is not a list of strings"
+    if "argv" in meta and set(meta["argv"]) & NEVER_SAVED:   # the saved command was a run that wrote this file
+        return f"argv holds {sorted(set(meta['argv']) & NEVER_SAVED)[0]}, which no checkpointed run has"
     if "cwd" in meta and not isinstance(meta["cwd"], str):
         return "cwd is not a path"
     if "inputs" in meta and not (isinstance(meta["inputs"], dict)
@@ -142,6 +148,8 @@ def _structure_problem(meta, arrays):
     x = arrays.get("x")
     if x is None or x.dtype.kind != "f" or x.ndim != 1:
         return "no image array x"
+    if not np.all(np.abs(x) <= MAX_PIXEL):   # also NaN: the network's pixels lie within a few hundred of 0
+        return "the image array x holds values no picture has"
     return ""
 
 

@@ -114,6 +114,10 @@ def test_a_checkpoint_that_cannot_be_deleted_at_the_end_is_a_warning(tmp_path, m
     ({"point": _point(sizes=[[4, 4, 4]])}, np.zeros(3), "sizes"),
     ({"point": _point()}, np.zeros((3, 1)), "no image array"),
     ({"point": _point()}, None, "no image array"),
+    ({"point": _point()}, np.array([0.0, 1e300, 0.0]), "values no picture has"),   # a RuntimeWarning, then a run
+    ({"point": _point()}, np.array([0.0, np.nan, 0.0]), "values no picture has"),
+    ({"argv": ["--resume", "other.npz"], "point": _point()}, np.zeros(3), "argv holds --resume"),
+    ({"argv": ["--size", "64", "--dry-run"], "point": _point()}, np.zeros(3), "argv holds --dry-run"),
 ])
 def test_damaged_checkpoints_are_one_line_errors(tmp_path, meta, x, problem):
     """Contents of the wrong shape are refused when loaded, not met as a TypeError inside the resumed run."""
