@@ -178,8 +178,8 @@ def run(args, stderr, argv=(), resume=None):
         content = load_image(args.content, max_side=args.size)
     style_side = max(16, round(args.size * args.style_scale))
     if style_side ** 2 > MAX_PIXELS:   # the memory plan sizes the output, not the style images
-        raise UsageError(f"--style-scale {args.style_scale:g} makes the style image {style_side} px on a side; "
-                         f"at most {math.isqrt(MAX_PIXELS)} px")
+        raise UsageError(f"--size {args.size} with --style-scale {args.style_scale:g} makes the style image "
+                         f"{style_side} px on a side; at most {math.isqrt(MAX_PIXELS)} px")
     style_imgs = [load_image(s, max_side=style_side) for s in styles] or [painting()]
     init_img = None
     if init not in ("content", "noise"):

@@ -55,7 +55,8 @@ def _number(kind, minimum=None, strict=False, maximum=None):
         if minimum is not None and (value <= minimum if strict else value < minimum):
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text!r}")
         if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"must be at most {maximum if kind is int else f'{maximum:g}'}, "
+                                             f"got {text!r}")
         return value
     return parse
 
@@ -71,10 +72,18 @@ def _layer_list(text):
 def _weights_list(text):
     """'1,2' or '1 2' -> [1.0, 2.0], each finite, >= 0 and at most MAX_WEIGHT."""
     parse = _number(float, 0.0, maximum=MAX_WEIGHT)
+    if "," in text and not all(part.strip() for part in text.split(",")):   # '1,,1' was read as two weights
+        raise argparse.ArgumentTypeError(f"an empty value between commas in {text!r}")
     values = [parse(t) for t in text.replace(",", " ").split()]
     if not values:
         raise argparse.ArgumentTypeError("needs at least one weight")
     return values
+
+
+def _weights_path(text):
+    if not text.strip():   # was "weight file . is not a file"
+        raise argparse.ArgumentTypeError("needs a weight file's path, or random")
+    return text
 
 
 def _init_choice(text):
@@ -158,7 +167,7 @@ def build_parser():
     run.add_argument("--seed", type=_number(int, 0), default=d.seed, help="random seed (default: 0)")
     run.add_argument("--save-every", type=_number(int, 1), metavar="N",
                      help="also write numbered snapshots (output_0010.png, ...) every N iterations")
-    run.add_argument("--weights", metavar="PATH",
+    run.add_argument("--weights", metavar="PATH", type=_weights_path,
                      help="VGG19 weights file (default: the converted file, downloaded on first use); "
                           "'random' = random weights (fixed seed 0), for tests and pipeline demos only")
     run.add_argument("--engine", choices=sorted(ENGINES), default="fast",

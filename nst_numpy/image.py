@@ -128,6 +128,8 @@ def load_image(path, max_side=None, max_pixels=MAX_PIXELS):
         raise ImageError(f"{name}: no such file")
     if os.path.isdir(name):
         raise ImageError(f"{name}: is a directory, not an image")
+    if not os.path.isfile(name):   # a device or a pipe: Pillow would wait on it, or read it forever
+        raise ImageError(f"{name}: not a regular file")
     if os.path.getsize(name) == 0:
         raise ImageError(f"{name}: empty file")
     try:
