@@ -263,6 +263,9 @@ def run(args, stderr, argv=(), resume=None):
                 raise UsageError(f"{changed[0]} has changed since the checkpoint was written; cannot resume")
         checkpoint = Checkpointer(args.resume or _checkpoint_path(args.output), args.checkpoint_every or 1 << 30,
                                   meta, resume)
+        if resume is not None and not args.quiet:   # the checkpoint chose the output: say where it goes
+            stderr.write(f"resuming {args.resume} after iteration {resume[0].get('point', {}).get('step', 0)}; "
+                         f"the picture goes to {os.path.abspath(args.output)}\n")
     try:
         out = stylize(net, content, style_imgs, config, callback=callback, init_rgb=init_img, plans=plans,
                       checkpoint=checkpoint)

@@ -357,15 +357,18 @@ def test_cli_resume_from_another_directory_finds_relative_paths(tmp_path, monkey
     monkeypatch.chdir(tmp_path / "run")
     real = _die_in_the_second_segment(monkeypatch)
     assert cli.main(["--weights", "random", "--content", "photo.png", "--init", "start.png", "--size", "32",
-                     "--scales", "1", "--iterations", "6", "--checkpoint-every", "2", "-q",
-                     "-o", "out.png"]) == cli.EXIT_INTERRUPTED
+                     "--scales", "1", "--iterations", "6", "--checkpoint-every", "2",
+                     "-o", "out.png"], stderr=io.StringIO()) == cli.EXIT_INTERRUPTED
     monkeypatch.setattr(optimize, "run_lbfgs", real)
     _die_in_the_second_segment(monkeypatch)   # dies again: the checkpoint it rewrites must resume too
     monkeypatch.chdir(tmp_path / "elsewhere")
     ckpt = str(tmp_path / "run" / "out.checkpoint.npz")
-    assert cli.main(["--resume", ckpt, "-q"]) == cli.EXIT_INTERRUPTED
+    assert cli.main(["--resume", ckpt], stderr=io.StringIO()) == cli.EXIT_INTERRUPTED
     monkeypatch.setattr(optimize, "run_lbfgs", real)
-    assert cli.main(["--resume", ckpt, "-q"]) == 0
+    err = io.StringIO()   # it says where the picture goes, which the checkpoint chose
+    assert cli.main(["--resume", ckpt], stderr=err) == 0
+    assert err.getvalue().startswith(f"resuming {ckpt} after iteration 4; the picture goes to "
+                                     f"{tmp_path / 'run' / 'out.png'}\n"), err.getvalue()
     assert (tmp_path / "run" / "out.png").exists() and not os.path.exists(ckpt)
     assert os.listdir(tmp_path / "elsewhere") == []
     from PIL import Image
