@@ -32,7 +32,7 @@ def _human(n):
         n /= 1024
 
 
-class Progress:
+class DownloadProgress:
     """Bytes, rate and ETA on a stream: redrawn in place on a TTY, a plain line every ~10% otherwise."""
 
     def __init__(self, total, stream=None, min_interval=0.2):
@@ -98,7 +98,7 @@ def _fetch(url, tmp, md5, sha256, progress, timeout):
                 total = int(response.headers.get("Content-Length") or 0) or None
             except ValueError:
                 total = None
-            bar = Progress(total) if progress else None
+            bar = DownloadProgress(total) if progress else None
             done = 0
             while True:
                 try:

@@ -55,7 +55,7 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
     """
     count = [0]
 
-    def step(_zk):
+    def count_iteration(_zk):
         count[0] += 1
         if on_iteration is not None:
             on_iteration(count[0])
@@ -98,7 +98,7 @@ def run_lbfgs(f, x0, lo, hi, iterations, on_iteration=None, memory=10, step_size
         # the whole run (0.35 GB at 1024 px); here the n pairs are a few shared tuples (see _bound_pairs).
         z, _, report = fmin_l_bfgs_b(scaled, over_d(x0), bounds=_bound_pairs(over_d(lo), over_d(hi)),
                                      m=int(memory), factr=0.0, pgtol=0.0, maxiter=int(iterations),
-                                     maxfun=2 * int(iterations) + 20, callback=step)
+                                     maxfun=2 * int(iterations) + 20, callback=count_iteration)
         if info is not None:
             info.update(iterations=count[0], task=str(report["task"]))
     return to_x(z)

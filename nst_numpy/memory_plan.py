@@ -336,9 +336,9 @@ def plan_scale(cost, hw, style_hws, config, cap, base):
                           f"{over(smallest.peak, cap)}; use a smaller --tile-size or none (automatic)")
     adam = estimate(cost, hw, style_hws, replace(config, optimizer="adam"), sides[-1], 0, base)
     hint = (f"; --optimizer adam needs about {gib(adam.peak)}" if config.optimizer == "lbfgs" else "")
-    lbfgs = f"L-BFGS with --lbfgs-memory {ms[-1]}, " if config.optimizer == "lbfgs" else ""
+    with_m = f"L-BFGS with --lbfgs-memory {ms[-1]}, " if config.optimizer == "lbfgs" else ""
     tiles = f"tiles of {sides[-1]} px, halo {halo} px" if sides[-1] else "untiled: too small for tiles"
-    raise MemoryError(f"a {hw[1]}x{hw[0]} run needs at least {over(smallest.peak, cap)} ({lbfgs}{tiles}){hint}")
+    raise MemoryError(f"a {hw[1]}x{hw[0]} run needs at least {over(smallest.peak, cap)} ({with_m}{tiles}){hint}")
 
 AUTO_PLAN_PIXELS = 1024 * 1024   # untiled runs up to this output size fit in a few GB (measured: 2.9 GB at 1024²)
 
@@ -363,16 +363,16 @@ def plan_run(net, scale_hws, style_hws_per_scale, config, cap=None, timed=False)
     plans = [plan_scale(cost, hw, shws, config, cap, base) for hw, shws in zip(scale_hws, style_hws_per_scale)]
     if timed:
         per_value = _optimizer_seconds_per_value(config.optimizer)
-        lbfgs = config.optimizer == "lbfgs"
+        uses_lbfgs = config.optimizer == "lbfgs"
         for k, p in enumerate(plans):
             net_s = cost.seconds(*p.window, tiled=p.tiles > 1) * p.tiles
             p.seconds_per_iteration = EVALUATIONS_PER_ITERATION * net_s + per_value * 3 * p.hw[0] * p.hw[1]
             # Every start of L-BFGS-B sets up its bounds (LBFGS_SETUP_SECONDS_PER_VALUE) and evaluates
             # once more; it starts again at Config.restart_with_step_sizes_at() if the scale's budget goes past it.
             budget = config.iterations if k == len(plans) - 1 else config.coarse_iterations
-            starts = 2 if lbfgs and 0 < config.restart_with_step_sizes_at() < budget else 1
+            starts = 2 if uses_lbfgs and 0 < config.restart_with_step_sizes_at() < budget else 1
             p.setup_seconds = starts * (net_s + (LBFGS_SETUP_SECONDS_PER_VALUE * 3 * p.hw[0] * p.hw[1]
-                                                 if lbfgs else 0.0))
+                                                 if uses_lbfgs else 0.0))
     return plans
 
 

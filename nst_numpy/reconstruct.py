@@ -63,7 +63,7 @@ def style_objective(net, style, layers, shape):
     return make_objective(net, None, [(style, 1.0)], config, shape=shape)
 
 
-def lbfgs(f, x0, net, iterations):
+def minimise_in_box(f, x0, net, iterations):
     """Minimise f from x0 (network space, (H, W, 3)) with L-BFGS-B, pixels kept inside 0..255.
 
     Returns the final image in network space, (H, W, 3) float64. The optimiser is
@@ -82,14 +82,14 @@ def white_noise(net, shape, seed):
 def reconstruct_content(net, content_rgb, layer, iterations, seed=0):
     """content_rgb: (H, W, 3) in 0..255 -> RGB uint8 (H, W, 3) rebuilt from noise via `layer` alone."""
     content = net.preprocess(content_rgb)
-    x = lbfgs(ContentObjective(net, content, layer), white_noise(net, content.shape, seed), net, iterations)
+    x = minimise_in_box(ContentObjective(net, content, layer), white_noise(net, content.shape, seed), net, iterations)
     return to_uint8(net.deprocess(x))
 
 
 def reconstruct_style(net, style_rgb, layers, shape, iterations, seed=0):
     """style_rgb: (H_s, W_s, 3) in 0..255 -> RGB uint8 of `shape` with the Gram matrices of `layers`."""
     f = style_objective(net, net.preprocess(style_rgb), layers, shape)
-    return to_uint8(net.deprocess(lbfgs(f, white_noise(net, shape, seed), net, iterations)))
+    return to_uint8(net.deprocess(minimise_in_box(f, white_noise(net, shape, seed), net, iterations)))
 
 
 def figure1(net, content_rgb, style_rgb, iterations, seed=0, title="", progress=None):

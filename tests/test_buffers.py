@@ -221,7 +221,7 @@ def test_replayed_episode_uses_one_arena_without_aliasing():
         for pair in _alive_together(SIMPLE):
             x, y = sorted(pair)
             assert not np.shares_memory(seen[x], seen[y]), (x, y)
-        base = arena._arena
+        base = arena._block
         assert all(np.shares_memory(arr, base) for arr in seen.values())   # all from the one arena
 
 
@@ -261,10 +261,10 @@ def test_keeping_a_buffer_longer_gets_a_fresh_array_then_replans():
               ("give", "a")]
     seen = _replay(arena, longer)   # checks a was not clobbered by c
     assert not np.shares_memory(seen["a"], seen["c"])
-    assert not np.shares_memory(seen["c"], arena._arena)   # c came from outside the arena
+    assert not np.shares_memory(seen["c"], arena._block)   # c came from outside the arena
     again = _replay(arena, longer)   # re-planned from the episode above
     assert not any(np.shares_memory(again[x], again[y]) for x, y in map(sorted, _alive_together(longer)))
-    assert all(np.shares_memory(arr, arena._arena) for arr in again.values())   # and served from the new plan
+    assert all(np.shares_memory(arr, arena._block) for arr in again.values())   # and served from the new plan
     assert arena.nbytes == 640 + 320 + 640
 
 
@@ -289,7 +289,7 @@ def test_other_sizes_or_counts_fall_back_safely(script):
         seen = _replay(arena, script)
         for x, y in map(sorted, _alive_together(script)):
             assert not np.shares_memory(seen[x], seen[y]), (x, y)
-    assert all(np.shares_memory(arr, arena._arena) for arr in seen.values())
+    assert all(np.shares_memory(arr, arena._block) for arr in seen.values())
 
 
 def test_random_episodes_never_alias_live_buffers():
@@ -313,7 +313,7 @@ def test_random_episodes_never_alias_live_buffers():
             for x, y in map(sorted, _alive_together(script)):
                 assert seen[x].size == 0 or seen[y].size == 0 or not np.shares_memory(seen[x], seen[y]), (x, y)
         if trial % 2:   # the third repetition follows a plan made from an identical episode
-            assert all(a.size == 0 or np.shares_memory(a, arena._arena) for a in seen.values())
+            assert all(a.size == 0 or np.shares_memory(a, arena._block) for a in seen.values())
         # then the same episode keeping one buffer to the end: the plan must not alias it
         takes = [s for s in script if s[0] == "take"]
         kept = takes[int(rng.integers(len(takes)))][1]
@@ -386,7 +386,7 @@ def test_replayed_slices_are_aligned():
     script = [("take", "a", 72), ("take", "b", 24), ("take", "c", 8), ("give", "a"), ("give", "b"), ("give", "c")]
     _replay(arena, script)
     seen = _replay(arena, script)
-    base = arena._arena.ctypes.data
+    base = arena._block.ctypes.data
     for arr in seen.values():
         assert (arr.ctypes.data - base) % ALIGN_BYTES == 0
 

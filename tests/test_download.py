@@ -17,7 +17,7 @@ import pytest
 import weight_fixtures as wf
 from nst_numpy import download as dl
 from nst_numpy import weights
-from nst_numpy.download import DownloadError, Progress, download
+from nst_numpy.download import DownloadError, DownloadProgress, download
 from nst_numpy.fileio import default_file_mode
 from nst_numpy.vgg_spec import CAFFE
 from nst_numpy.weights import WeightsError, get_vgg19, read_weights
@@ -105,7 +105,7 @@ def test_an_upper_case_hash_is_accepted(server, tmp_path):
 
 def test_progress_eta_is_the_time_left_for_the_bytes_left():
     """A quarter of the bytes in 1 s: the other three quarters take 3 s at that rate."""
-    bar = Progress(total=4096, stream=io.StringIO())
+    bar = DownloadProgress(total=4096, stream=io.StringIO())
     line = bar.line(1024, bar.start + 1.0)
     assert "( 25%)  1.0 KB/s" in line and line.endswith("ETA    3 s"), line
 
@@ -188,7 +188,7 @@ class Tty(io.StringIO):
 
 def test_progress_in_place_on_a_tty():
     stream = Tty()
-    bar = Progress(total=2_000_000, stream=stream, min_interval=0.0)
+    bar = DownloadProgress(total=2_000_000, stream=stream, min_interval=0.0)
     for done in (500_000, 1_000_000, 2_000_000):
         bar.update(done)
     bar.update(2_000_000, final=True)
@@ -324,7 +324,7 @@ def test_convert_script_download_flag(server, tmp_path, monkeypatch, capsys):
 
 def test_download_progress_on_a_tty_is_throttled():
     stream = Tty()
-    bar = Progress(total=1000, stream=stream, min_interval=3600)
+    bar = DownloadProgress(total=1000, stream=stream, min_interval=3600)
     for done in range(100, 1000, 100):
         bar.update(done)
     bar.update(1000, final=True)

@@ -250,10 +250,10 @@ def test_band_buffers_are_reused_and_dropped_when_the_arena_grows():
             ref, _ = L.conv_forward(x, w, b)
             assert rel_error(ref, out[:x.shape[0], :x.shape[1]]) < F32_LAYER
         local = engine._local
-        arena = local.arenas[np.dtype(np.float32)]
+        scratch = local.scratch[np.dtype(np.float32)]
         assert local.views, "band views are kept"
         for s in local.views.values():
-            assert np.shares_memory(s.V, arena)     # every kept view lives in the current arena
+            assert np.shares_memory(s.V, scratch)   # every kept view lives in the current scratch array
         key = next(iter(local.views))
         assert engine._scratch(*key) is local.views[key]
     finally:

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 from nst_numpy import VGG19, gradcheck, reconstruct
 from nst_numpy.gradcheck import CheckResult, numerical_gradient, rel_error
 from nst_numpy.losses import content_loss
-from nst_numpy.reconstruct import (CONTENT_LAYERS, STYLE_SETS, ContentObjective, grid, lbfgs, load_network,
+from nst_numpy.reconstruct import (CONTENT_LAYERS, STYLE_SETS, ContentObjective, grid, load_network, minimise_in_box,
                                    reconstruct_content, style_objective, to_uint8, white_noise)
 import script_helpers
 from test_layers import _Doubler   # a one-tap stand-in network, out = 2 x
@@ -270,12 +270,12 @@ def test_figure1_cells(monkeypatch):
 @pytest.mark.parametrize("loss_scale", [1.0, 1e-6])
 def test_lbfgs_lowers_the_content_loss(loss_scale):
     """Also when the gradient is tiny: L-BFGS-B's first step is x0 - grad, lost in float32 rounding
-    unless lbfgs rescales the objective (without that, a 96 px relu4_2 reconstruction never moved)."""
+    unless minimise_in_box rescales the objective (without that, a 96 px relu4_2 reconstruction never moved)."""
     net = VGG19.random(seed=0)  # float32, as in real runs
     content = net.preprocess(np.random.default_rng(2).uniform(0, 255, (20, 20, 3)))
     f = ContentObjective(net, content, "relu2_2")
     x0 = white_noise(net, content.shape, seed=0)
-    x = lbfgs(lambda z: tuple(loss_scale * v for v in f(z)), x0, net, iterations=15)
+    x = minimise_in_box(lambda z: tuple(loss_scale * v for v in f(z)), x0, net, iterations=15)
     assert f(x.reshape(-1))[0] < 0.2 * f(x0.reshape(-1))[0]
     rgb = net.deprocess(x.astype(np.float32))
     assert rgb.min() > -0.01 and rgb.max() < 255.01  # L-BFGS-B kept every pixel in range

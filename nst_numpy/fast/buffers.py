@@ -66,7 +66,7 @@ class BufferArena:
 
     def clear(self):
         """Forget the plan, the arena and the record (their memory goes once no array refers to them)."""
-        self._arena = None     # flat uint8 array the plan's offsets point into
+        self._block = None     # flat uint8 array the plan's offsets point into
         self._plan = []        # [(offset, nbytes)] by request index within an episode
         self._record = []      # this episode: [nbytes, taken, given] by request index
         self._live = {}        # id(base array) -> (start address, nbytes, base array, request index), in use
@@ -80,15 +80,15 @@ class BufferArena:
         are forgotten, and so is the arena they may point into, so nothing new can alias them.
         """
         if self._live:
-            self._live, self._arena, self._missed = {}, None, True
+            self._live, self._block, self._missed = {}, None, True
         # An episode that followed the plan and stopped early (a forward pass with no backward,
         # as tiling.py's first pass makes) keeps the longer plan: its takes were the plan's prefix.
         # (A take beyond the plan's end is a miss too, in take.)
         if self._record and self._missed:
             offsets, size = _pack(self._record)
             self._plan = [(o, r[0]) for o, r in zip(offsets, self._record)]
-            self._arena = None                      # free the old arena before making the new one
-            self._arena = np.empty(max(size, 1), np.uint8)
+            self._block = None                      # free the old arena before making the new one
+            self._block = np.empty(max(size, 1), np.uint8)
         self._record, self._clock, self._missed = [], 0, False
 
     def take(self, shape, dtype):
@@ -98,13 +98,13 @@ class BufferArena:
         self._clock += 1
         self._record.append([n, self._clock, np.inf])
         raw = None
-        if k < len(self._plan) and self._plan[k][1] == n and self._arena is not None:
+        if k < len(self._plan) and self._plan[k][1] == n and self._block is not None:
             at = self._plan[k][0]
-            start = self._arena.ctypes.data + at
+            start = self._block.ctypes.data + at
             if all(s + m <= start or start + n <= s for s, m, _, _ in self._live.values()):
                 # frombuffer gives each take its own base object, so give() can tell buffers apart
                 # even when one reuses the memory of another that was given back.
-                raw = np.frombuffer(memoryview(self._arena)[at:at + n], np.uint8)
+                raw = np.frombuffer(memoryview(self._block)[at:at + n], np.uint8)
         if raw is None:
             self._missed = True
             raw = np.empty(n, np.uint8)
@@ -118,7 +118,7 @@ class BufferArena:
 
     def may_share_memory(self, arr):
         """True if arr may overlap the arena or a buffer in use (numpy's bounds test: no false negatives)."""
-        if self._arena is not None and np.may_share_memory(arr, self._arena):
+        if self._block is not None and np.may_share_memory(arr, self._block):
             return True
         return any(np.may_share_memory(arr, base) for _, _, base, _ in self._live.values())
 
@@ -134,7 +134,7 @@ class BufferArena:
     @property
     def nbytes(self):
         """Bytes of the arena plus those of the buffers in use outside it."""
-        arena = 0 if self._arena is None else self._arena.size
-        base = 0 if self._arena is None else self._arena.ctypes.data
+        arena = 0 if self._block is None else self._block.size
+        base = 0 if self._block is None else self._block.ctypes.data
         outside = sum(m for s, m, _, _ in self._live.values() if not (base <= s < base + arena))
         return arena + outside

@@ -125,16 +125,16 @@ def input_transform(band, nb, bt, v):
 
 
 class _Scratch:
-    """One band's buffers, carved out of one flat per-thread arena (reused by every band and layer)."""
+    """One band's buffers, carved out of one flat per-thread scratch array (reused by every band and layer)."""
 
-    def __init__(self, nb, tw, wp, c_in, c_out, arena):
+    def __init__(self, nb, tw, wp, c_in, c_out, alloc):
         t = nb * tw
         shapes = dict(R=(6, nb, wp, c_in),        # rows transformed: (p, tile row, x, c)
                       V=(36, t, c_in),            # (p*6 + q, tile, c): the GEMM operands
                       M=(36, t, c_out),           # the products, Winograd domain
                       Z=(4, 6, t, c_out),         # columns transformed back: (j, p, tile, o)
                       Y=(4, 4, t, c_out))         # the output tiles: (j, i, tile, o)
-        flat = arena(sum(int(np.prod(v)) for v in shapes.values()))
+        flat = alloc(sum(int(np.prod(v)) for v in shapes.values()))
         at = 0
         for name, shape in shapes.items():
             n = int(np.prod(shape))
@@ -200,8 +200,8 @@ class WinogradConv:
         For the cheap memory-bound layers (pooling and its backward): small bands keep
         each layer function's temporaries in cache, and two threads share the work.
         """
-        step = max(1, min(rows_per_band, -(-n_rows // self.threads)))
-        bands = [(r, min(r + step, n_rows)) for r in range(0, n_rows, step)]
+        rows = max(1, min(rows_per_band, -(-n_rows // self.threads)))
+        bands = [(r, min(r + rows, n_rows)) for r in range(0, n_rows, rows)]
         self._run_bands(lambda band: fn(*band), bands)
 
     def conv_direct(self, xp, w, out, bias=None, relu=False, mask_out=None):
@@ -260,26 +260,26 @@ class WinogradConv:
         return out
 
     def _scratch(self, nb, tw, wp, c_in, c_out, dtype):
-        """This thread's band buffers. One arena per thread and dtype, grown to the largest band
+        """This thread's band buffers. One scratch array per thread and dtype, grown to the largest band
         seen, so memory stays at one band per thread whatever the number of layers and sizes.
         The views of each band shape are kept (carving them costs ~0.5 ms of Python, which
-        holds the GIL: 0.1 s per objective evaluation at 512 px), until the arena grows."""
+        holds the GIL: 0.1 s per objective evaluation at 512 px), until the array grows."""
         local = self._local
-        if getattr(local, "arenas", None) is None:
-            local.arenas, local.views = {}, {}
+        if getattr(local, "scratch", None) is None:
+            local.scratch, local.views = {}, {}
         key = (nb, tw, wp, c_in, c_out, np.dtype(dtype))
         s = local.views.get(key)
         if s is not None:
             return s
 
-        def arena(n):
-            if dtype not in local.arenas or local.arenas[dtype].size < n:
-                local.arenas[dtype] = None                 # free the old one first
+        def alloc(n):
+            if dtype not in local.scratch or local.scratch[dtype].size < n:
+                local.scratch[dtype] = None                 # free the old one first
                 local.views = {k: v for k, v in local.views.items() if k[-1] != np.dtype(dtype)}
-                local.arenas[dtype] = np.empty(n, dtype)   # (views of the old arena are dropped above)
-            return local.arenas[dtype][:n]
+                local.scratch[dtype] = np.empty(n, dtype)   # (views of the old array are dropped above)
+            return local.scratch[dtype][:n]
 
-        s = local.views[key] = _Scratch(nb, tw, wp, c_in, c_out, arena)
+        s = local.views[key] = _Scratch(nb, tw, wp, c_in, c_out, alloc)
         return s
 
     def _band_rows(self, th, tw, c_in, c_out):
