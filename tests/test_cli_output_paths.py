@@ -1,0 +1,46 @@
+"""The command line's output paths: never an input, long names (in bytes, not characters) written."""
+import os
+
+import pytest
+
+from test_cli import _picture, _run, shared_random_networks  # noqa: F401 (an autouse fixture: imported, it applies here)
+
+
+@pytest.mark.parametrize("flag", ["--content", "--style", "--init"])
+def test_the_output_may_not_be_an_input(tmp_path, flag):
+    """-o naming an input (here through another spelling of its path) would overwrite it: refused."""
+    photo = tmp_path / "photo.png"
+    _picture(photo)
+    before = photo.read_bytes()
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", flag, photo,
+                        "-o", tmp_path / "." / "photo.png"])
+    assert status == 2 and "is also an input" in err and err.count("\n") == 1
+    assert photo.read_bytes() == before
+    status, _ = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-q", flag, photo,
+                      "-o", tmp_path / "other.png"])
+    assert status == 0 and photo.read_bytes() == before   # the control: another output is fine
+
+
+def test_a_long_output_name_the_file_system_allows_is_written(tmp_path):
+    """A 250-byte name (the limit is 255): its temporary file's name must not be the one that is too long."""
+    out = tmp_path / ("a" * 246 + ".png")
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-q", "-o", out])
+    assert status == 0 and out.exists(), err
+
+
+def test_a_long_non_ascii_output_name_is_written(tmp_path):
+    """80 three-byte characters and .png: 244 bytes. The temporary name is cut by bytes, not characters."""
+    out = tmp_path / ("猫" * 80 + ".png")
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-q", "-o", out])
+    assert status == 0 and out.exists(), err
+
+
+def test_without_pathconf_names_are_held_to_255_bytes(tmp_path, monkeypatch):
+    from nst_numpy.image import ImageError, check_writable
+
+    def no_answer(*a):
+        raise OSError("no pathconf here")
+    monkeypatch.setattr(os, "pathconf", no_answer)
+    check_writable(tmp_path / ("a" * 251 + ".png"))                  # 255 bytes: fine
+    with pytest.raises(ImageError, match="longer than the 255 bytes"):
+        check_writable(tmp_path / ("a" * 252 + ".png"))
