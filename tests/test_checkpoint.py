@@ -374,3 +374,21 @@ def test_cli_resume_from_another_directory_finds_relative_paths(tmp_path, monkey
     from PIL import Image
     # the record keeps the paths as typed, as an uninterrupted run's would
     assert "content=photo.png" in Image.open(tmp_path / "run" / "out.png").text["Parameters"].splitlines()
+
+
+def test_an_array_with_a_newer_npy_header_is_left_to_numpy(tmp_path):
+    """_declared_bytes reads the sizes of the header versions np.savez writes (1.0, 2.0); a member with
+    version 3.0 (which NumPy also reads) is not refused for that, and loads."""
+    import zipfile
+    path, x = str(tmp_path / "c.npz"), np.arange(6.0)
+    save_checkpoint(path, {"point": _point()}, x=x)
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, x, version=(3, 0))
+    members["x.npy"] = buf.getvalue()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    meta, arrays = load_checkpoint(path)
+    assert np.array_equal(arrays["x"], x) and meta["point"] == _point()
