@@ -69,7 +69,10 @@ class DownloadProgress:
 
 
 def download(url, dest, md5=None, sha256=None, progress=True, timeout=30):
-    """Fetch url to dest atomically; check Content-Length and the given hashes (hex) before renaming."""
+    """Fetch url to dest atomically; check Content-Length and the given hashes (hex) before renaming.
+    At least one hash is required: an unchecked download is never what a caller should get."""
+    if not (md5 or sha256):
+        raise ValueError("download needs an md5 or sha256 to check the file against")
     dest = pathlib.Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -84,6 +84,9 @@ def server():
     httpd.server_close()
 
 
+ANY_MD5 = "0" * 32   # for downloads that fail before their hash is checked
+
+
 def test_success_with_md5_and_sha256(server, tmp_path, capsys):
     dest = tmp_path / "sub" / "file.bin"
     download(f"{server}/file.bin", dest, md5=hashlib.md5(BODY).hexdigest(),
@@ -129,7 +132,7 @@ def test_hash_mismatch_leaves_nothing(server, tmp_path):
 
 def test_truncated_transfer(server, tmp_path):
     with pytest.raises(DownloadError, match=f"truncated: got 1000 of {len(BODY)} bytes"):
-        download(f"{server}/short", tmp_path / "f", progress=False)
+        download(f"{server}/short", tmp_path / "f", md5=ANY_MD5, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -137,13 +140,13 @@ def test_chunked_transfer_cut_short(server, tmp_path):
     """No Content-Length to check against: the broken chunk itself (IncompleteRead, an HTTPException,
     not an OSError) must become a one-line DownloadError, and nothing is left behind."""
     with pytest.raises(DownloadError, match="interrupted after 0 bytes"):
-        download(f"{server}/chunked-short", tmp_path / "f.bin", progress=False)
+        download(f"{server}/chunked-short", tmp_path / "f.bin", md5=ANY_MD5, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_http_404(server, tmp_path):
     with pytest.raises(DownloadError, match="HTTP 404"):
-        download(f"{server}/nothing", tmp_path / "f", progress=False)
+        download(f"{server}/nothing", tmp_path / "f", md5=ANY_MD5, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -152,7 +155,7 @@ def test_connection_refused(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(DownloadError, match="could not download .*refused"):
-        download(f"http://127.0.0.1:{port}/x", tmp_path / "f", progress=False)
+        download(f"http://127.0.0.1:{port}/x", tmp_path / "f", md5=ANY_MD5, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -174,7 +177,7 @@ class FailingFile(io.BytesIO):
 def test_disk_full_and_ctrl_c_clean_up(server, tmp_path, monkeypatch, exc, expected):
     monkeypatch.setattr(dl, "open", lambda fd, mode: FailingFile(exc), raising=False)
     with pytest.raises(expected) as e:
-        download(f"{server}/file.bin", tmp_path / "f", progress=False)
+        download(f"{server}/file.bin", tmp_path / "f", md5=ANY_MD5, progress=False)
     if expected is DownloadError:
         assert "No space left on device" in str(e.value)
     assert list(tmp_path.iterdir()) == []
@@ -226,7 +229,7 @@ def test_garbled_replies(server, tmp_path):
     download(f"{server}/garbled-length", dest, md5=hashlib.md5(BODY).hexdigest(), progress=False)
     assert dest.read_bytes() == BODY
     with pytest.raises(DownloadError, match="bad reply"):
-        download(f"{server}/bad-status", tmp_path / "g.bin", progress=False)
+        download(f"{server}/bad-status", tmp_path / "g.bin", md5=ANY_MD5, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
 
 
@@ -334,3 +337,9 @@ def test_download_progress_on_a_tty_is_throttled():
 def test_download_human_sizes_use_1024():
     from nst_numpy.download import _human
     assert (_human(1000), _human(1023), _human(1024)) == ("1000 B", "1023 B", "1.0 KB")
+
+
+def test_a_download_without_a_hash_is_refused(server, tmp_path):
+    with pytest.raises(ValueError, match="needs an md5 or sha256"):
+        download(f"{server}/file.bin", tmp_path / "f", progress=False)
+    assert list(tmp_path.iterdir()) == []
