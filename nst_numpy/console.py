@@ -23,12 +23,16 @@ def _on_signal(signum, frame):
 
 
 @contextlib.contextmanager
-def interrupts_raise():
+def interrupts_raise(restore=True):
     """Within the block, the first SIGINT or SIGTERM (kill, a job scheduler, a closing terminal) raises
     KeyboardInterrupt, and later ones are ignored, so that a double Ctrl-C cannot cut short the save of
     the best image (it once left a temporary file and no picture, or a traceback and exit 143).
     Main thread only (elsewhere Python cannot set handlers: then it changes nothing). A signal
-    ignored when the block starts stays ignored."""
+    ignored when the block starts stays ignored. restore=False, for the process's entry point, which
+    ends right after: both signals are then ignored, so that one during the interpreter's shutdown
+    cannot change the exit status (Python puts its default handlers back as it shuts down, and a
+    second kill 20-50 ms after the first ended the process with 143 after the picture was written).
+    SIG_IGN is the one setting that shutdown keeps."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -44,7 +48,9 @@ def interrupts_raise():
     finally:
         _interrupts["depth"] -= 1
         for s, handler in previous.items():
-            if handler is not None:   # None: a handler set outside Python, which cannot be put back
+            if not restore:
+                signal.signal(s, signal.SIG_IGN)
+            elif handler is not None:   # None: a handler set outside Python, which cannot be put back
                 signal.signal(s, handler)
 
 
@@ -66,7 +72,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def main(argv=None):
     """Import the command line and run it; returns its exit status."""
-    with interrupts_raise():
+    with interrupts_raise(restore=False):
         try:
             from .cli import main as cli_main
         except KeyboardInterrupt:

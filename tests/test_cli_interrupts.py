@@ -177,3 +177,18 @@ def test_an_ignored_sigint_stays_ignored():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_the_entry_point_leaves_both_signals_ignored_for_the_shutdown():
+    """console.main's block (restore=False): after it, SIGINT and SIGTERM are ignored, the one setting
+    Python's shutdown keeps, so a late kill cannot turn exit 130 (or 0) into 143."""
+    import signal
+    from nst_numpy.console import interrupts_raise
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with interrupts_raise(restore=False):
+            pass
+        assert all(signal.getsignal(s) is signal.SIG_IGN for s in before)
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
