@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from . import __version__
-from .console import EXIT_INTERRUPTED, interrupts_raise, one_line
+from .console import EXIT_INTERRUPTED, interrupted, interrupts_raise, one_line
 from .config import Config
 from .checkpoint import Checkpointer, load_checkpoint
 from .cli_parser import UsageError, CliParser, build_parser
@@ -319,3 +319,8 @@ def _main(argv, stderr):
     except MemoryError:
         stderr.write("error: out of memory; try a smaller --size\n")
         return EXIT_USAGE
+    except Exception:
+        if not interrupted():   # a real failure: its traceback is the report
+            raise
+        stderr.write("interrupted\n")   # a Ctrl-C that Python turned into another exception (console.interrupted)
+        return EXIT_INTERRUPTED

@@ -22,6 +22,13 @@ def _on_signal(signum, frame):
     raise KeyboardInterrupt
 
 
+def interrupted():
+    """Whether a signal came in the current interrupts_raise block. Python can turn the KeyboardInterrupt
+    into another exception: raised inside a class's creation (an import of numpy's, 0.1 s into a run),
+    it came out as RuntimeError("Error calling __set_name__ ..."), a traceback instead of one line."""
+    return _interrupts["seen"]
+
+
 @contextlib.contextmanager
 def interrupts_raise(restore=True):
     """Within the block, the first SIGINT or SIGTERM (kill, a job scheduler, a closing terminal) raises
@@ -75,7 +82,9 @@ def main(argv=None):
     with interrupts_raise(restore=False):
         try:
             from .cli import main as cli_main
-        except KeyboardInterrupt:
+        except BaseException as e:   # KeyboardInterrupt, or what an import made of it (below)
+            if not (isinstance(e, KeyboardInterrupt) or interrupted()):
+                raise
             sys.stderr.write("interrupted\n")
             return EXIT_INTERRUPTED
         return cli_main(argv)

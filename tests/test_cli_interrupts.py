@@ -192,3 +192,50 @@ def test_the_entry_point_leaves_both_signals_ignored_for_the_shutdown():
     finally:
         for s, h in before.items():
             signal.signal(s, h)
+
+
+@pytest.mark.parametrize("signalled", [True, False])
+def test_a_signal_that_python_turned_into_another_error_is_still_an_interrupt(monkeypatch, capsys, signalled):
+    """SIGTERM 0.1 s into a run landed in a class's creation during numpy's import, and Python raised
+    RuntimeError from the KeyboardInterrupt: a traceback. After a signal, any error is the interrupt;
+    without one (the control), the error is real and propagates."""
+    import signal
+    import types
+    from nst_numpy import console
+
+    class Importing(types.ModuleType):
+        def __getattr__(self, name):
+            if signalled:
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                except KeyboardInterrupt as e:
+                    raise RuntimeError("Error calling __set_name__") from e
+            raise RuntimeError("a real failure")
+    monkeypatch.setitem(sys.modules, "nst_numpy.cli", Importing("nst_numpy.cli"))
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if signalled:
+            assert console.main([]) == console.EXIT_INTERRUPTED
+            assert capsys.readouterr().err == "interrupted\n"
+        else:
+            with pytest.raises(RuntimeError, match="a real failure"):
+                console.main([])
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
+def test_cli_main_treats_an_error_after_a_signal_as_the_interrupt(monkeypatch):
+    import signal
+
+    def run(*a, **k):   # e.g. a lazy import during the run, where Python wrapped the KeyboardInterrupt
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt as e:
+            raise RuntimeError("Error calling __set_name__") from e
+    monkeypatch.setattr(cli, "run", run)
+    status, err = _run(["--weights", "random"])
+    assert status == cli.EXIT_INTERRUPTED and err == "interrupted\n"
+    monkeypatch.setattr(cli, "run", lambda *a, **k: 1 / 0)   # the control: no signal, a real error
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["--weights", "random"])
