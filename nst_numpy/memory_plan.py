@@ -15,8 +15,7 @@ Peak memory is modelled as the sum of
 Before the optimiser starts, each style image goes through the network whole, so the peak is the
 larger of that phase (the process, the style images, one forward pass on the largest, measured
 like a window's but with no backward pass) and the optimisation's sum above. The forward fit is
-cautious: at 1600x1000 it predicts 1.4 KB per pixel where the process's resident memory grew by
-0.74 KB, so a style image may be refused that would just have fitted.
+probed at 384 and 512 px (WindowCost.FORWARD_PROBE_SIDES; the numbers are there).
 
 Tiling (tiling.py) trades time for memory: the plan takes the whole image in one window
 when that fits the cap, else the largest tile of at least EFFICIENT_TILE px that fits, else a
@@ -171,6 +170,11 @@ class WindowCost:
     """
 
     PROBE_SIDES = (96, 160)
+    # A forward pass alone is probed larger, once each, as a style image's pass runs (a fresh arena):
+    # at 96 and 160 px its fixed buffers dominate, and the line through them gave 1.7 KB/px, where a
+    # fresh process grew by 0.75 KB/px for a 1600x1000 pass and 0.71 for 3840x2400; the line through
+    # 384 and 512 px gives 0.72 and 0.67 there, which the plan's 10% margin covers.
+    FORWARD_PROBE_SIDES = (384, 512)
 
     def __init__(self, net, content_layers, style_layers):
         self.net = net
@@ -180,10 +184,13 @@ class WindowCost:
         probes = [net.preprocess(rng.uniform(0, 255, (side, side, 3))) for side in (32,) + self.PROBE_SIDES]
         self._peak(probes[0], True)   # a warm-up that makes the kernels
         self.a, self.b = self._fit([self._peak(x, True) for x in probes[1:]])
-        self.a_forward, self.b_forward = self._fit([self._peak(x, False) for x in probes[1:]])
+        forward = [net.preprocess(rng.uniform(0, 255, (side, side, 3))) for side in self.FORWARD_PROBE_SIDES]
+        self.a_forward, self.b_forward = self._fit([self._peak(x, False, runs=1) for x in forward],
+                                                   self.FORWARD_PROBE_SIDES)
 
-    def _peak(self, x, backward):
-        """Traced peak bytes of _work on window x (twice: the first plans the engine's arena, the second uses it)."""
+    def _peak(self, x, backward, runs=2):
+        """Traced peak bytes of _work on window x, run `runs` times after the buffers are released (twice:
+        the first plans the engine's arena, the second uses it, as an evaluation does)."""
         # The last probe's buffers go first. Under a caller's tracing session they are traced,
         # and freeing them during this probe would hide as many bytes of its peak (measured:
         # a = 5 bytes/px instead of 1331). Under our own session they are untraced either way.
@@ -194,16 +201,16 @@ class WindowCost:
         try:
             base = tracemalloc.get_traced_memory()[0]
             tracemalloc.reset_peak()
-            for _ in range(2):
+            for _ in range(runs):
                 self._work(x, backward)
             return tracemalloc.get_traced_memory()[1] - base
         finally:
             if ours:
                 tracemalloc.stop()
 
-    def _fit(self, peaks):
-        """(a, b) of the line a * pixels + b through the peaks at the two PROBE_SIDES, both >= 0."""
-        (p1, p2), (s1, s2) = peaks, self.PROBE_SIDES
+    def _fit(self, peaks, sides=PROBE_SIDES):
+        """(a, b) of the line a * pixels + b through the peaks at two probe sides, both >= 0."""
+        (p1, p2), (s1, s2) = peaks, sides
         a = max(0.0, (p2 - p1) / (s2 * s2 - s1 * s1))
         return a, max(0.0, p1 - a * s1 * s1)
 
@@ -226,8 +233,10 @@ class WindowCost:
         return self.a * h * w + self.b
 
     def forward_bytes(self, h, w):
-        """Peak bytes of a forward pass and Gram matrices alone on an h x w image (a style image's targets)."""
-        return self.a_forward * h * w + self.b_forward
+        """Peak bytes of a forward pass and Gram matrices alone on an h x w image (a style image's targets).
+        The line through the large probes has an intercept of ~90 MB that a small image does not reach;
+        and a forward pass never needs more than a window's forward and backward (bytes)."""
+        return min(self.a_forward * h * w + self.b_forward, self.bytes(h, w))
 
     def seconds(self, h, w, tiled):
         """Seconds of one evaluation's network work on an h x w window (tiled: both passes), timed

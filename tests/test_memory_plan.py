@@ -268,7 +268,8 @@ def test_a_big_style_image_is_planned_and_refused_by_its_own_pass(cost, monkeypa
     p = estimate(cost, hw, [style], cfg, 0, 5, 0)
     net_part = "network on the 1600x1000 style image"
     assert p.peak_parts is p.style_parts and p.style_parts[net_part] == cost.forward_bytes(*style)
-    assert cost.forward_bytes(*style) > 0.5 * cost.bytes(*style)   # forward alone: most of a window's memory
+    # at least relu1_1's activation (64 float32 channels), which the pass holds; at most a window's forward and backward
+    assert 1000 * 1600 * 64 * 4 < cost.forward_bytes(*style) < cost.bytes(*style)
     assert p.peak == int(MARGIN * sum(p.style_parts.values()))
     assert net_part in describe([p], [10], 8 << 30)
     assert plan_scale(cost, hw, [style], cfg, p.peak, 0).tiles == 1
