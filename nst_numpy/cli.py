@@ -266,6 +266,9 @@ def run(args, stderr, argv=(), resume=None):
         if resume is not None and not args.quiet:   # the checkpoint chose the output: say where it goes
             stderr.write(f"resuming {args.resume} after iteration {resume[0].get('point', {}).get('step', 0)}; "
                          f"the picture goes to {os.path.abspath(args.output)}\n")
+    old = _checkpoint_path(args.output)
+    if not (args.quiet or args.resume) and os.path.exists(old):   # with --checkpoint-every it was refused already
+        stderr.write(f"note: {old} from an earlier run stays; resuming it would write over this run's picture\n")
     try:
         out = stylize(net, content, style_imgs, config, callback=callback, init_rgb=init_img, plans=plans,
                       checkpoint=checkpoint)

@@ -320,6 +320,9 @@ def test_cli_resume_quiet_and_the_resume_hint(tmp_path, monkeypatch):
     assert cli.main(args + ["--checkpoint-every", "2"], stderr=err) == cli.EXIT_USAGE
     assert f"{ckpt} holds an earlier run" in err.getvalue() and f"--resume {ckpt}" in err.getvalue()
     assert open(ckpt, "rb").read() == before
+    err = io.StringIO()   # without checkpoints the run goes on, and says the old one would overwrite its picture
+    assert cli.main(args + ["--iterations", "1"], stderr=err) == 0
+    assert f"note: {ckpt} from an earlier run stays" in err.getvalue() and open(ckpt, "rb").read() == before
     err = io.StringIO()
     assert cli.main(["--resume", ckpt, "--quiet"], stderr=err) == 0
     assert err.getvalue() == "" and os.path.exists(out)   # not quiet, it would at least say "wrote ..."
