@@ -67,10 +67,11 @@ def _check_side_files(args, inputs):
         if args.save_every and snapshot.fullmatch(path):
             raise UsageError(f"{q} is an input, and --save-every would write a snapshot over it")
     if args.checkpoint_every and not args.resume:
-        if os.path.exists(_checkpoint_path(args.output)):   # a new run would write over it, then delete it
-            raise UsageError(f"{_checkpoint_path(args.output)} holds an earlier run that was cut short; continue it "
-                             f"with --resume {_checkpoint_path(args.output)}, or delete it to start afresh")
-        check_writable(_checkpoint_path(args.output))
+        ours = _checkpoint_path(args.output)
+        if os.path.exists(ours):   # a new run would write over it, then delete it
+            raise UsageError(f"{ours} holds an earlier run that was cut short; continue it "
+                             f"with --resume {ours}, or delete it to start afresh")
+        check_writable(ours)
     if args.save_every:
         check_writable(_snapshot_path(args.output, 0))
 

@@ -307,11 +307,16 @@ def estimate(cost, hw, style_hws, config, tile, m, base):
     if count > 1:
         parts["image-sized arrays"] -= 4 * n    # tiled_objective sums dx in float64: no float32 copy
     # Before the optimiser starts, each style image goes through the network whole (untiled), one at a time.
-    big = max(style_hws, key=lambda s: s[0] * s[1], default=None)
+    big = _largest(style_hws)
     style_parts = None if big is None else {
         "process before the run": base, "style images": styles,
         f"network on the {big[1]}x{big[0]} style image": cost.forward_bytes(*big)}
     return ScalePlan(tuple(hw), tile, count, tuple(window), config.optimizer, m, parts, style_parts)
+
+
+def _largest(style_hws):
+    """The (H, W) of the style image with the most pixels, or None for none."""
+    return max(style_hws, key=lambda s: s[0] * s[1], default=None)
 
 
 def plan_scale(cost, hw, style_hws, config, cap, base):
@@ -337,7 +342,7 @@ def plan_scale(cost, hw, style_hws, config, cap, base):
     m_least = ms[-1] if config.optimizer == "lbfgs" else 0
     smallest = estimate(cost, hw, style_hws, config, config.tile_size or sides[-1], m_least, base)
     if smallest.peak_parts is smallest.style_parts:   # style images are not tiled: no tile makes this fit
-        big = max(style_hws, key=lambda s: s[0] * s[1])
+        big = _largest(style_hws)
         raise MemoryError(f"the {big[1]}x{big[0]} style image needs about {over(smallest.peak, cap)} "
                           f"to compute its Gram matrices (style images are not tiled); lower --style-scale")
     if config.tile_size:
@@ -348,6 +353,7 @@ def plan_scale(cost, hw, style_hws, config, cap, base):
     with_m = f"L-BFGS with --lbfgs-memory {ms[-1]}, " if config.optimizer == "lbfgs" else ""
     tiles = f"tiles of {sides[-1]} px, halo {halo} px" if sides[-1] else "untiled: too small for tiles"
     raise MemoryError(f"a {hw[1]}x{hw[0]} run needs at least {over(smallest.peak, cap)} ({with_m}{tiles}){hint}")
+
 
 AUTO_PLAN_PIXELS = 1024 * 1024   # untiled runs up to this output size fit in a few GB (measured: 2.9 GB at 1024²)
 

@@ -48,14 +48,17 @@ class ActivationTimes:
 BAND_BYTES = 4 << 20   # add_in_bands forms this many bytes of rows of F @ K at a time
 
 
-def add_in_bands(dx, g, F):
-    """dx += g, a band of rows at a time, so that F @ K is never one activation-sized array.
+def add_in_bands(dx, g_rows, accumulate=True):
+    """dx += g (or dx = g if not accumulate), a band of rows at a time, so that an injected F @ K is
+    never one activation-sized array.
 
-    dx: (H, W, C), updated in place; g: an (H, W, C) array or an ActivationTimes of the layer's
-    activation F: (H, W, C) (None for an array g). dx may be F's own memory: each band of F is
-    read before that band of dx is written.
+    dx: (H, W, C), updated in place; g_rows(r0, r1): rows r0..r1 of g, (r1 - r0, W, C). Each band of
+    g is formed before that band of dx is written, so g may be read from dx's own memory.
     """
     rows = max(1, BAND_BYTES // (dx.shape[1] * dx.shape[2] * dx.itemsize))
     for r0 in range(0, dx.shape[0], rows):
         r1 = min(r0 + rows, dx.shape[0])
-        dx[r0:r1] += g.rows(F, r0, r1) if isinstance(g, ActivationTimes) else g[r0:r1]   # sum: several terms
+        if accumulate:
+            dx[r0:r1] += g_rows(r0, r1)   # sum: the activation feeds several terms
+        else:
+            dx[r0:r1] = g_rows(r0, r1)

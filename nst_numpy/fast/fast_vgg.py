@@ -382,12 +382,12 @@ class FastVGG19(VGG19):
     def _inject(self, g, name, dx, gpad):
         """dx + the gradient g injected at layer name (vgg.VGG19.backward's `d + g`); at the deepest
         tap, where nothing flows back yet, g starts the pass in a new padded buffer. Returns (dx, gpad)."""
-        if dx is None:
+        fresh = dx is None
+        if fresh:
             H, W, C = self._taps[name][0].shape if name in self._taps else g.shape
             gpad = self._take_padded(H, W, C)
             dx = gpad[1:1 + H, 1:1 + W]
-            dx[...] = 0
-        add_in_bands(dx, g, self._taps[name][0] if name in self._taps else None)
+        add_in_bands(dx, lambda r0, r1: self._injected_rows(g, name, r0, r1), accumulate=not fresh)
         return dx, gpad
 
     def _conv_backward(self, name, cache, below, gpad, grads):
