@@ -40,16 +40,18 @@ def numerical_gradient(f, x, h=1e-5, indices=None):
     """
     if x.dtype != np.float64:
         raise TypeError("finite differences need float64 inputs")
-    flat = x.reshape(-1)  # a view: writing to it perturbs x in place
-    idx = range(flat.size) if indices is None else indices
+    idx = range(x.size) if indices is None else indices
     grad = []
     for i in idx:
-        old = flat[i]
-        flat[i] = old + h
+        # x[j] by its index tuple, not a reshape(-1): that is a copy, not a view, when x is
+        # not C-contiguous (a transpose, a strided slice), and would never perturb x.
+        j = np.unravel_index(i, x.shape)
+        old = x[j]
+        x[j] = old + h
         f_plus = f(x)
-        flat[i] = old - h
+        x[j] = old - h
         f_minus = f(x)
-        flat[i] = old
+        x[j] = old
         grad.append((f_plus - f_minus) / (2 * h))
     grad = np.array(grad)
     return grad.reshape(x.shape) if indices is None else grad

@@ -48,8 +48,8 @@ def test_style_layer_loss_value_and_gradient(rng):
     assert loss == pytest.approx(np.sum((gram_matrix(F) - A) ** 2) / (4 * N ** 2 * M ** 2), rel=1e-12)
     err, analytic, numeric = _check(lambda z: style_layer_loss(z, A), F)
     assert err < BOUND
-    # Negative controls: keeping the 1/4 of eq. 4 in the gradient (eq. 6 has
-    # none: the 2 from each of the two F factors cancels it), or A - G for G - A.
+    # Negative controls: keeping the 1/4 of eq. 4 in the gradient (eq. 6 has none: the 2 of
+    # the square and the 2 from F appearing twice in G = F F^T cancel it), or A - G for G - A.
     assert rel_error(analytic / 4, numeric) > 0.1
     assert rel_error(-analytic, numeric) > 0.1
 

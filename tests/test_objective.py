@@ -34,10 +34,11 @@ def _images(net, rng, shape=(16, 16), style_shape=(20, 18)):
 
 
 def test_objective_gradient_matches_finite_differences(net64):
-    """float64, default layers (relu4_2; relu1_1..relu5_1), all three terms, sampled pixels."""
+    """float64, content at relu4_2 and style at all five layers relu1_1..relu5_1 (the default's four
+    and relu5_1, which only this check reaches through the whole objective), all three terms, sampled pixels."""
     rng = np.random.default_rng(0)
     content, style, x = _images(net64, rng)
-    f = make_objective(net64, content, [(style, 1.0)], Config(tv_weight=5.0))
+    f = make_objective(net64, content, [(style, 1.0)], Config(tv_weight=5.0, style_layers=STYLE_LAYERS))
     loss, grad = f(x)
     assert grad.dtype == np.float64 and grad.shape == x.shape
     assert all(v > 0 for v in f.parts.values())

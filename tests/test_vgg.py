@@ -179,6 +179,18 @@ def test_bad_network_settings_are_refused():
         numerical_gradient(lambda v: float(np.sum(v ** 2)), np.ones(3, np.float32))
 
 
+def test_numerical_gradient_perturbs_non_contiguous_inputs():
+    """A transpose or a strided slice is probed in place too: the slope of sum(c * x) is c."""
+    from nst_numpy.gradcheck import numerical_gradient, rel_error
+    rng = np.random.default_rng(0)
+    for x in (rng.standard_normal((3, 4)).T, rng.standard_normal((3, 8))[:, ::2]):
+        c = rng.standard_normal(x.shape)
+        numeric = numerical_gradient(lambda v: float(np.sum(c * v)), x)
+        assert rel_error(numeric, c) < 1e-8
+        assert rel_error(numerical_gradient(lambda v: float(np.sum(c * v)), x, indices=[1, 5]),
+                         c.reshape(-1)[[1, 5]]) < 1e-8
+
+
 @pytest.mark.parametrize("pre", [VGG19.random(seed=0).preprocessing, TORCHVISION])
 def test_preprocess_round_trip(pre):
     net = VGG19.random(seed=0, preprocessing=pre, dtype=np.float64)
