@@ -167,10 +167,18 @@ class Checkpointer:
         self.path, self.every, self.meta = path, int(every), dict(meta or {})
         self.resume = resume
         self.saved = 0   # checkpoints written by this run
+        self.failed = ""   # why the last write failed ("" once one succeeds again)
 
     def save(self, point, x):
-        """point: the resume point's counters (JSON-able dict); x: the image there (flat float64)."""
-        save_checkpoint(self.path, dict(self.meta, point=point), x=np.asarray(x, np.float64))
+        """point: the resume point's counters (JSON-able dict); x: the image there (flat float64).
+        A write that fails (a full disk) is kept in self.failed, not raised: a lost checkpoint must
+        not cost the run (the previous checkpoint stays)."""
+        try:
+            save_checkpoint(self.path, dict(self.meta, point=point), x=np.asarray(x, np.float64))
+        except CheckpointError as e:
+            self.failed = str(e)
+            return
+        self.failed = ""
         self.saved += 1
 
     def remove(self):

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from . import __version__
-from .console import EXIT_INTERRUPTED, interrupted, interrupts_raise, one_line
+from .console import EXIT_INTERRUPTED, hold_interrupts, interrupted, interrupts_raise, one_line, raise_lost_interrupt
 from .config import Config
 from .checkpoint import Checkpointer, load_checkpoint
 from .cli_parser import UsageError, CliParser, build_parser
@@ -64,7 +64,7 @@ def _check_side_files(args, inputs):
                              f"choose another output")
         if args.checkpoint_every and path == checkpoint:
             raise UsageError(f"{q} is an input, and --checkpoint-every would write the checkpoint over it")
-        if args.save_every and snapshot.fullmatch(path):
+        if args.save_every and (snapshot.fullmatch(path) or path in _linked_snapshots(args.output)):
             raise UsageError(f"{q} is an input, and --save-every would write a snapshot over it")
     if args.checkpoint_every and not args.resume:
         ours = _checkpoint_path(args.output)
@@ -74,6 +74,26 @@ def _check_side_files(args, inputs):
         check_writable(ours)
     if args.save_every:
         check_writable(_snapshot_path(args.output, 0))
+
+
+def _linked_snapshots(output):
+    """Real paths of the symbolic links named like output's snapshots (output_0010.png): a snapshot is
+    written to the file its link names (fileio.atomic_path), which may be an input."""
+    folder = os.path.dirname(os.path.abspath(output))
+    root, ext = os.path.splitext(os.path.basename(output))
+    name = re.compile(re.escape(root) + r"_\d{4,}" + re.escape(ext))
+    return {os.path.realpath(os.path.join(folder, n)) for n in os.listdir(folder)
+            if name.fullmatch(n) and os.path.islink(os.path.join(folder, n))}
+
+
+def _saved_argv(argv, args):
+    """The command line a checkpoint keeps, to rerun on --resume: without --quiet (a resume asks for
+    that itself), and with the thread count this run used when it was left to default (the bands, so
+    the float32 rounding, follow it: resumed elsewhere with another count, it would not be the same run)."""
+    saved = [a for a in argv if a not in ("--quiet", "-q")]
+    if args.engine == "fast" and not _given(argv, "--threads"):
+        saved += ["--threads", str(args.threads)]
+    return saved
 
 
 def _resumed(argv):
@@ -200,6 +220,7 @@ def run(args, stderr, argv=(), resume=None):
             stderr.write(f"note: --init {init} is {iw}x{ih}, stretched to the output's {w}x{h}\n")
 
     net = _load_network(args)
+    raise_lost_interrupt()   # a Ctrl-C that Python dropped while the weights loaded (console._on_unraisable)
     if hasattr(net, "set_threads"):   # the reference network has no threads of its own
         net.set_threads(args.threads)
     cap = args.max_memory or default_cap()
@@ -231,8 +252,16 @@ def run(args, stderr, argv=(), resume=None):
 
     progress = None if args.quiet else Progress(stderr)
     unsaved = []   # snapshots that could not be written: a full disk should not end a long run
+    unwritten = []   # the same for checkpoints (Checkpointer.failed): warned once
 
     def callback(state):
+        raise_lost_interrupt()
+        if checkpoint is not None and checkpoint.failed and not unwritten:
+            unwritten.append(checkpoint.failed)   # once: the next ones would fail the same way
+            if progress is not None:
+                progress.close()
+            stderr.write(f"warning: {checkpoint.failed}; the run goes on, and --resume would start from "
+                         f"{'the last one written' if checkpoint.saved else 'the beginning'}\n")
         if progress is not None:
             progress(state)
         if args.save_every and state.step % args.save_every == 0:
@@ -256,7 +285,7 @@ def run(args, stderr, argv=(), resume=None):
             hashes = {os.path.abspath(q): file_sha256(q) for q in inputs}
         except WeightsError as e:   # an input made unreadable since it was read
             raise UsageError(one_line(e))
-        meta = {"argv": argv, "cwd": cwd, "inputs": hashes}
+        meta = {"argv": _saved_argv(argv, args), "cwd": cwd, "inputs": hashes}
         if resume is not None:
             changed = [q for q, h in resume[0].get("inputs", {}).items()
                        if meta["inputs"].get(os.path.join(cwd, q)) != h]
@@ -283,6 +312,7 @@ def run(args, stderr, argv=(), resume=None):
         stderr.write(f"interrupted after {e.iteration} iterations: wrote the best image so far to {args.output}"
                      f"{resume_hint}\n")
         return EXIT_INTERRUPTED
+    hold_interrupts()   # the picture is done: a Ctrl-C now would only stop it being written
     save_image(args.output, out, text)
     problem = checkpoint.remove() if checkpoint is not None else None   # the run is done: the output is the record
     if progress is not None:
@@ -298,11 +328,47 @@ def run(args, stderr, argv=(), resume=None):
 
 def main(argv=None, stderr=None):
     """Entry point. Returns (and, as a console script, exits with) 0, 2 (bad input) or 130 (Ctrl-C,
-    or SIGTERM, which is handled the same way: the best image so far is saved; a second one while
-    it is saved is ignored, console.interrupts_raise)."""
-    stderr = stderr or sys.stderr
+    or SIGTERM or SIGHUP, which are handled the same way: the best image so far is saved; a second one
+    while it is saved is ignored, console.interrupts_raise)."""
+    stderr = _Messages(stderr or sys.stderr)
     with interrupts_raise():
         return _main(argv, stderr)
+
+
+class _Messages:
+    """The stream for the run's messages (stderr). A write that fails (`2>&1 | head -1` closed the pipe,
+    the terminal closed, a full disk) ends the messages, not the run: the picture is still written, and
+    the exit status says how it ended."""
+
+    def __init__(self, stream):
+        self.stream, self.dead = stream, False
+
+    def _do(self, method, *a):
+        if self.dead:
+            return
+        try:
+            getattr(self.stream, method)(*a)
+        except (OSError, ValueError):   # ValueError: the stream was closed
+            self.dead = True
+            try:   # what the stream still buffers would fail again as Python exits, and set status 120
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            except (AttributeError, OSError, ValueError):   # not a file (a StringIO)
+                pass
+
+    def write(self, text):
+        self._do("write", text)
+
+    def flush(self):
+        self._do("flush")
+
+    def isatty(self):
+        try:
+            return not self.dead and self.stream.isatty()
+        except (AttributeError, OSError, ValueError):
+            return False
+
+    def fileno(self):
+        return self.stream.fileno()
 
 
 def _main(argv, stderr):

@@ -12,7 +12,10 @@ import sys
 import threading
 
 EXIT_INTERRUPTED = 130   # the same status cli.py returns for Ctrl-C during a run
-_interrupts = {"depth": 0, "seen": False}   # interrupts_raise's nesting, and whether a signal came
+# interrupts_raise's nesting; whether a signal came; whether Python dropped the KeyboardInterrupt it raised
+_interrupts = {"depth": 0, "seen": False, "lost": False}
+# SIGHUP: a closing terminal (absent on Windows)
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def _on_signal(signum, frame):
@@ -20,6 +23,32 @@ def _on_signal(signum, frame):
         return
     _interrupts["seen"] = True
     raise KeyboardInterrupt
+
+
+def _on_unraisable(unraisable, previous):
+    """sys.unraisablehook within interrupts_raise. A KeyboardInterrupt raised where Python cannot pass
+    it on (a weakref callback or __del__, as h5py runs while the weights load) is only printed, as a
+    traceback, and the run goes on while _on_signal ignores every later signal: a run no Ctrl-C could
+    stop. Keep it instead (raise_lost_interrupt raises it where it can be handled), and let the next
+    signal raise again."""
+    if issubclass(unraisable.exc_type, KeyboardInterrupt) and _interrupts["seen"]:
+        _interrupts["seen"], _interrupts["lost"] = False, True
+        return
+    previous(unraisable)
+
+
+def raise_lost_interrupt():
+    """Raise the KeyboardInterrupt of a signal Python dropped (_on_unraisable), once; the CLI calls
+    this after loading and after every iteration."""
+    if _interrupts["lost"]:
+        _interrupts["seen"], _interrupts["lost"] = True, False
+        raise KeyboardInterrupt
+
+
+def hold_interrupts():
+    """Ignore signals for the rest of the interrupts_raise block: the run is done and its picture is
+    being written, which a Ctrl-C now would only cut short."""
+    _interrupts["seen"], _interrupts["lost"] = True, False
 
 
 def interrupted():
@@ -31,29 +60,33 @@ def interrupted():
 
 @contextlib.contextmanager
 def interrupts_raise(restore=True):
-    """Within the block, the first SIGINT or SIGTERM (kill, a job scheduler, a closing terminal) raises
+    """Within the block, the first SIGINT, SIGTERM or SIGHUP (kill, a job scheduler, a closing terminal) raises
     KeyboardInterrupt, and later ones are ignored, so that a double Ctrl-C cannot cut short the save of
     the best image (it once left a temporary file and no picture, or a traceback and exit 143).
     Main thread only (elsewhere Python cannot set handlers: then it changes nothing). A signal
     ignored when the block starts stays ignored. restore=False, for the process's entry point, which
-    ends right after: both signals are then ignored, so that one during the interpreter's shutdown
+    ends right after: the signals are then ignored, so that one during the interpreter's shutdown
     cannot change the exit status (Python puts its default handlers back as it shuts down, and a
     second kill 20-50 ms after the first ended the process with 143 after the picture was written).
     SIG_IGN is the one setting that shutdown keeps."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    if _interrupts["depth"] == 0:
-        _interrupts["seen"] = False
+    outermost = _interrupts["depth"] == 0
+    if outermost:
+        _interrupts["seen"] = _interrupts["lost"] = False
+        hook = sys.unraisablehook
+        sys.unraisablehook = lambda u: _on_unraisable(u, hook)
     _interrupts["depth"] += 1
     # A signal ignored from the start stays ignored: a script's background job ignores SIGINT, so that
-    # Ctrl-C in the terminal does not reach it (Python itself leaves SIGINT alone then).
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)
-                if signal.getsignal(s) is not signal.SIG_IGN}
+    # Ctrl-C in the terminal does not reach it (Python itself leaves SIGINT alone then); so does nohup SIGHUP.
+    previous = {s: signal.signal(s, _on_signal) for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:
         _interrupts["depth"] -= 1
+        if outermost and restore:
+            sys.unraisablehook = hook
         for s, handler in previous.items():
             if not restore:
                 signal.signal(s, signal.SIG_IGN)

@@ -263,7 +263,9 @@ def save_image(path, rgb, text=None):
     if fmt == "PNG" and text:
         info = PngImagePlugin.PngInfo()
         for key, value in text.items():
-            info.add_text(key, str(value))
+            # A file name that is not UTF-8 reaches Python with surrogates, which no PNG text can hold:
+            # they are written as \udcff escapes instead of failing the save after a whole run.
+            info.add_text(key, str(value).encode("utf-8", "backslashreplace").decode("utf-8"))
         options["pnginfo"] = info
     elif fmt == "JPEG":
         options["quality"] = 95

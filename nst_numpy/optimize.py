@@ -223,7 +223,7 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
     work = [h * w * n for (h, w), n in zip(sizes, budgets)]   # the schedule's work, in pixel-iterations
     step = 0
     x, x_hw, f = None, None, None   # the last finished scale's result; this scale's tracker
-    plans = plans or _auto_plans(net, sizes, style_rgbs, config)
+    plans = plans or _auto_plans(net, sizes, [s for s, w in zip(style_rgbs, blend) if w > 0], config)
     point = _resume_point(checkpoint, sizes)   # {} for a fresh run
     if point:
         step, work = point["step"], point["work"]
@@ -316,6 +316,7 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
             x, x_hw = f.best_x, hw
             if checkpoint is not None and k + 1 < len(sizes):
                 save(k + 1, 0, x, StoppingRule(0), np.inf)
+        return finish(x, sizes[-1])   # in the try: a Ctrl-C while the result is made still hands it back
     except KeyboardInterrupt:
         # Ctrl-C: hand back the best point of this scale, else the previous scale's result,
         # at the output size; with nothing computed yet there is nothing to save.
@@ -325,12 +326,12 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
             raise
         rgb = finish(x, x_hw)
         raise Interrupted(rgb if x_hw == sizes[-1] else upsample(rgb, sizes[-1]), step) from None
-    return finish(x, sizes[-1])
 
 
 def _auto_plans(net, sizes, style_rgbs, config):
     """Config.tile_size None means automatic: memory_plan.needs_plan says whether this run is large
-    enough to plan against the default memory cap (untiled if that fits, else tiles)."""
+    enough to plan against the default memory cap (untiled if that fits, else tiles).
+    style_rgbs: the style images that run (a style weighted 0 never does)."""
     from .memory_plan import needs_plan, plan_run
     style_hws = [[fit_size(s.shape, config.style_scale * max(hw)) for s in style_rgbs] for hw in sizes]
     if not needs_plan(sizes, config, style_hws[-1]):

@@ -395,3 +395,34 @@ def test_an_array_with_a_newer_npy_header_is_left_to_numpy(tmp_path):
             z.writestr(name, data)
     meta, arrays = load_checkpoint(path)
     assert np.array_equal(arrays["x"], x) and meta["point"] == _point()
+
+
+def test_a_checkpoint_that_cannot_be_written_costs_a_warning_not_the_run(tmp_path, monkeypatch):
+    """A full disk at a checkpoint: one warning, and the run goes on to write its picture."""
+    from nst_numpy import checkpoint as checkpoint_module
+
+    def full(path, *a, **k):
+        raise checkpoint_module.CheckpointError(f"{path}: cannot write the checkpoint (No space left on device)")
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", full)
+    out, err = tmp_path / "o.png", io.StringIO()
+    assert cli.main(["--weights", "random", "--size", "32", "--iterations", "4", "--min-improvement", "0",
+                     "--checkpoint-every", "1", "-o", str(out)], stderr=err) == 0
+    warnings = [line for line in err.getvalue().splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: {tmp_path / 'o.checkpoint.npz'}: cannot write the checkpoint (No space left "
+                        f"on device); the run goes on, and --resume would start from the beginning"], err.getvalue()
+    assert out.exists()
+
+
+def test_the_checkpoint_keeps_the_thread_count_and_not_quiet(tmp_path, monkeypatch):
+    """The float32 rounding follows the thread count, so a resume elsewhere must use the same one; and
+    `--resume C -q` silences that run only, not every later resume."""
+    out, ckpt = str(tmp_path / "out.png"), str(tmp_path / "out.checkpoint.npz")
+    real = _die_in_the_second_segment(monkeypatch)
+    assert cli.main(["--weights", "random", "--size", "32", "--scales", "1", "--iterations", "6",
+                     "--checkpoint-every", "2", "-q", "-o", out]) == cli.EXIT_INTERRUPTED
+    argv = load_checkpoint(ckpt)[0]["argv"]
+    assert "-q" not in argv and argv[-2:] == ["--threads", str(cli.build_parser().parse_args([]).threads)]
+    monkeypatch.setattr(optimize, "run_lbfgs", real)
+    _die_in_the_second_segment(monkeypatch)
+    assert cli.main(["--resume", ckpt, "-q"]) == cli.EXIT_INTERRUPTED
+    assert load_checkpoint(ckpt)[0]["argv"] == argv   # the same run: nothing added

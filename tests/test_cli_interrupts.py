@@ -179,19 +179,20 @@ def test_an_ignored_sigint_stays_ignored():
         signal.signal(signal.SIGINT, before)
 
 
-def test_the_entry_point_leaves_both_signals_ignored_for_the_shutdown():
-    """console.main's block (restore=False): after it, SIGINT and SIGTERM are ignored, the one setting
-    Python's shutdown keeps, so a late kill cannot turn exit 130 (or 0) into 143."""
+def test_the_entry_point_leaves_the_signals_ignored_for_the_shutdown():
+    """console.main's block (restore=False): after it, SIGINT, SIGTERM and SIGHUP are ignored, the one
+    setting Python's shutdown keeps, so a late kill cannot turn exit 130 (or 0) into 143."""
     import signal
-    from nst_numpy.console import interrupts_raise
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    from nst_numpy.console import SIGNALS, interrupts_raise
+    before, hook = {s: signal.getsignal(s) for s in SIGNALS}, sys.unraisablehook
     try:
         with interrupts_raise(restore=False):
             pass
-        assert all(signal.getsignal(s) is signal.SIG_IGN for s in before)
+        assert signal.SIGTERM in before and all(signal.getsignal(s) is signal.SIG_IGN for s in before)
     finally:
         for s, h in before.items():
             signal.signal(s, h)
+        sys.unraisablehook = hook
 
 
 @pytest.mark.parametrize("signalled", [True, False])
@@ -212,7 +213,7 @@ def test_a_signal_that_python_turned_into_another_error_is_still_an_interrupt(mo
                     raise RuntimeError("Error calling __set_name__") from e
             raise RuntimeError("a real failure")
     monkeypatch.setitem(sys.modules, "nst_numpy.cli", Importing("nst_numpy.cli"))
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    before, hook = {s: signal.getsignal(s) for s in console.SIGNALS}, sys.unraisablehook
     try:
         if signalled:
             assert console.main([]) == console.EXIT_INTERRUPTED
@@ -220,9 +221,10 @@ def test_a_signal_that_python_turned_into_another_error_is_still_an_interrupt(mo
         else:
             with pytest.raises(RuntimeError, match="a real failure"):
                 console.main([])
-    finally:
+    finally:   # console.main leaves them for the shutdown (restore=False)
         for s, h in before.items():
             signal.signal(s, h)
+        sys.unraisablehook = hook
 
 
 def test_cli_main_treats_an_error_after_a_signal_as_the_interrupt(monkeypatch):
@@ -239,3 +241,107 @@ def test_cli_main_treats_an_error_after_a_signal_as_the_interrupt(monkeypatch):
     monkeypatch.setattr(cli, "run", lambda *a, **k: 1 / 0)   # the control: no signal, a real error
     with pytest.raises(ZeroDivisionError):
         cli.main(["--weights", "random"])
+
+
+class _Dropping:
+    """Sends Ctrl-C to this process as it is destroyed: the KeyboardInterrupt is raised inside __del__
+    (signal.raise_signal runs the handler at once), where Python can only print it, as when it lands in
+    one of h5py's weakref callbacks while the weights load."""
+
+    def __del__(self):
+        import signal
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_a_ctrl_c_python_dropped_is_raised_later_and_the_next_one_counts(capsys):
+    import signal
+    from nst_numpy import console
+    with console.interrupts_raise():
+        _Dropping()   # made and destroyed at once
+        with pytest.raises(KeyboardInterrupt):
+            console.raise_lost_interrupt()
+        console.raise_lost_interrupt()   # once only
+        signal.raise_signal(signal.SIGINT)   # now being handled: ignored
+    with console.interrupts_raise():
+        _Dropping()
+        with pytest.raises(KeyboardInterrupt):   # not ignored as a second signal: the first never arrived
+            signal.raise_signal(signal.SIGINT)
+    assert "Exception ignored" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("when", ["loading", "iteration"])
+def test_a_ctrl_c_python_dropped_still_ends_the_run(tmp_path, monkeypatch, when):
+    """Dropped while the weights load: one line, no picture. Dropped in an iteration: the best image at the next."""
+    if when == "loading":
+        real = cli._load_network
+        monkeypatch.setattr(cli, "_load_network", lambda args: (_Dropping(), real(args))[1])
+    else:
+        class Dropping(cli.Progress):
+            def __call__(self, state):
+                if state.step == 2:
+                    _Dropping()
+        monkeypatch.setattr(cli, "Progress", Dropping)
+    out = tmp_path / "o.png"
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "50", "-o", out])
+    assert status == 130 and "Exception ignored" not in err
+    if when == "loading":
+        assert err == "interrupted\n" and not out.exists()
+    else:
+        assert err.splitlines()[-1].startswith("interrupted after 3 iterations") and out.exists()
+
+
+def test_a_signal_as_the_finished_picture_is_written_is_ignored(tmp_path, monkeypatch):
+    """The run is done: a Ctrl-C now cannot stop it being written (it once gave exit 130 and no file)."""
+    import signal
+    real_save = cli.save_image
+
+    def save_image(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_save(*args, **kwargs)
+    monkeypatch.setattr(cli, "save_image", save_image)
+    out = tmp_path / "o.png"
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "2", "-o", out])
+    assert status == 0 and "Interrupted" not in Image.open(out).text, err
+
+
+def test_a_signal_as_the_result_is_made_still_hands_it_back(monkeypatch):
+    """stylize's last step, the result as RGB, is inside its Ctrl-C handling: Interrupted with the picture."""
+    import numpy as np
+    from nst_numpy import optimize
+    from nst_numpy.config import Config
+    from nst_numpy.samples import landscape, swirls
+    net = cli._load_network(cli.build_parser().parse_args(["--weights", "random"]))
+    done, real = [], net.deprocess
+
+    def deprocess(x):   # the first call after the last iteration: Ctrl-C
+        if len(done) == 2 and not done[-1:] == ["raised"]:
+            done.append("raised")
+            raise KeyboardInterrupt
+        return real(x)
+    monkeypatch.setattr(net, "deprocess", deprocess)
+    config = Config(size=32, iterations=2, min_improvement=0)
+    with pytest.raises(optimize.Interrupted) as e:
+        optimize.stylize(net, landscape(), [swirls()], config, callback=lambda state: done.append(state.step))
+    assert e.value.iteration == 2 and e.value.rgb.shape == (24, 32, 3) and np.isfinite(e.value.rgb).all()
+
+
+def test_a_closing_terminal_saves_the_best_image(tmp_path, monkeypatch):
+    """SIGHUP (the terminal closed) is a Ctrl-C too, and messages to the dead terminal cannot stop the save."""
+    import io
+    import signal
+    if not hasattr(signal, "SIGHUP"):
+        pytest.skip("no SIGHUP here")
+
+    class HungUp(cli.Progress):
+        def __call__(self, state):
+            if state.step == 2:
+                os.kill(os.getpid(), signal.SIGHUP)
+
+    class Dead(io.StringIO):
+        def write(self, text):
+            raise OSError(5, "Input/output error")
+    args = ["--weights", "random", "--size", "32", "--iterations", "50", "-o", str(tmp_path / "o.png")]
+    assert cli.main(args[:-3] + ["3", "-o", str(tmp_path / "p.png")], stderr=Dead()) == 0   # `| head -1` too
+    assert "Interrupted" not in Image.open(tmp_path / "p.png").text
+    monkeypatch.setattr(cli, "Progress", HungUp)
+    assert cli.main(args, stderr=Dead()) == 130 and "Interrupted" in Image.open(tmp_path / "o.png").text

@@ -44,3 +44,30 @@ def test_without_pathconf_names_are_held_to_255_bytes(tmp_path, monkeypatch):
     check_writable(tmp_path / ("a" * 251 + ".png"))                  # 255 bytes: fine
     with pytest.raises(ImageError, match="longer than the 255 bytes"):
         check_writable(tmp_path / ("a" * 252 + ".png"))
+
+
+def test_a_snapshot_name_linked_to_an_input_is_refused(tmp_path):
+    """A snapshot is written to the file its link names: o_0002.png linked to the photo would overwrite it."""
+    photo = tmp_path / "photo.png"
+    _picture(photo)
+    before = photo.read_bytes()
+    os.symlink(photo, tmp_path / "o_0002.png")
+    args = ["--weights", "random", "--size", "32", "--iterations", "2", "-q", "--content", photo, "-o", tmp_path / "o.png"]
+    status, err = _run(args + ["--save-every", "2"])
+    assert status == 2 and "--save-every would write a snapshot over it" in err and err.count("\n") == 1
+    assert photo.read_bytes() == before and not (tmp_path / "o.png").exists()
+    status, err = _run(args)   # the control: without snapshots the link is no concern
+    assert status == 0 and photo.read_bytes() == before, err
+
+
+def test_a_non_utf8_input_name_is_recorded_with_escapes(tmp_path):
+    """The PNG's text records the inputs' names; one that is not UTF-8 must not fail the save after the run."""
+    if os.name != "posix":
+        pytest.skip("byte file names are POSIX")
+    photo = os.path.join(os.fsencode(tmp_path), b"p\xff.png").decode(errors="surrogateescape")
+    _picture(photo)
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-q", "--content", photo,
+                        "-o", tmp_path / "o.png"])
+    from PIL import Image
+    assert status == 0, err
+    assert "p\\udcff.png" in Image.open(tmp_path / "o.png").text["Parameters"]
