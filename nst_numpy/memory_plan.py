@@ -12,10 +12,11 @@ Peak memory is modelled as the sum of
 - image-sized arrays, per value of the image (n = 3 H W): the optimiser's state (scipy's
   L-BFGS-B keeps (2m + 5) n float64 in its work array alone), the objective's copies and
   the content targets; counted from the code below and in optimize.py, objective.py.
-Before the optimiser starts, each style image goes through the network whole, so the peak is the
-larger of that phase (the process, the style images, one forward pass on the largest, measured
-like a window's but with no backward pass) and the optimisation's sum above. The forward fit is
-probed at 384 and 512 px (WindowCost.FORWARD_PROBE_SIDES; the numbers are there).
+Before the optimiser starts, each style image goes through the network (whole, or in windows of
+the run's tile when it is tiled), so the peak is the larger of that phase (the process, the style
+images, the content targets, one forward pass on the largest style window, measured like a window's
+but with no backward pass) and the optimisation's sum above. The forward fit is probed at 384 and
+512 px (WindowCost.FORWARD_PROBE_SIDES; the numbers are there).
 
 Tiling (tiling.py) trades time for memory: the plan takes the whole image in one window
 when that fits the cap, else the largest tile of at least EFFICIENT_TILE px that fits, else a
@@ -31,7 +32,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .tiling import halo_for, plan_tiles
+from .tiling import ALIGN, halo_for, plan_tiles
 
 MIN_LBFGS_MEMORY = 3
 TILE_SIDES = (2048, 1536, 1024, 768, 640, 512, 384, 256, 192, 128)   # tried largest first
@@ -187,6 +188,9 @@ class WindowCost:
         forward = [net.preprocess(rng.uniform(0, 255, (side, side, 3))) for side in self.FORWARD_PROBE_SIDES]
         self.a_forward, self.b_forward = self._fit([self._peak(x, False, runs=1) for x in forward],
                                                    self.FORWARD_PROBE_SIDES)
+        # The 512 px probe's arena (~200 MB with VGG19) would otherwise be in the RSS plan_run reads as
+        # the process before the run, and the run makes its own.
+        net.release_buffers()
 
     def _peak(self, x, backward, runs=2):
         """Traced peak bytes of _work on window x, run `runs` times after the buffers are released (twice:
@@ -292,31 +296,40 @@ def estimate(cost, hw, style_hws, config, tile, m, base):
     from .tiling import stride_of
     H, W = hw
     n = 3 * H * W
-    if tile:
-        tiles = plan_tiles(hw, tile, cost.layers)
-        a0, a1, b0, b1 = tiles[0].window
-        window, count = (a1 - a0, b1 - b0), len(tiles)
-    else:
-        window, count = hw, 1
+    window, count = _windows(hw, tile, cost.layers)
     targets = sum(_layer_sizes(hw, [c])[c][1] * (H // stride_of(c)) * (W // stride_of(c)) * 4
                   for c in cost.content_layers)
     styles = sum(3 * 4 * 3 * h * w for h, w in style_hws)   # RGB, resized and preprocessed copies, float32
     parts = {"process before the run": base, "network on one window": cost.bytes(*window),
              "optimiser": optimizer_bytes(n, config.optimizer, m), "image-sized arrays": OBJECTIVE_BYTES * n,
              "content targets": targets, "style images": styles}
-    if count > 1:
+    if tile:
         parts["image-sized arrays"] -= 4 * n    # tiled_objective sums dx in float64: no float32 copy
-    # Before the optimiser starts, each style image goes through the network whole (untiled), one at a time.
-    big = _largest(style_hws)
-    style_parts = None if big is None else {
-        "process before the run": base, "style images": styles,
-        f"network on the {big[1]}x{big[0]} style image": cost.forward_bytes(*big)}
+    # Before the optimiser starts, the style images go through the network one at a time, after the
+    # content targets are made (Objective.__init__): whole, or tiled like the content (TiledObjective._grams).
+    style_parts, big = None, _style_pass(cost, style_hws, tile)
+    if big:
+        (h, w), (sh, sw) = big
+        what = "the" if (h, w) == (sh, sw) else f"a {w}x{h} window of the"
+        style_parts = {"process before the run": base, "style images": styles, "content targets": targets,
+                       f"network on {what} {sw}x{sh} style image": cost.forward_bytes(h, w)}
     return ScalePlan(tuple(hw), tile, count, tuple(window), config.optimizer, m, parts, style_parts)
 
 
-def _largest(style_hws):
-    """The (H, W) of the style image with the most pixels, or None for none."""
-    return max(style_hws, key=lambda s: s[0] * s[1], default=None)
+def _windows(hw, tile, layers):
+    """((h, w) of each window, how many) for an image of hw with tile cores of `tile` px (0: one, whole)."""
+    if not tile:
+        return tuple(hw), 1
+    tiles = plan_tiles(hw, tile, layers)
+    a0, a1, b0, b1 = tiles[0].window   # every window of a plan has one shape
+    return (a1 - a0, b1 - b0), len(tiles)
+
+
+def _style_pass(cost, style_hws, tile):
+    """(window, image) (H, W) of the style image with the largest window (TiledObjective tiles it by its
+    style layers), or None for none."""
+    passes = [(_windows(s, tile, cost.style_layers)[0], tuple(s)) for s in style_hws]
+    return max(passes, key=lambda p: p[0][0] * p[0][1], default=None)
 
 
 def plan_scale(cost, hw, style_hws, config, cap, base):
@@ -325,8 +338,8 @@ def plan_scale(cost, hw, style_hws, config, cap, base):
     halo = halo_for(cost.layers)
     if config.tile_size:
         sides = [config.tile_size]
-    else:
-        sides = [0] + [t for t in TILE_SIDES if t < max(hw)]
+    else:   # a style image larger than the output is tiled too: a tile may be worth it for it alone
+        sides = [0] + [t for t in TILE_SIDES if t < max(max(s) for s in [hw] + list(style_hws))]
     most = config.correction_pairs()
     # The m values to try, from the asked one down to MIN_LBFGS_MEMORY (Adam has none; an asked m
     # below MIN_LBFGS_MEMORY is tried as it is).
@@ -340,14 +353,20 @@ def plan_scale(cost, hw, style_hws, config, cap, base):
         if p.peak <= cap:
             return p
     m_least = ms[-1] if config.optimizer == "lbfgs" else 0
-    smallest = estimate(cost, hw, style_hws, config, config.tile_size or sides[-1], m_least, base)
-    if smallest.peak_parts is smallest.style_parts:   # style images are not tiled: no tile makes this fit
-        big = _largest(style_hws)
-        raise MemoryError(f"the {big[1]}x{big[0]} style image needs about {over(smallest.peak, cap)} "
-                          f"to compute its Gram matrices (style images are not tiled); lower --style-scale")
+    t = config.tile_size or sides[-1]
+    smallest = estimate(cost, hw, style_hws, config, t, m_least, base)
+    # Blame the style images only if the run would fit without them (their copies and their pass): else
+    # a smaller --style-scale cannot make it fit.
+    if int(MARGIN * (sum(smallest.parts.values()) - smallest.parts["style images"])) <= cap:
+        sh, sw = _style_pass(cost, style_hws, t)[1]
+        how = f"its Gram matrices in tiles of {t} px" if t else "style images are not tiled"
+        raise MemoryError(f"the {sw}x{sh} style image needs about {over(smallest.peak, cap)} ({how}); "
+                          f"lower --style-scale")
     if config.tile_size:
+        fix = ("use a smaller --tile-size or none (automatic)" if config.tile_size > ALIGN
+               else "raise --max-memory or lower --size")
         raise MemoryError(f"at {hw[1]}x{hw[0]} with --tile-size {config.tile_size} the run needs about "
-                          f"{over(smallest.peak, cap)}; use a smaller --tile-size or none (automatic)")
+                          f"{over(smallest.peak, cap)}; {fix}")
     adam = estimate(cost, hw, style_hws, replace(config, optimizer="adam"), sides[-1], 0, base)
     hint = (f"; --optimizer adam needs about {gib(adam.peak)}" if config.optimizer == "lbfgs" else "")
     with_m = f"L-BFGS with --lbfgs-memory {ms[-1]}, " if config.optimizer == "lbfgs" else ""
@@ -414,7 +433,7 @@ def describe(plans, budgets, cap, given=True):
     total = 0.0
     for k, (p, its) in enumerate(zip(plans, budgets)):
         how = (f"{p.tiles} tiles of {p.window[1]}x{p.window[0]} px (cores of at most {p.tile} px)" if p.tiles > 1
-               else "untiled")
+               else f"one window, style images in tiles of {p.tile} px" if p.tile else "untiled")
         opt = f"L-BFGS m={p.lbfgs_memory}" if p.optimizer == "lbfgs" else "Adam"
         sec = "" if p.seconds_per_iteration is None else f", ~{p.seconds_per_iteration:.1f} s/iteration"
         lines.append(f"scale {k + 1}/{len(plans)}: {p.hw[1]}x{p.hw[0]}, {how}, {opt}, peak ~{gib(p.peak)}"
