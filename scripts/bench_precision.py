@@ -46,10 +46,13 @@ import contextlib
 import os
 import sys
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # script_guard, bench_schedule; also for the tests
+import script_guard  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # bench_schedule.py, also when imported by the tests
+if __name__ == "__main__":   # the imports below run under the Ctrl-C handlers (script_guard)
+    sys.exit(script_guard.run_file(__file__))
+
+import numpy as np  # noqa: E402
 
 from nst_numpy import VGG19, FastVGG19, samples  # noqa: E402
 from nst_numpy.fast import winograd  # noqa: E402
@@ -252,6 +255,7 @@ def final_losses(networks, side, iterations, threads):
     return losses
 
 
+@script_guard.guarded()
 def main(argv=None):
     p = OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, nargs=2, default=(160, 224), metavar=("H", "W"))
@@ -264,6 +268,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     if min(args.size) < 16 or min(args.seeds) < 0 or args.threads < 1 or (args.run is not None and args.run < 1):
         p.error("--size needs at least 16 px per side, --seeds numbers >= 0, --threads and --run at least 1")
+    if args.run is not None:   # the cat and The Starry Night at the longest side of --size: both must fit the network
+        least = script_guard.smallest_size([samples.photo().shape[:2]], [samples.painting().shape[:2]], scales=1)
+        if max(args.size) < least:
+            p.error(f"--run needs a longest side (of --size) of at least {least} px: below it the built-in "
+                    f"photo or painting is under 16 px on its short side")
     from nst_numpy.weights import WeightsError, read_weights
     try:   # a missing or bad file: one line, before any run
         params, prep = read_weights(args.weights)[:2] if args.weights else (None, CAFFE)
@@ -299,6 +308,3 @@ def main(argv=None):
             objective_errors(params, H, W, args.threads, prep)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

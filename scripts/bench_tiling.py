@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from bench_schedule import split_pair   # scripts/ is on sys.path, as benchmark.py imports both
+from nst_numpy.fileio import atomic_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -85,8 +86,9 @@ def _crop_16x9(path, folder):
     return out
 
 
-def run(weights, pair, side, max_memory, overrides):
-    """The CLI at `side` on a 16:9 crop: dry run, then the real run; plan against measurement."""
+def run(weights, pair, side, max_memory, overrides, threads=None):
+    """The CLI at `side` on a 16:9 crop: dry run, then the real run; plan against measurement.
+    threads: the CLI's --threads (None: its default, all cores)."""
     content_path, style_path = split_pair(pair)
     with tempfile.TemporaryDirectory() as tmp:
         content = _crop_16x9(content_path, tmp)
@@ -94,6 +96,8 @@ def run(weights, pair, side, max_memory, overrides):
                 "--content", content, "--style", style_path, "--size", str(side), "-o", os.path.join(tmp, "out.png")]
         if max_memory:
             args += ["--max-memory", max_memory]
+        if threads:
+            args += ["--threads", str(threads)]
         for item in overrides or []:
             k, v = item.split("=", 1)
             args += [f"--{k.replace('_', '-')}", v]
@@ -113,8 +117,8 @@ def run(weights, pair, side, max_memory, overrides):
         print(f"measured: exit {code}, wall {wall:.0f} s, peak RSS {peak / 2 ** 30:.2f} GiB")
         keep = os.environ.get("NST_BENCH_KEEP")   # a folder to keep the picture in, to look at it
         if keep and code == 0:
-            # Copy into keep, then rename there: a rename across filesystems (tmp to keep) would fail.
-            final = os.path.join(keep, f"tiled_{side}_{int(time.time())}.png")
-            shutil.copyfile(os.path.join(tmp, "out.png"), final + ".tmp")
-            os.replace(final + ".tmp", final)
+            # Copied (a rename from tmp across filesystems would fail) to a hidden temporary name in keep,
+            # which a Ctrl-C or a failed copy removes (fileio.atomic_path), then renamed.
+            with atomic_path(os.path.join(keep, f"tiled_{side}_{int(time.time())}.png")) as kept:
+                shutil.copyfile(os.path.join(tmp, "out.png"), kept)
         return code

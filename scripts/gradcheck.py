@@ -7,14 +7,17 @@ with centered finite differences in float64 and reports their relative error
 (nst_numpy/gradcheck.py::rel_error). A check passes when the error is below its
 bound. Rows marked "expected to fail" are negative controls: they feed a
 deliberately wrong gradient and pass only if the check catches it, which
-shows the check can fail. Exit status: 0 if every row passes, 1 otherwise.
+shows the check can fail. Exit status: 0 if every row passes, 1 otherwise (130 on Ctrl-C).
 """
 import os
 import sys
 import time
 
-# Run from a clone without installing: put the repository root on the path.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # script_guard, also when imported by the tests
+import script_guard  # noqa: E402
+
+if __name__ == "__main__":   # the imports below run under the Ctrl-C handlers (script_guard)
+    sys.exit(script_guard.run_file(__file__))
 
 from nst_numpy.console import OneLineParser  # noqa: E402
 from nst_numpy.gradcheck import run_all_checks  # noqa: E402
@@ -37,8 +40,9 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+@script_guard.guarded()
 def main(argv=None):
-    """Run all checks, print the table; returns the exit status (0 = all passed)."""
+    """Run all checks, print the table; returns the exit status (0 = all passed, 130 = Ctrl-C)."""
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=12,
                         help="input values probed in each whole-network check (default 12; each costs 2 forward passes)")
@@ -54,6 +58,3 @@ def main(argv=None):
     print(f"({time.perf_counter() - start:.1f} s)")
     return 0 if all(r.passed for r in rows) else 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,8 +14,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # gallery.py, also when imported by the tests
-from gallery import (ROOT, Config, Runner, run_guarded, sample, save_grid, to_uint8, weights_label,  # noqa: E402
-                     weights_tag)
+import script_guard  # noqa: E402
+
+if __name__ == "__main__":   # the imports below run under the Ctrl-C handlers (script_guard)
+    sys.exit(script_guard.run_file(__file__))
+
+from gallery import (ROOT, Config, Runner, check_folder, run_guarded, sample, save_grid, to_uint8,  # noqa: E402
+                     weights_label, weights_tag)
 
 import numpy as np  # noqa: E402
 
@@ -137,6 +142,7 @@ def main(argv=None):
             raise ValueError(f"{args.weights}: no such weight file")
         if not os.path.isdir(args.outdir):
             raise ValueError(f"{args.outdir}: no such folder")
+        check_folder(args.cache, "--cache")   # made by the first run: checked before it
         runner = Runner(args.weights, args.cache)
         TAG[0] = weights_tag(args.weights)
         label = weights_label(args.weights)
@@ -147,6 +153,3 @@ def main(argv=None):
 
     return run_guarded(work)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # gallery.py, also when imported by the tests
-from gallery import ROOT, Config, Runner, run_guarded, sample, save_grid, to_uint8, weights_label  # noqa: E402
+import script_guard  # noqa: E402
+
+if __name__ == "__main__":   # the imports below run under the Ctrl-C handlers (script_guard)
+    sys.exit(script_guard.run_file(__file__))
+
+from gallery import (ROOT, Config, Runner, check_folder, run_guarded, sample, save_grid, to_uint8,  # noqa: E402
+                     weights_label)
 from nst_numpy.console import OneLineParser  # noqa: E402
 
 # (content, style): a portrait on a figurative portrait, a landscape-like scene on a figurative
@@ -82,6 +88,12 @@ def make_sizes(runner, outdir, label, defaults, big_iterations, sizes=SIZES):
               f"the same flags at {', '.join(map(str, sizes))} px (each shown at 400 px); {label}", side=400)
 
 
+def smallest_size(pairs):
+    """The least size from which up SCHEDULE runs every (content, style) of pairs (script_guard.smallest_size)."""
+    return max(script_guard.smallest_size([sample(c).shape[:2]], [sample(s).shape[:2]], **SCHEDULE)
+               for c, s in pairs)
+
+
 def main(argv=None):
     p = OneLineParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", required=True, help="VGG19 weight file (e.g. the 8-bit quantized one)")
@@ -99,17 +111,26 @@ def main(argv=None):
     def work():
         tokens = [t.strip() for t in args.sizes.split(",")]
         sizes = tuple(int(t) for t in tokens if t.isdigit())
-        if args.size < 64 or args.big_iterations < 1 or len(sizes) != len(tokens) or min(sizes) < 64:
-            raise ValueError("--size and every --sizes entry must be whole numbers >= 64, --big-iterations >= 1")
+        if args.big_iterations < 1 or len(sizes) != len(tokens):
+            raise ValueError("--sizes takes whole numbers separated by commas, --big-iterations at least 1")
+        names = args.only or list(GRIDS) + ["sizes"]
+        grid_pairs = {pair for n in names if n != "sizes" for pair in GRIDS[n][0]}
+        checks = [("--size", [args.size], grid_pairs)] if grid_pairs else []
+        checks += [("--sizes", sizes, [SIZE_PAIR])] if "sizes" in names else []
+        for flag, given, pairs in checks:   # before any run: a failing size would have cost the ones before it
+            least = smallest_size(pairs)
+            if min(given) < least:
+                raise ValueError(f"{flag} must be at least {least} px for these grids: at smaller sizes their "
+                                 f"{SCHEDULE['scales']}-scale schedule can leave a painting under 16 px per side "
+                                 f"at its coarsest scale")
         if not os.path.isfile(args.weights):
             raise ValueError(f"{args.weights}: no such weight file")
-        for folder in (args.outdir, args.cache):   # made if missing, but not over a file
-            if os.path.exists(folder) and not os.path.isdir(folder):
-                raise ValueError(f"{folder}: not a folder")
+        for folder, flag in ((args.outdir, "--outdir"), (args.cache, "--cache")):   # made if missing
+            check_folder(folder, flag)
         runner = Runner(args.weights, args.cache)
         label = weights_label(args.weights)
         start = time.perf_counter()
-        for name in args.only or list(GRIDS) + ["sizes"]:
+        for name in names:
             if name == "sizes":
                 make_sizes(runner, args.outdir, label, SCHEDULE, args.big_iterations, sizes)
             else:
@@ -118,6 +139,3 @@ def main(argv=None):
 
     return run_guarded(work)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

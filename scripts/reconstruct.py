@@ -13,8 +13,11 @@ import os
 import sys
 import time
 
-# Run from a clone without installing: put the repository root on the path.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # script_guard, also when imported by the tests
+import script_guard  # noqa: E402
+
+if __name__ == "__main__":   # the imports below run under the Ctrl-C handlers (script_guard)
+    sys.exit(script_guard.run_file(__file__))
 
 import numpy as np  # noqa: E402
 
@@ -57,42 +60,35 @@ def input_image(path, sample, size):
     return resize(rgb, fit_size(rgb.shape, size))
 
 
+@script_guard.guarded("interrupted; nothing written", errors=(ValueError, WeightsError))   # ImageError is a ValueError
 def main(argv=None):
-    """Returns the exit status: 0 on success, 2 on bad input (message on stderr)."""
+    """Returns the exit status: 0 on success, 2 on bad input (message on stderr), 130 on Ctrl-C."""
     args = parse_args(argv)
-    try:
-        if args.seed < 0:
-            raise ValueError(f"--seed must be at least 0, got {args.seed}")
-        if args.iterations < 1:
-            raise ValueError(f"--iterations must be at least 1, got {args.iterations}")
-        if args.size < MIN_SIDE:
-            raise ValueError(f"--size must be at least {MIN_SIDE} (the network needs {MIN_SIDE} px per side)")
-        if args.size > MAX_SIZE:
-            raise ValueError(f"--size is the side of each of the 10 cells; at most {MAX_SIZE}, got {args.size}")
-        check_output_path(args.output)
-        content = input_image(args.content, landscape, args.size)
-        style = input_image(args.style, swirls, args.size)
-        if min(content.shape[:2]) < MIN_SIDE or min(style.shape[:2]) < MIN_SIDE:
-            raise ValueError(f"at --size {args.size} an image's short side is under {MIN_SIDE} px; raise --size")
-        net, title = load_network(args.weights, args.pooling, args.seed, args.engine)
-        start = time.perf_counter()
+    if args.seed < 0:
+        raise ValueError(f"--seed must be at least 0, got {args.seed}")
+    if args.iterations < 1:
+        raise ValueError(f"--iterations must be at least 1, got {args.iterations}")
+    if args.size < MIN_SIDE:
+        raise ValueError(f"--size must be at least {MIN_SIDE} (the network needs {MIN_SIDE} px per side)")
+    if args.size > MAX_SIZE:
+        raise ValueError(f"--size is the side of each of the 10 cells; at most {MAX_SIZE}, got {args.size}")
+    check_output_path(args.output)
+    script_guard.check_not_an_input(args.output, [args.content, args.style,
+                                                  None if args.weights == "random" else args.weights])
+    content = input_image(args.content, landscape, args.size)
+    style = input_image(args.style, swirls, args.size)
+    if min(content.shape[:2]) < MIN_SIDE or min(style.shape[:2]) < MIN_SIDE:
+        raise ValueError(f"at --size {args.size} an image's short side is under {MIN_SIDE} px; raise --size")
+    net, title = load_network(args.weights, args.pooling, args.seed, args.engine)
+    start = time.perf_counter()
 
-        def progress(message):
-            print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr)
+    def progress(message):
+        print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr)
 
-        image = figure1(net, content, style, args.iterations, args.seed, title=title, progress=progress)
-        save_image(args.output, np.asarray(image, np.float32),
-                   text={"nst_numpy": "scripts/reconstruct.py", "title": title,
-                         "arguments": " ".join(sys.argv[1:] if argv is None else argv)})
-    except (ValueError, WeightsError) as e:  # ImageError is a ValueError
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing written", file=sys.stderr)
-        return 130
+    image = figure1(net, content, style, args.iterations, args.seed, title=title, progress=progress)
+    save_image(args.output, np.asarray(image, np.float32),
+               text={"nst_numpy": "scripts/reconstruct.py", "title": title,
+                     "arguments": " ".join(sys.argv[1:] if argv is None else argv)})
     print(f"wrote {args.output} ({image.size[0]}x{image.size[1]} px)")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,6 +8,7 @@ so that a broken script fails here.
 """
 import ast
 import functools
+import io
 import math
 import os
 import re
@@ -341,3 +342,41 @@ def test_tiling_run_mode_plans_then_runs_the_cli(bench, weights_file, pair, capf
     assert len(kept) == 1
     with Image.open(kept[0]) as im:
         assert im.size == (64, 36)   # the 64x48 photo cropped to 16:9
+
+
+@pytest.mark.parametrize("threads", [None, "3"])
+def test_tiling_run_passes_threads_and_a_ctrl_c_leaves_no_kept_file(bench, pair, tmp_path, monkeypatch, capsys,
+                                                                      threads):
+    """--threads reaches both CLI runs (without it, the CLI's default); a Ctrl-C while the picture is copied
+    into NST_BENCH_KEEP leaves nothing there (it once left a visible X.png.tmp). The CLI is stood in for."""
+    import bench_tiling
+    commands = []
+
+    class Popen:   # the real run: writes its picture, reports its peak
+        def __init__(self, args, **kwargs):
+            commands.append(args)
+            Image.new("RGB", (64, 36)).save(args[args.index("-o") + 1])
+            self.stderr = io.StringIO("VmHWM 1024 kB\n")
+
+        def wait(self):
+            return 0
+
+    def run(args, **kwargs):   # the --dry-run
+        commands.append(args)
+        return subprocess.CompletedProcess(args, 0, "plan\n", "")
+
+    def copyfile(src, dst):
+        with open(dst, "wb") as f:
+            f.write(b"part of a picture")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(bench_tiling, "subprocess", types.SimpleNamespace(run=run, Popen=Popen, PIPE=subprocess.PIPE))
+    monkeypatch.setattr(bench_tiling.shutil, "copyfile", copyfile)
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    monkeypatch.setenv("NST_BENCH_KEEP", str(keep))
+    args = ["--tiling-run", "--weights", "w.h5", "--pairs", pair, "--sizes", "64"]
+    args += ["--threads", threads] if threads else []
+    assert bench.main(args) == 130 and capsys.readouterr().err == "interrupted\n"
+    assert len(commands) == 2 and os.listdir(keep) == []
+    for command in commands:
+        assert (command[command.index("--threads") + 1] == threads) if threads else "--threads" not in command

@@ -139,13 +139,15 @@ def test_make_tuning_images_writes_grids_and_caches_runs(weights_file, tmp_path,
 
     monkeypatch.setattr(script, "Config", one_iteration)
     out, cache = tmp_path / "out", tmp_path / "cache"
-    args = ["--weights", weights_file, "--size", "64", "--sizes", "64,80", "--outdir", str(out), "--cache", str(cache)]
+    # The least sizes these grids' schedule runs at (test_script_guards.py)
+    args = ["--weights", weights_file, "--size", "83", "--sizes", "110,112", "--outdir", str(out),
+            "--cache", str(cache)]
     assert script.main(args + ["--only", "tv", "--only", "sizes"]) == 0
-    assert [c.tv_weight for c in configs[:3]] == [0.0, 1.0, 10.0] and {c.size for c in configs[:3]} == {64}
-    assert [c.size for c in configs[3:]] == [64, 80]
+    assert [c.tv_weight for c in configs[:3]] == [0.0, 1.0, 10.0] and {c.size for c in configs[:3]} == {83}
+    assert [c.size for c in configs[3:]] == [110, 112]
     assert all(a["scales"] == 3 and a["precondition_after"] == 0 for a in asked)   # the pictures' schedule
     assert sorted(p.name for p in out.iterdir()) == ["sizes.jpg", "tv.jpg"]
-    for name, columns, side in (("tv.jpg", 5, 64), ("sizes.jpg", 4, 400)):   # one row: photo, painting, variants
+    for name, columns, side in (("tv.jpg", 5, 83), ("sizes.jpg", 4, 400)):   # one row: photo, painting, variants
         with Image.open(out / name) as im:
             assert im.format == "JPEG" and im.width > columns * side * 0.6 and im.height < 2 * side
     assert len(list(cache.glob("*.npy"))) == 5
@@ -167,7 +169,7 @@ def test_make_tuning_images_runs_what_the_grids_and_docs_say(weights_file, tmp_p
             asked[label] = (config, pooling)
             return np.full((8, 8, 3), 128, np.uint8)
     monkeypatch.setattr(script, "Runner", FakeRunner)
-    args = ["--weights", weights_file, "--size", "64", "--sizes", "256,1024", "--big-iterations", "7",
+    args = ["--weights", weights_file, "--size", "96", "--sizes", "256,1024", "--big-iterations", "7",
             "--outdir", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")]
     assert script.main(args + ["--only", "pooling", "--only", "sizes"]) == 0
     assert [(label, pooling) for label, (_, pooling) in asked.items() if label.startswith("pooling/")] == [
@@ -253,7 +255,7 @@ def test_make_tuning_images_bad_files(tmp_path, capsys, monkeypatch, weights_fil
     paths = {"weights": weights_file, "outdir": "out", "cache": "cache", which: "notes.txt"}
     script = load_script("make_tuning_images")
     args = [a for k in ("weights", "outdir", "cache") for a in (f"--{k}", paths[k])]
-    assert script.main(args + ["--only", "tv", "--size", "64"]) == 2
+    assert script.main(args + ["--only", "tv", "--size", "96"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
