@@ -140,7 +140,8 @@ def test_normalize_script_writes_a_normalised_file(case, tmp_path, capsys):
         seen.append((loaded.pooling, [im.shape for im in images]))
         return normed
 
-    script["main"].__globals__["normalize_vgg19"] = fake_normalize  # run_path returned a copy of these
+    # run_path returned a copy of the script's globals; main is script_guard's wrapper around its own main
+    script["main"].__wrapped__.__globals__["normalize_vgg19"] = fake_normalize
     out = tmp_path / "normalized.h5"
     args = ["--images", str(img_dir), "-o", str(out), "--weights", str(src), "--size", "32"]
     assert script["main"](args) == 0
@@ -155,7 +156,7 @@ def test_normalize_script_writes_a_normalised_file(case, tmp_path, capsys):
     assert "already normalised" in err and err.count("\n") == 1
     assert not (tmp_path / "again.h5").exists()
     # an image too small for the poolings (the real normalize_vgg19 refuses it): one line, exit 2
-    script["main"].__globals__["normalize_vgg19"] = normalize_vgg19
+    script["main"].__wrapped__.__globals__["normalize_vgg19"] = normalize_vgg19
     tiny = tmp_path / "tiny"
     tiny.mkdir()
     Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tiny / "small.png")
