@@ -68,7 +68,7 @@ class Objective:
     def _content_targets(self, content):
         """Content targets P^l (the content image's activations) and their weights alpha / n_c / Z_c."""
         P, weights = {}, {}
-        if content is None:
+        if content is None or not self.content_layers:   # no content term (Config(content_layers=()))
             return P, weights
         cfg = self.config
         acts = self._features(np.asarray(content, self.net.dtype), self.content_layers)

@@ -7,6 +7,7 @@ float32 results may differ by the Winograd transforms' rounding, measured 0.4-1.
 layer, bounded here by 1e-5 per layer, and by 2.5e-6 for a 256 -> 256 layer, which
 Lavin & Gray's points 0, +-1, +-2 miss (see winograd_matrices.py, "Which points").
 """
+import contextlib
 import importlib.util
 import sys
 from fractions import Fraction
@@ -200,6 +201,18 @@ def test_old_points_miss_the_float32_bound(kind):
         assert rel_error(_fast_conv(x, w, b), L.conv_forward(x, w, b)[0]) < F64   # still exact in float64
         assert _vgg_layer_error(kind) > F32_VGG_LAYER
     assert winograd.BT is winograd_matrices.BT   # and the engine's own points are back
+
+
+def test_one_network_inside_and_after_other_points_stays_exact():
+    """A network's transformed kernels are kept by their points: used in an interpolation_points block
+    and after it, it is exact both times (kernels made with one set of points and transformed back with
+    another gave an error of 5e8)."""
+    x = np.random.default_rng(3).uniform(-100, 100, (20, 24, 3))
+    truth = VGG19.random(seed=2, dtype=np.float64).forward(x, ["relu2_1"])["relu2_1"]
+    net = FastVGG19.random(seed=2, dtype=np.float64)
+    for points in (None, LAVIN_GRAY_POINTS, None):
+        with winograd.interpolation_points(points) if points else contextlib.nullcontext():
+            assert rel_error(net.forward(x, ["relu2_1"])["relu2_1"], truth) < F64
 
 
 def test_threads_do_not_change_results():

@@ -78,13 +78,23 @@ SHALLOW = dict(content_layers=("relu3_1", "relu2_1"), style_layers=("relu1_1", "
 
 @pytest.mark.parametrize("engine", [FastVGG19, VGG19])
 @pytest.mark.parametrize("pooling", ["avg", "max"])
-def test_tiled_equals_untiled(engine, pooling):
+@pytest.mark.parametrize("hw", [(77, 61), (61, 77)])   # two windows down the rows, then across the columns
+def test_tiled_equals_untiled(engine, pooling, hw):
     """Several content and style layers, relu2_1 both; two style images; an odd size; many tiles."""
     net = engine.random(seed=1, dtype=np.float64, pooling=pooling)
-    (l0, g0), (l1, g1), t = _case(net, (77, 61), SHALLOW, core=16)
-    assert len(t.tiles) >= 4
+    (l0, g0), (l1, g1), t = _case(net, hw, SHALLOW, core=16)
+    assert len(t.tiles) >= 4 and len({w.window[:2] if hw[0] > hw[1] else w.window[2:] for w in t.tiles}) == 2
     assert abs(l1 - l0) / abs(l0) < EXACT
     assert rel_error(g1, g0) < EXACT
+
+
+def test_tiled_equals_untiled_with_no_content_layer():
+    """A content image but no content layer (Config(content_layers=())): no content term, tiled or not
+    (the tiled objective once asked the tiles for the halo of no layers, and failed)."""
+    net = FastVGG19.random(seed=1, dtype=np.float64)
+    (l0, g0), (l1, g1), t = _case(net, (40, 36), dict(SHALLOW, content_layers=()), core=16)
+    assert len(t.tiles) >= 2 and "content" not in t.parts or abs(t.parts["content"]) < 1e-12 * l1
+    assert abs(l1 - l0) / abs(l0) < EXACT and rel_error(g1, g0) < EXACT
 
 
 def test_tiled_texture_synthesis_equals_untiled():

@@ -31,7 +31,7 @@ Engine step (its file) / the reference step it replaces / the tests that prove t
 - style gradient as ActivationTimes(K): F @ K formed band by band inside backward (activation_times)
   / eq. 6 as an array, losses.style_layer_loss
   / `tests/test_engine_vs_reference.py::test_activation_times_equals_eq6_as_an_array`;
-  a tile's window of it: `tests/test_tiling.py::test_tiled_equals_untiled`
+  a tile's window of it: `tests/test_tiling.py::test_tiled_equals_untiled` (rows and columns)
 - Gram matrix of the zero-padded buffer, one partial Gram per thread (FastVGG19.gram)
   / losses.gram_matrix of the activation
   / `tests/test_memory_paths.py::test_gram_split_over_threads_equals_gram_matrix`

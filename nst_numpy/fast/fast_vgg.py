@@ -37,7 +37,7 @@ class FastVGG19(VGG19):
         self._input = None   # the padded input image of the last forward (kept: backward may redo it)
         self.threads = None  # worker threads for the convolutions; None = all cores (see set_threads)
         self._conv = None    # the WinogradConv engine, made on first use with self.threads
-        self._wino = {}      # (conv name, backward?) -> U, see _kernel (params are fixed from here on)
+        self._wino = {}      # (conv name, backward?, points) -> U, see _kernel (params are fixed from here on)
         self._bufs_for = None  # the input (H, W) the arena's blocks were made for
         self.timings = None  # set to {} to collect seconds per (layer, "forward"/"backward"); benchmark.py does
 
@@ -72,12 +72,13 @@ class FastVGG19(VGG19):
 
     def _kernel(self, name, backward):
         """The Winograd kernel U (36, ., .) of conv `name`, forward or backward-to-input (flipped),
-        transformed once per network (0.4 GB for both directions up to conv5_1)."""
-        if (name, backward) not in self._wino:
+        transformed once per network (0.4 GB for both directions up to conv5_1) and set of interpolation
+        points (only winograd.interpolation_points changes them)."""
+        key = (name, backward, winograd.current_points())
+        if key not in self._wino:
             w = self.params[name][0]
-            self._wino[name, backward] = winograd.transform_kernel(winograd.flip_kernel(w) if backward else w,
-                                                                   self.dtype)
-        return self._wino[name, backward]
+            self._wino[key] = winograd.transform_kernel(winograd.flip_kernel(w) if backward else w, self.dtype)
+        return self._wino[key]
 
     def release_buffers(self):
         """Drop every buffer and the worker threads with their band scratch, which depend on the image

@@ -55,6 +55,7 @@ from .winograd_matrices import AT, BT, G
 TILE = 4  # output tile side (m); the input tile is TILE + 2 = 6
 MIN_TILES = 256  # rows of each band's matrix products, when the image has that many
 _MATRICES = {}   # dtype -> (BT, AT) in that dtype, for the stages done as matrix products
+_points = winograd_matrices.POINTS   # the points BT, G and AT are made from now (interpolation_points)
 
 
 def _bt_at(dtype):
@@ -67,16 +68,23 @@ def _bt_at(dtype):
 @contextlib.contextmanager
 def interpolation_points(points):
     """Within the block, the engine computes with toom_cook(points) instead of POINTS (for the
-    precision measurements: tests/test_fastconv.py, scripts/bench_precision.py --run). A network
-    transforms its kernels with G once, so only networks made inside the block use the new points."""
-    global BT, G, AT, _MATRICES
-    saved = BT, G, AT, _MATRICES
+    precision measurements: tests/test_fastconv.py, scripts/bench_precision.py --run). A network keeps
+    its transformed kernels by the points they were made with (current_points), so one used both inside
+    and outside the block transforms them again for each."""
+    global BT, G, AT, _MATRICES, _points
+    saved = BT, G, AT, _MATRICES, _points
     BT, G, AT = winograd_matrices.toom_cook(points)
     _MATRICES = {}   # the per-dtype copies of BT and AT, made again from the new ones
+    _points = tuple(points)
     try:
         yield
     finally:
-        BT, G, AT, _MATRICES = saved
+        BT, G, AT, _MATRICES, _points = saved
+
+
+def current_points():
+    """The interpolation points the transforms use now: POINTS, or those of an interpolation_points block."""
+    return _points
 
 
 def transform_kernel(w, dtype=None):
