@@ -27,13 +27,14 @@ from .weights import WeightsError, default_weights_path, file_sha256, get_vgg19,
 EXIT_USAGE = 2   # EXIT_INTERRUPTED (130) comes from console.py, whose handler for Ctrl-C while loading uses it too
 
 
-def _load_network(args):
-    """The network --engine names, with --weights (a file, the default file, or random) and --pooling."""
+def _load_network(args, messages=None):
+    """The network --engine names, with --weights (a file, the default file, or random) and --pooling.
+    messages: the stream a download's progress bar goes to (the CLI's _Messages; None: stderr)."""
     if args.weights == "random":   # fixed weights: --seed varies only the run
         return network_class(args.engine).random(seed=0, pooling=args.pooling)
     try:
         return get_vgg19(args.weights, pooling=args.pooling, dtype=np.float32, download=True,
-                         progress=not args.quiet, engine=args.engine)
+                         progress=not args.quiet and (messages or True), engine=args.engine)
     except WeightsError as e:
         raise UsageError(one_line(e))
     except OSError as e:
@@ -82,7 +83,11 @@ def _linked_snapshots(output):
     folder = os.path.dirname(os.path.abspath(output))
     root, ext = os.path.splitext(os.path.basename(output))
     name = re.compile(re.escape(root) + r"_\d{4,}" + re.escape(ext))
-    return {os.path.realpath(os.path.join(folder, n)) for n in os.listdir(folder)
+    try:
+        names = os.listdir(folder)
+    except OSError:   # a folder that may be written but not listed: no link can be seen, nor made by us
+        return set()
+    return {os.path.realpath(os.path.join(folder, n)) for n in names
             if name.fullmatch(n) and os.path.islink(os.path.join(folder, n))}
 
 
@@ -219,7 +224,7 @@ def run(args, stderr, argv=(), resume=None):
         if abs(ih * w - iw * h) > 0.02 * h * iw:   # aspect ratios more than 2% apart
             stderr.write(f"note: --init {init} is {iw}x{ih}, stretched to the output's {w}x{h}\n")
 
-    net = _load_network(args)
+    net = _load_network(args, messages=stderr)
     raise_lost_interrupt()   # a Ctrl-C that Python dropped while the weights loaded (console._on_unraisable)
     if hasattr(net, "set_threads"):   # the reference network has no threads of its own
         net.set_threads(args.threads)
@@ -260,8 +265,9 @@ def run(args, stderr, argv=(), resume=None):
             unwritten.append(checkpoint.failed)   # once: the next ones would fail the same way
             if progress is not None:
                 progress.close()
+            last = checkpoint.saved or os.path.exists(checkpoint.path)   # this run's, or the one it resumed
             stderr.write(f"warning: {checkpoint.failed}; the run goes on, and --resume would start from "
-                         f"{'the last one written' if checkpoint.saved else 'the beginning'}\n")
+                         f"{'the last one written' if last else 'the beginning'}\n")
         if progress is not None:
             progress(state)
         if args.save_every and state.step % args.save_every == 0:
@@ -348,6 +354,8 @@ class _Messages:
             return
         try:
             getattr(self.stream, method)(*a)
+        except UnicodeEncodeError:
+            raise
         except (OSError, ValueError):   # ValueError: the stream was closed
             self.dead = True
             try:   # what the stream still buffers would fail again as Python exits, and set status 120
@@ -356,7 +364,11 @@ class _Messages:
                 pass
 
     def write(self, text):
-        self._do("write", text)
+        try:
+            self._do("write", text)
+        except UnicodeEncodeError:   # a file name the stream's encoding cannot show: escape it, stay alive
+            encoding = getattr(self.stream, "encoding", None) or "ascii"
+            self._do("write", text.encode(encoding, "backslashreplace").decode(encoding))
 
     def flush(self):
         self._do("flush")

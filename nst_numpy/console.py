@@ -13,14 +13,15 @@ import threading
 
 EXIT_INTERRUPTED = 130   # the same status cli.py returns for Ctrl-C during a run
 # interrupts_raise's nesting; whether a signal came; whether Python dropped the KeyboardInterrupt it raised
-_interrupts = {"depth": 0, "seen": False, "lost": False}
+# (and whether the run is done and only writing its picture: hold_interrupts)
+_interrupts = {"depth": 0, "seen": False, "lost": False, "held": False}
 # SIGHUP: a closing terminal (absent on Windows)
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def _on_signal(signum, frame):
-    if _interrupts["seen"]:   # a second Ctrl-C while the first is being handled (the best image saved)
-        return
+    if _interrupts["seen"] or _interrupts["held"]:   # a second Ctrl-C while the first is being handled
+        return                                          # (the best image saved), or the picture is done
     _interrupts["seen"] = True
     raise KeyboardInterrupt
 
@@ -47,8 +48,9 @@ def raise_lost_interrupt():
 
 def hold_interrupts():
     """Ignore signals for the rest of the interrupts_raise block: the run is done and its picture is
-    being written, which a Ctrl-C now would only cut short."""
-    _interrupts["seen"], _interrupts["lost"] = True, False
+    being written, which a Ctrl-C now would only cut short. Not `seen`: no signal came, and an error
+    from here on is an error, not what Python made of a Ctrl-C (interrupted())."""
+    _interrupts["held"], _interrupts["lost"] = True, False
 
 
 def interrupted():
@@ -74,7 +76,7 @@ def interrupts_raise(restore=True):
         return
     outermost = _interrupts["depth"] == 0
     if outermost:
-        _interrupts["seen"] = _interrupts["lost"] = False
+        _interrupts["seen"] = _interrupts["lost"] = _interrupts["held"] = False
         hook = sys.unraisablehook
         sys.unraisablehook = lambda u: _on_unraisable(u, hook)
     _interrupts["depth"] += 1

@@ -70,6 +70,7 @@ class DownloadProgress:
 
 def download(url, dest, md5=None, sha256=None, progress=True, timeout=30):
     """Fetch url to dest atomically; check Content-Length and the given hashes (hex) before renaming.
+    progress: True (a bar on stderr), a stream to draw it on, or False.
     At least one hash is required: an unchecked download is never what a caller should get."""
     if not (md5 or sha256):
         raise ValueError("download needs an md5 or sha256 to check the file against")
@@ -101,7 +102,7 @@ def _fetch(url, tmp, md5, sha256, progress, timeout):
                 total = int(response.headers.get("Content-Length") or 0) or None
             except ValueError:
                 total = None
-            bar = DownloadProgress(total) if progress else None
+            bar = DownloadProgress(total, stream=None if progress is True else progress) if progress else None
             done = 0
             while True:
                 try:

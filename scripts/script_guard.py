@@ -43,7 +43,9 @@ def call(work, *args, message="interrupted", errors=()):
     other exception is a bug and keeps its traceback."""
     with interrupts_raise():
         try:
-            return work(*args) or 0
+            status = work(*args) or 0
+            raise_lost_interrupt()   # a Ctrl-C h5py dropped and nothing raised since: it still counts
+            return status
         except (KeyboardInterrupt, Exception) as e:   # not SystemExit: argparse's own exit 2
             if _was_interrupted(e):
                 print(message, file=sys.stderr)

@@ -398,19 +398,32 @@ def test_an_array_with_a_newer_npy_header_is_left_to_numpy(tmp_path):
 
 
 def test_a_checkpoint_that_cannot_be_written_costs_a_warning_not_the_run(tmp_path, monkeypatch):
-    """A full disk at a checkpoint: one warning, and the run goes on to write its picture."""
+    """A full disk at a checkpoint: one warning, and the run goes on to write its picture. Resumed, the
+    checkpoint it came from stays, and the warning says so."""
     from nst_numpy import checkpoint as checkpoint_module
+    real_save = checkpoint_module.save_checkpoint
 
     def full(path, *a, **k):
         raise checkpoint_module.CheckpointError(f"{path}: cannot write the checkpoint (No space left on device)")
+    out, ckpt = tmp_path / "o.png", tmp_path / "o.checkpoint.npz"
+    args = ["--weights", "random", "--size", "32", "--iterations", "4", "--min-improvement", "0",
+            "--checkpoint-every", "1", "-o", str(out)]
+
+    def warnings(err):
+        return [line for line in err.getvalue().splitlines() if line.startswith("warning:")]
     monkeypatch.setattr(checkpoint_module, "save_checkpoint", full)
-    out, err = tmp_path / "o.png", io.StringIO()
-    assert cli.main(["--weights", "random", "--size", "32", "--iterations", "4", "--min-improvement", "0",
-                     "--checkpoint-every", "1", "-o", str(out)], stderr=err) == 0
-    warnings = [line for line in err.getvalue().splitlines() if line.startswith("warning:")]
-    assert warnings == [f"warning: {tmp_path / 'o.checkpoint.npz'}: cannot write the checkpoint (No space left "
-                        f"on device); the run goes on, and --resume would start from the beginning"], err.getvalue()
-    assert out.exists()
+    err = io.StringIO()
+    assert cli.main(args, stderr=err) == 0 and out.exists()
+    assert warnings(err) == [f"warning: {ckpt}: cannot write the checkpoint (No space left on device); the run "
+                             f"goes on, and --resume would start from the beginning"], err.getvalue()
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", real_save)
+    real = _die_in_the_second_segment(monkeypatch)
+    assert cli.main(args[:-2] + ["-o", str(tmp_path / "p.png")], stderr=io.StringIO()) == cli.EXIT_INTERRUPTED
+    monkeypatch.setattr(optimize, "run_lbfgs", real)
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", full)
+    err = io.StringIO()
+    assert cli.main(["--resume", str(tmp_path / "p.checkpoint.npz")], stderr=err) == 0
+    assert warnings(err)[0].endswith("--resume would start from the last one written"), err.getvalue()
 
 
 def test_the_checkpoint_keeps_the_thread_count_and_not_quiet(tmp_path, monkeypatch):

@@ -22,12 +22,12 @@ def shared_random_networks(monkeypatch):
     seconds, and the runs here are tiny. The CLI's own loading code still runs the first time."""
     original = cli._load_network
 
-    def load(args):
+    def load(args, **kwargs):
         if args.weights != "random":
-            return original(args)
+            return original(args, **kwargs)
         key = (args.pooling, args.engine)
         if key not in _NETS:
-            _NETS[key] = original(args)
+            _NETS[key] = original(args, **kwargs)
         return _NETS[key]
     monkeypatch.setattr(cli, "_load_network", load)
 

@@ -274,7 +274,7 @@ def test_a_ctrl_c_python_dropped_still_ends_the_run(tmp_path, monkeypatch, when)
     """Dropped while the weights load: one line, no picture. Dropped in an iteration: the best image at the next."""
     if when == "loading":
         real = cli._load_network
-        monkeypatch.setattr(cli, "_load_network", lambda args: (_Dropping(), real(args))[1])
+        monkeypatch.setattr(cli, "_load_network", lambda args, **kw: (_Dropping(), real(args, **kw))[1])
     else:
         class Dropping(cli.Progress):
             def __call__(self, state):
@@ -302,6 +302,24 @@ def test_a_signal_as_the_finished_picture_is_written_is_ignored(tmp_path, monkey
     out = tmp_path / "o.png"
     status, err = _run(["--weights", "random", "--size", "32", "--iterations", "2", "-o", out])
     assert status == 0 and "Interrupted" not in Image.open(out).text, err
+
+
+def test_an_error_as_the_finished_picture_is_written_is_an_error():
+    """Holding the signals while the picture is written is not a signal: a real failure there keeps its
+    traceback (it once came out as "interrupted", exit 130)."""
+    import unittest.mock
+    with unittest.mock.patch.object(cli, "save_image", side_effect=RuntimeError("a real failure")):
+        with pytest.raises(RuntimeError, match="a real failure"):
+            cli.main(["--weights", "random", "--size", "32", "--iterations", "2", "-q"])
+
+
+def test_messages_a_stream_cannot_encode_are_escaped_not_the_end_of_them():
+    import io
+    raw = io.BytesIO()
+    stream = cli._Messages(io.TextIOWrapper(raw, encoding="ascii", errors="strict", write_through=True))
+    stream.write("style s\udcff.jpg, caf\u00e9\n")
+    stream.write("wrote o.png\n")
+    assert raw.getvalue() == b"style s\\udcff.jpg, caf\\xe9\nwrote o.png\n"
 
 
 def test_a_signal_as_the_result_is_made_still_hands_it_back(monkeypatch):

@@ -99,6 +99,13 @@ def test_success_with_md5_and_sha256(server, tmp_path, capsys):
     assert err.count("100%") == 1 and 5 <= err.count("\n") <= 11  # about one line per 10%
 
 
+def test_the_progress_bar_goes_to_the_stream_given(server, tmp_path, capsys):
+    """The CLI passes its message stream (one that a closed pipe cannot end the run through)."""
+    stream = io.StringIO()
+    download(f"{server}/file.bin", tmp_path / "f.bin", md5=hashlib.md5(BODY).hexdigest(), progress=stream)
+    assert "100%" in stream.getvalue() and "100%" not in capsys.readouterr().err
+
+
 def test_an_upper_case_hash_is_accepted(server, tmp_path):
     """Hex is case-insensitive: a hash copied in upper case is the same hash, not a mismatch."""
     dest = download(f"{server}/file.bin", tmp_path / "f.bin", md5=hashlib.md5(BODY).hexdigest().upper(),
