@@ -5,6 +5,7 @@ The Starry Night, see samples.py) and writes output.png. Every user error prints
 `error: ...` on stderr and exits with status 2, leaving no output file; Ctrl-C
 writes the best image so far and exits with 130.
 """
+import dataclasses
 import math
 import os
 import re
@@ -91,13 +92,16 @@ def _linked_snapshots(output):
             if name.fullmatch(n) and os.path.islink(os.path.join(folder, n))}
 
 
-def _saved_argv(argv, args):
+def _saved_argv(argv, args, cap):
     """The command line a checkpoint keeps, to rerun on --resume: without --quiet (a resume asks for
-    that itself), and with the thread count this run used when it was left to default (the bands, so
-    the float32 rounding, follow it: resumed elsewhere with another count, it would not be the same run)."""
+    that itself), and with what this run took from the machine when it was left to default, so that a
+    resume elsewhere or later is the same run: the thread count (the bands, so the float32 rounding,
+    follow it) and the memory cap (the plan's tiles and L-BFGS memory follow it)."""
     saved = [a for a in argv if a not in ("--quiet", "-q")]
     if args.engine == "fast" and not _given(argv, "--threads"):
         saved += ["--threads", str(args.threads)]
+    if not _given(argv, "--max-memory"):
+        saved += ["--max-memory", str(cap)]
     return saved
 
 
@@ -245,7 +249,8 @@ def run(args, stderr, argv=(), resume=None):
         if not args.quiet:
             stderr.write(f"note: --lbfgs-memory lowered from {asked} to {m} to fit the memory cap "
                          f"{cap / 2 ** 30:.1f} GiB\n")
-        config.lbfgs_memory = m   # what the run uses (the plans hold it too), and the PNG records
+        config.lbfgs_memory = m   # what the run uses, and the PNG records: every scale's plan gets it
+        plans = [dataclasses.replace(p, lbfgs_memory=m) for p in plans]
     given = getattr(args, "as_given", None) or {"content": args.content, "style": styles, "weights": args.weights}
     config.extra = {"content": given["content"] or "built-in chelsea_cat.jpg",
                     "style": ",".join(given["style"] or []) or "built-in starry_night.jpg",
@@ -291,7 +296,7 @@ def run(args, stderr, argv=(), resume=None):
             hashes = {os.path.abspath(q): file_sha256(q) for q in inputs}
         except WeightsError as e:   # an input made unreadable since it was read
             raise UsageError(one_line(e))
-        meta = {"argv": _saved_argv(argv, args), "cwd": cwd, "inputs": hashes}
+        meta = {"argv": _saved_argv(argv, args, cap), "cwd": cwd, "inputs": hashes}
         if resume is not None:
             changed = [q for q, h in resume[0].get("inputs", {}).items()
                        if meta["inputs"].get(os.path.join(cwd, q)) != h]

@@ -19,6 +19,7 @@ gamma = 0, one content layer and one style image of the output's size, the formu
 exactly the paper's eq. 7 (with several, the 1/n_c above and the blend of style targets remain).
 """
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 from .vgg_spec import LAYER_NAMES
@@ -31,6 +32,11 @@ AUTO_PRECONDITION_AFTER = 20  # plain iterations before the step sizes (10 was w
 AUTO_LBFGS_MEMORY = 5    # correction pairs with the stopping rule: 10's loss and time in half the memory (README)
 PLAIN_LBFGS_MEMORY = 10  # correction pairs without it: the fixed-length run of earlier versions
 MAX_LBFGS_MEMORY = 1000  # correction pairs: 16 bytes per value each, so 1000 is 3.7 GB at 320x240
+
+
+def _real(v):
+    """A real number (int, float, numpy scalar), not a bool (True is 1 to Python, never meant as one here)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 @dataclass
@@ -85,10 +91,18 @@ class Config:
         return AUTO_LBFGS_MEMORY if self.min_improvement > 0 else PLAIN_LBFGS_MEMORY
 
     def validate(self):
-        """Raise ValueError with a one-line message for the first invalid field."""
+        """Raise ValueError with a one-line message for the first invalid field. Whole numbers given as
+        floats or numpy scalars (5.0, np.int64(5)) become ints: range() and numpy's seeding need them."""
+        for name in ("iterations", "coarse_iterations", "precondition_after", "lbfgs_memory", "scales", "tile_size",
+                     "seed", "size"):
+            v = getattr(self, name)
+            if _real(v) and math.isfinite(v) and int(v) == v:
+                setattr(self, name, int(v))
+        if not (isinstance(self.seed, int) and _real(self.seed) and self.seed >= 0):
+            raise ValueError(f"seed must be a whole number >= 0, got {self.seed}")
         for name in ("content_weight", "style_weight", "tv_weight", "learning_rate", "style_scale"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            if not _real(v) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name.replace('_', '-')} must be a finite number >= 0, got {v}")
         for name in ("content_weight", "style_weight", "tv_weight"):
             if getattr(self, name) > MAX_WEIGHT:
@@ -104,7 +118,7 @@ class Config:
         if self.precondition_after is not None and (int(self.precondition_after) != self.precondition_after
                                                     or self.precondition_after < 0):
             raise ValueError(f"precondition-after must be a whole number >= 0, got {self.precondition_after}")
-        if not isinstance(self.min_improvement, (int, float)) or not 0 <= self.min_improvement < 1:
+        if not _real(self.min_improvement) or not 0 <= self.min_improvement < 1:
             raise ValueError(f"min-improvement must be a fraction in [0, 1), got {self.min_improvement}")
         if self.lbfgs_memory is not None and (int(self.lbfgs_memory) != self.lbfgs_memory
                                               or not 1 <= self.lbfgs_memory <= MAX_LBFGS_MEMORY):

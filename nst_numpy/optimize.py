@@ -60,6 +60,8 @@ class StoppingRule:
         rate = (before - best_loss) / (self.window * max(abs(best_loss), 1e-30))   # per iteration
         if rate >= self.min_improvement:
             return None
+        if rate <= 0:   # Adam's loss can rise: its best point stays behind, and nothing converged
+            return f"no improvement: the best loss has not fallen in the last {self.window} iterations"
         return (f"converged: over the last {self.window} iterations the loss fell {100 * rate:.3g}% of its current "
                 f"value per iteration (below --min-improvement {100 * self.min_improvement:.3g}%)")
 
@@ -271,8 +273,8 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                                   lambda: finish(f.best_x, hw), may_stop_early=rule.min_improvement > 0)
                     if ended is None:
                         callback(state)
-                    if reason is not None:
-                        callback(dataclasses.replace(state, stopped=reason))
+                    if reason is not None:   # the loss of the picture the scale hands on, not of the last point
+                        callback(dataclasses.replace(state, stopped=reason, loss=f.best_loss))
                 if reason is not None:
                     raise Converged(reason)
 

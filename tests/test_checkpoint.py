@@ -427,14 +427,16 @@ def test_a_checkpoint_that_cannot_be_written_costs_a_warning_not_the_run(tmp_pat
 
 
 def test_the_checkpoint_keeps_the_thread_count_and_not_quiet(tmp_path, monkeypatch):
-    """The float32 rounding follows the thread count, so a resume elsewhere must use the same one; and
-    `--resume C -q` silences that run only, not every later resume."""
+    """The float32 rounding follows the thread count, and the plan the memory cap, so a resume elsewhere
+    must use the same ones; and `--resume C -q` silences that run only, not every later resume."""
+    monkeypatch.setattr(cli, "default_cap", lambda: 3 << 30)   # what this machine had free, at the first run
     out, ckpt = str(tmp_path / "out.png"), str(tmp_path / "out.checkpoint.npz")
     real = _die_in_the_second_segment(monkeypatch)
     assert cli.main(["--weights", "random", "--size", "32", "--scales", "1", "--iterations", "6",
                      "--checkpoint-every", "2", "-q", "-o", out]) == cli.EXIT_INTERRUPTED
     argv = load_checkpoint(ckpt)[0]["argv"]
-    assert "-q" not in argv and argv[-2:] == ["--threads", str(cli.build_parser().parse_args([]).threads)]
+    assert "-q" not in argv and argv[-4:] == ["--threads", str(cli.build_parser().parse_args([]).threads),
+                                              "--max-memory", str(cli.default_cap())]
     monkeypatch.setattr(optimize, "run_lbfgs", real)
     _die_in_the_second_segment(monkeypatch)
     assert cli.main(["--resume", ckpt, "-q"]) == cli.EXIT_INTERRUPTED

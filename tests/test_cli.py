@@ -413,3 +413,23 @@ def test_cli_style_scale_pixel_limit_is_checked_before_any_work(tmp_path, monkey
     status = cli.main(["--weights", "random", "--size", "32", "--iterations", "1", "--style-scale", "1000",
                        "-o", str(tmp_path / "o.png")], stderr=err)
     assert status == 2 and "px on a side" in err.getvalue(), err.getvalue()
+
+
+def test_every_scale_gets_the_lowered_lbfgs_memory_the_png_records(tmp_path, monkeypatch):
+    """A plan that lowers L-BFGS's memory at one scale lowers it at all: the PNG records one value, and a
+    rerun with the recorded parameters must be the same run (the coarse scale kept 5 while 4 was recorded)."""
+    real_plan, real_stylize, used = cli.plan_run, cli.stylize, []
+
+    def plan_run(*a, **k):   # the last scale's plan lowered to 4, as a tight cap would
+        plans = real_plan(*a, **k)
+        return plans[:-1] + [dataclasses.replace(plans[-1], lbfgs_memory=4)]
+
+    def stylize(*a, plans=None, **k):
+        used.append([p.lbfgs_memory for p in plans])
+        return real_stylize(*a, plans=plans, **k)
+    monkeypatch.setattr(cli, "plan_run", plan_run)
+    monkeypatch.setattr(cli, "stylize", stylize)
+    out = tmp_path / "o.png"
+    status, err = _run(FAST + COARSE + ["--size", "64", "--scales", "2", "--max-memory", "8G", "-o", out])
+    assert status == 0 and used == [[4, 4]], err
+    assert "lbfgs_memory=4" in Image.open(out).text["Parameters"].splitlines()

@@ -133,6 +133,27 @@ def test_bad_schedule_values_are_rejected(field, value):
         Config(**{field: value}).validate()
 
 
+def test_whole_numbers_of_any_type_are_taken_as_ints_and_others_refused():
+    """5.0 or np.int64(5) from a caller's arithmetic run (range() and numpy's seeding once raised a
+    TypeError deep in the run); np.float32 fractions pass; a fractional or negative seed is refused."""
+    c = Config(iterations=5.0, scales=np.int64(2), seed=np.uint8(3), min_improvement=np.float32(1e-3)).validate()
+    assert (type(c.iterations), type(c.scales), type(c.seed)) == (int, int, int) and c.iterations == 5
+    for seed in (1.5, -1, True):
+        with pytest.raises(ValueError, match="seed must be a whole number"):
+            Config(seed=seed).validate()
+
+
+def test_adam_stopped_without_improvement_reports_its_best_loss(net):
+    """Adam's loss can rise: the rule then ends the scale as "no improvement", not "converged", and the
+    stopped line gives the loss of the picture handed on (the best), not that of the last point."""
+    seen = []
+    stylize(net, landscape(), [swirls()], Config(size=32, iterations=60, optimizer="adam", learning_rate=40.0,
+                                                 min_improvement=5e-3), callback=seen.append)
+    stopped, losses = seen[-1], [st.loss for st in seen[:-1]]
+    assert stopped.stopped.startswith("no improvement") and losses[-1] > min(losses)   # the case: a rise
+    assert stopped.loss == pytest.approx(min(losses), rel=1e-12)
+
+
 def test_progress_reports_tiles_within_an_evaluation():
     """On a terminal each tile refreshes the tile count after the last iteration's line; in a log, a
     tile line only when 30 s have passed without a line. done/total counts 2 passes of 2 tiles."""
