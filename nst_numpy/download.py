@@ -63,8 +63,8 @@ class DownloadProgress:
         elif (final and done != self.printed) or (self.total and done >= self.next_fraction * self.total):
             self.stream.write(self.line(done, now) + "\n")
             self.printed = done
-            while self.total and self.next_fraction * self.total <= done:
-                self.next_fraction += 0.1
+            if self.total:   # the next tenth above done, computed: stepping to it costs a loop per byte if done >> total
+                self.next_fraction = (int(10 * done / self.total) + 1) / 10
         self.stream.flush()
 
 
@@ -113,6 +113,8 @@ def _fetch(url, tmp, md5, sha256, progress, timeout):
                     raise DownloadError(f"download of {url} interrupted after {done} bytes: {e}") from None
                 if not chunk:
                     break
+                if total is not None and done + len(chunk) > total:   # e.g. chunked despite a Content-Length
+                    raise DownloadError(f"download of {url} sent more than the {total} bytes it announced")
                 out.write(chunk)
                 for h in hashes.values():
                     h.update(chunk)

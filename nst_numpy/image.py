@@ -114,6 +114,11 @@ def _reduced(im, max_side):
     return im.resize((round(w / k), round(h / k)), Image.BOX)   # BOX: exact block averages; both >= MIN_SIDE
 
 
+# Raster formats decoded in-process (JPEG includes MPO). Pillow picks a plugin by content, not name, so without this list an
+# EPS named style.png runs Ghostscript (and PDF-like formats would run other tools).
+READ_FORMATS = ["PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "TGA", "ICO", "PCX", "SGI", "QOI"]
+
+
 def load_image(path, max_side=None, max_pixels=MAX_PIXELS):
     """Read any image Pillow reads -> float32 (H, W, 3) RGB in 0..255, EXIF orientation applied.
 
@@ -137,7 +142,7 @@ def load_image(path, max_side=None, max_pixels=MAX_PIXELS):
             # Pillow warns about bombs (our own limits follow) and damaged metadata (it reads on);
             # either would print lines of its own around our one-line messages.
             warnings.simplefilter("ignore")
-            with Image.open(name) as im:
+            with Image.open(name, formats=READ_FORMATS) as im:
                 w, h = im.size
                 if w * h > max_pixels and (max_side is None or w * h * (max_side / max(w, h)) ** 2 > max_pixels):
                     raise ImageError(f"{name}: {w}x{h} is over the limit of {max_pixels / 1e6:.0f} megapixels; "
@@ -163,6 +168,8 @@ def load_image(path, max_side=None, max_pixels=MAX_PIXELS):
         raise ImageError(f"{name}: cannot read image ({one_line(e)})")
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to decode it")
+    except Exception as e:   # any other decoder failure (a plugin's own error type) is still one line
+        raise ImageError(f"{name}: cannot read image ({type(e).__name__}: {one_line(e)})")
     if min(rgb.shape[:2]) < MIN_SIDE:
         raise ImageError(f"{name}: {rgb.shape[1]}x{rgb.shape[0]} is too small; "
                          f"the network needs at least {MIN_SIDE} px per side")

@@ -37,6 +37,7 @@ import numpy as np
 # and nothing real by more than MAX_INFLATION; zeros deflate ~1000x: that is a bomb, refused unread.
 MAX_INFLATION = 4
 MAX_PICKLE_BYTES = 16 << 20   # a state dict's pickle holds names and shapes only: a VGG19's is ~3 KB
+MAX_PICKLE_OPS = 200_000      # a VGG19's pickle has ~1,000; each opcode may make a ~200-byte object
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 # The first bytes of a legacy file: PROTO 2, then LONG1 of 10 bytes holding LEGACY_MAGIC.
@@ -130,17 +131,92 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
     return _TensorRef(storage, storage_offset, size, stride)
 
 
+def _key(k):
+    """A dict key from the file: str or int only, since hashing a tuple key can recurse past the C stack
+    (a 200,000-deep tuple) or take exponential time (a DAG of memo-shared tuples)."""
+    if type(k) not in (str, int):
+        raise TorchFormatError(f"dict key of type {type(k).__name__}: a state dict's keys are strings")
+    return k
+
+
+def _ordered_dict(items=()):
+    """Stand-in for collections.OrderedDict: OrderedDict() as torch pickles it, or OrderedDict([[k, v], ...])
+    as Python 2 did, keys checked first."""
+    if not isinstance(items, (list, tuple)) or not all(isinstance(kv, (list, tuple)) and len(kv) == 2 for kv in items):
+        raise TorchFormatError("OrderedDict built from something that is not a list of pairs")
+    return collections.OrderedDict((_key(k), v) for k, v in items)
+
+
 # The only globals a state dict of plain tensors needs. Anything else is refused.
 _ALLOWED = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("collections", "OrderedDict"): _Func(_ordered_dict),
     ("torch._utils", "_rebuild_tensor"): _Func(_rebuild_tensor),
     ("torch._utils", "_rebuild_tensor_v2"): _Func(_rebuild_tensor_v2),
 }
 _ALLOWED.update({("torch", name): _StorageType(name) for name in STORAGE_DTYPES})
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler for state dicts: allow-listed globals only, storages as _StorageRef."""
+def _refuse(what):
+    def load(self):
+        raise TorchFormatError(f"{what}: a state dict holds none")
+    return load
+
+
+def _set_items(target, items):
+    if type(target) not in (dict, collections.OrderedDict):
+        raise TorchFormatError(f"corrupt pickle (SETITEM on a {type(target).__name__})")
+    for i in range(0, len(items) - 1, 2):
+        target[_key(items[i])] = items[i + 1]
+
+
+def _load_setitem(self):
+    value, key = self.stack.pop(), self.stack.pop()
+    _set_items(self.stack[-1], [key, value])
+
+
+def _load_setitems(self):
+    items = self.pop_mark()
+    _set_items(self.stack[-1], items)
+
+
+def _load_dict(self):
+    items = self.pop_mark()
+    self.append({_key(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)})
+
+
+def _load_build(self):
+    """BUILD only sets an OrderedDict's _metadata (as torch does); the stand-ins refuse it themselves."""
+    state = self.stack.pop()
+    inst = self.stack[-1]
+    if isinstance(inst, (_Func, _StorageType, _StorageRef, _TensorRef)):
+        inst.__setstate__(state)
+    if type(inst) is not collections.OrderedDict or not isinstance(state, dict) or set(state) - {"_metadata"}:
+        raise TorchFormatError(f"corrupt pickle (BUILD on a {type(inst).__name__} with state {_short(state)})")
+    inst.__dict__.update(state)   # cannot shadow items()/values(): only _metadata gets here
+
+
+def _counted(load):
+    def counted(self):
+        self.ops_left -= 1
+        if self.ops_left < 0:
+            raise TorchFormatError(f"pickle has over {MAX_PICKLE_OPS} opcodes: far more than a state dict needs")
+        load(self)
+    return counted
+
+
+_DISPATCH = dict(pickle._Unpickler.dispatch)
+_DISPATCH.update({pickle.SETITEM[0]: _load_setitem,
+                  pickle.SETITEMS[0]: _load_setitems, pickle.DICT[0]: _load_dict, pickle.BUILD[0]: _load_build})
+_DISPATCH.update({op[0]: _refuse("a set in the pickle") for op in (pickle.EMPTY_SET, pickle.ADDITEMS, pickle.FROZENSET)})
+_DISPATCH = {op: _counted(load) for op, load in _DISPATCH.items()}
+
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """Unpickler for state dicts: allow-listed globals only, storages as _StorageRef, str/int dict keys,
+    no sets, BUILD only for _metadata, at most MAX_PICKLE_OPS opcodes. Pure Python (pickle._Unpickler),
+    so that these rules are its own dispatch entries: the C unpickler hashes any key it is given."""
+    dispatch = _DISPATCH
+    ops_left = MAX_PICKLE_OPS
 
     def find_class(self, module, name):
         try:
@@ -179,7 +255,7 @@ def _materialise(obj, storages):
     obj is a dict: both readers passed it through _storage_refs, which refuses anything else."""
     out = {}
     budget = sum(flat.size for flat in storages.values())  # elements copied out, all tensors together
-    for key, t in obj.items():
+    for key, t in dict.items(obj):
         if not isinstance(t, _TensorRef):
             continue  # e.g. non-tensor metadata; a VGG state dict holds only tensors
         flat = storages[t.storage.key]
@@ -272,7 +348,7 @@ def _storage_refs(obj):
     if not isinstance(obj, dict):
         raise TorchFormatError(f"expected a state dict, found a pickled {type(obj).__name__}")
     refs = {}
-    for t in obj.values():
+    for t in dict.values(obj):
         if isinstance(t, _TensorRef):
             first = refs.setdefault(t.storage.key, t.storage)
             if (first.dtype, first.numel) != (t.storage.dtype, t.storage.numel):   # one key, two readings

@@ -63,7 +63,9 @@ class Preprocessing:
     def __post_init__(self):
         if self.channel_order not in ("RGB", "BGR"):
             raise ValueError(f"channel_order must be 'RGB' or 'BGR', not {self.channel_order!r}")
-        if not (self.scale > 0 and len(self.mean) == 3 and len(self.std) == 3 and min(self.std) > 0):
+        # finite too: a NaN mean or an infinite std from a file turns every input pixel into NaN
+        if not (self.scale > 0 and len(self.mean) == 3 and len(self.std) == 3 and min(self.std) > 0
+                and np.all(np.isfinite([self.scale, *self.mean, *self.std]))):
             raise ValueError(f"invalid preprocessing {self}")
 
     def _order(self, x):

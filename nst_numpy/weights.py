@@ -25,8 +25,9 @@ from .download import DownloadError, download
 from .console import one_line
 from .fileio import atomic_path, remove_stale_temps, temp_files, temp_prefix
 from .fast import FastVGG19
+from .matconvnet import MatFormatError, read_matconvnet
 from .vgg import VGG19
-from .vgg_spec import CAFFE, CONV_NAMES, CONV_SPECS, MATCONVNET, TORCHVISION, Preprocessing
+from .vgg_spec import CAFFE, CONV_NAMES, CONV_SPECS, TORCHVISION, Preprocessing
 
 KERAS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/"
              "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
@@ -75,12 +76,13 @@ def detect_format(path):
     if h5py.is_hdf5(str(path)):
         try:
             with h5py.File(path, "r") as f:
-                if f.attrs.get("format") == FORMAT_NAME:
+                fmt = f.attrs.get("format")   # may be an array, or of a type h5py cannot read (TypeError)
+                if isinstance(fmt, str) and fmt == FORMAT_NAME:
                     return "converted"
                 if "layer_names" in f.attrs or "layer_names0" in f.attrs:
                     return "keras"
-        except OSError as e:
-            raise WeightsError(f"{path}: unreadable HDF5 file ({e})") from None
+        except (OSError, ValueError, TypeError) as e:
+            raise WeightsError(f"{path}: unreadable HDF5 file ({one_line(e)})") from None
         raise WeightsError(f"{path}: an HDF5 file, but neither a Keras weight file (no layer_names) "
                            "nor a converted nst_numpy file")
     raise WeightsError(f"{path}: not a recognised VGG19 weight file (expected Keras .h5, MatConvNet .mat, "
@@ -176,6 +178,25 @@ def _file_hash(path, kind):
 MAX_ARRAY_BYTES = 64 << 20   # VGG19's largest array, a 512x512 kernel, is 9.4 MB in float32 (19 MB in float64)
 
 
+def _child(group, name, path):
+    """group[name] through a hard link only: a soft or external link can point at another file."""
+    link = group.get(name, getlink=True)
+    if link is None:
+        raise WeightsError(f"{path}: {group.name}/{name} is missing")
+    if not isinstance(link, h5py.HardLink):
+        raise WeightsError(f"{path}: {group.name}/{name} is a {type(link).__name__}; only plain datasets are read")
+    return group[name]
+
+
+def _dataset(group, name, path):
+    """A dataset whose bytes are in this file: external storage and virtual datasets name other files
+    (any local file, or a FIFO that blocks the read)."""
+    dataset = _child(group, name, path)
+    if not isinstance(dataset, h5py.Dataset) or dataset.external or dataset.is_virtual:
+        raise WeightsError(f"{path}: {dataset.name} is not a dataset stored in this file")
+    return dataset
+
+
 def _read_dataset(dataset, path):
     """An HDF5 dataset as an array, refused before reading when its header declares more than any
     VGG19 array holds (a 7 KB file may declare terabytes)."""
@@ -198,15 +219,24 @@ def _string_list_attr(group, name):
 
 def _read_keras(path):
     with h5py.File(path, "r") as root:
-        weighted = []  # (layer name, [arrays]) in network order, layers with weights only
+        weighted = []  # (layer name, [datasets]) in network order, layers with weights only; nothing read yet
+        seen = set()   # each dataset once: one compressed dataset listed N times would be read N times
         for layer in _string_list_attr(root, "layer_names"):
             if layer not in root:
                 raise WeightsError(f"{path}: layer {layer} is listed in layer_names but has no group")
-            group = root[layer]
+            group = _child(root, layer, path)
             names = _string_list_attr(group, "weight_names")
-            if names:
-                weighted.append((layer, [_read_dataset(group[n], path) for n in names]))
-    by_name = dict(weighted)
+            datasets = [_dataset(group, n, path) for n in names]
+            if any(d.id in seen or seen.add(d.id) for d in datasets):
+                raise WeightsError(f"{path}: layer {layer} lists a dataset that is already listed")
+            if datasets:
+                weighted.append((layer, datasets))
+        params = _keras_params(dict(weighted), weighted, path)
+    return params, CAFFE, {"normalized": False}
+
+
+def _keras_params(by_name, weighted, path):
+    """The 16 convs' (kernel, bias) from {layer: [datasets]}, shapes checked before any data is read."""
     params = {}
     if all(keras_layer_name(n) in by_name for n in CONV_NAMES):
         chosen = [(n, by_name[keras_layer_name(n)]) for n in CONV_NAMES]
@@ -223,58 +253,23 @@ def _read_keras(path):
         if len(arrays) != 2 or len(kernels) != 1 or len(biases) != 1:
             raise WeightsError(f"{path}: layer {keras_layer_name(name)} should hold a 4-D kernel and a bias, "
                                f"found shapes {[a.shape for a in arrays]}")
+        if kernels[0].shape != SHAPES[name] or biases[0].shape != SHAPES[name][3:]:   # before reading anything
+            raise WeightsError(f"{path}: {name} has kernel {kernels[0].shape} and bias {biases[0].shape}, "
+                               f"expected {SHAPES[name]} and {SHAPES[name][3:]} for VGG19")
         params[name] = (kernels[0], biases[0])  # HWIO, cross-correlation: exactly our convention
-    return params, CAFFE, {"normalized": False}
+    return {n: (_read_dataset(k, path), _read_dataset(b, path)) for n, (k, b) in params.items()}
 
 
 # ---------------------------------------------------------------------------
-# MatConvNet (imagenet-vgg-verydeep-19.mat, read with scipy.io.loadmat)
+# MatConvNet (imagenet-vgg-verydeep-19.mat: matconvnet.py)
 # ---------------------------------------------------------------------------
 
 def _read_matconvnet(path):
-    from scipy.io import loadmat  # imported here: loading scipy.io costs time the other formats do not need
-    from scipy.io.matlab import MatReadError
     try:
-        data = loadmat(str(path), squeeze_me=True, struct_as_record=False)
-    except MatReadError as e:   # an Exception of scipy's own, not among read_weights' (OSError, ValueError, ...)
-        raise WeightsError(f"{path}: cannot read this matconvnet file ({one_line(e)})") from None
-    if "layers" not in data:
-        raise WeightsError(f"{path}: a .mat file without a 'layers' variable: not a MatConvNet network")
-    convs = []  # (name, kernel, bias) in network order
-    for layer in np.atleast_1d(data["layers"]):
-        fields = getattr(layer, "_fieldnames", None)
-        if fields is None:
-            raise WeightsError(f"{path}: 'layers' does not hold MatConvNet layer structs")
-        if getattr(layer, "type", "conv") != "conv":
-            continue
-        # Both known versions name the fields (by name, whatever their position): read them by name.
-        if "weights" not in fields or "name" not in fields:
-            raise WeightsError(f"{path}: conv layer struct with fields {fields}: expected 'name' and 'weights'")
-        pair = layer.weights   # a cell: an object array, unless squeeze_me unwrapped a cell of one
-        pair = pair if isinstance(pair, np.ndarray) and pair.dtype == object else [pair]
-        if len(pair) != 2:
-            raise WeightsError(f"{path}: conv layer {layer.name} has {len(pair)} weight arrays, expected 2")
-        kernel, bias = pair
-        # MatConvNet's kernel is (H, W, C_in, C_out): its Caffe importer transposes Caffe's (O, I, H, W)
-        # fully and then swaps the first two axes back, so no spatial transpose is needed here.
-        convs.append((str(layer.name), np.asarray(kernel), np.asarray(bias).reshape(-1)))
-    params = {n: (k, b) for n, k, b in convs if n in SHAPES}
-    missing = [n for n in CONV_NAMES if n not in params]
-    if missing:
-        raise WeightsError(f"{path}: missing layer(s) {', '.join(missing)} in this MatConvNet file")
-    return params, _matconvnet_preprocessing(data, path), {"normalized": False}
-
-
-def _matconvnet_preprocessing(data, path):
-    """The mean pixel from meta.normalization (newer file) or normalization (older), in RGB."""
-    norm = getattr(data["meta"], "normalization", None) if "meta" in data else data.get("normalization")
-    average = getattr(norm, "averageImage", None)
-    if average is None or np.size(average) < 3:
-        return MATCONVNET  # not recorded: the published VGG mean, which MATCONVNET holds
-    mean = np.asarray(average, np.float64).reshape(-1, 3).mean(axis=0)  # an average image or one pixel
-    if not np.all((mean > 0) & (mean < 255)):
-        raise WeightsError(f"{path}: implausible mean pixel {mean} in normalization.averageImage")
-    return Preprocessing("RGB", 1.0, tuple(round(float(m), 4) for m in mean), (1.0, 1.0, 1.0))  # float32 noise off
+        params, prep = read_matconvnet(path, SHAPES)
+    except MatFormatError as e:
+        raise WeightsError(f"{path}: {e}") from None
+    return params, prep, {"normalized": False}
 
 
 # ---------------------------------------------------------------------------
@@ -310,7 +305,9 @@ def _read_converted(path):
         for name in CONV_NAMES:
             if name not in f:
                 raise WeightsError(f"{path}: missing layer {name}")
-            params[name] = (_read_dataset(f[name]["kernel"], path), _read_dataset(f[name]["bias"], path))
+            group = _child(f, name, path)
+            params[name] = (_read_dataset(_dataset(group, "kernel", path), path),
+                            _read_dataset(_dataset(group, "bias", path), path))
         a = f.attrs
         prep = Preprocessing(str(a["channel_order"]), float(a["scale"]), tuple(float(v) for v in a["mean"]),
                              tuple(float(v) for v in a["std"]))

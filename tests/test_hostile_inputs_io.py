@@ -1,0 +1,109 @@
+"""Hostile weight files, images and download replies (review of the readers): each is refused with one
+clean error, without reading other files, running tools or spending memory/CPU out of proportion."""
+import io
+import os
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+import weight_fixtures as wf
+from nst_numpy.download import DownloadProgress
+from nst_numpy.image import ImageError, load_image
+from nst_numpy.vgg_spec import CAFFE
+from nst_numpy.weights import WeightsError, read_weights, save_converted
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "ok.h5"
+    save_converted(wf.random_params(seed=0), path, CAFFE, "x", "0" * 64)
+    return path
+
+
+def variant(converted, tmp_path, edit):
+    path = tmp_path / "v.h5"
+    path.write_bytes(converted.read_bytes())
+    with h5py.File(path, "a") as f:
+        edit(f)
+    return path
+
+
+def refused(path, match):
+    with pytest.raises(WeightsError, match=match) as e:
+        read_weights(path)
+    assert "\n" not in str(e.value)
+
+
+def test_control_converted_file_reads(converted):
+    assert read_weights(converted)[0]["conv1_1"][1].shape == (64,)
+
+
+@pytest.mark.parametrize("kind", ["external", "soft", "external-link"])
+def test_datasets_stored_outside_the_file_are_refused(converted, tmp_path, kind):
+    """External storage, a soft link or an external link read another file (any local file, a FIFO)."""
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(bytes(range(256)))
+
+    def edit(f):
+        del f["conv1_1/bias"]
+        if kind == "external":
+            f["conv1_1"].create_dataset("bias", shape=(64,), dtype="<f4", external=[(str(secret), 0, 256)])
+        elif kind == "soft":
+            f["conv1_1/bias"] = h5py.SoftLink("/conv1_2/bias")
+        else:
+            f["conv1_1/bias"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/b")
+    refused(variant(converted, tmp_path, edit), "conv1_1/bias is (not a dataset stored|a SoftLink|an? ExternalLink)")
+
+
+@pytest.mark.parametrize("attr", ["mean", "std", "scale"])
+def test_nan_or_infinite_preprocessing_is_refused(converted, tmp_path, attr):
+    bad = {"mean": [np.nan, 1, 2], "std": [np.inf, 1, 1], "scale": np.inf}[attr]
+    refused(variant(converted, tmp_path, lambda f: f.attrs.__setitem__(attr, bad)), "invalid preprocessing")
+
+
+def test_array_format_attribute_is_a_weights_error(tmp_path):
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f.attrs["format"] = np.array([b"a", b"b"])
+    refused(tmp_path / "a.h5", "neither a Keras weight file")
+
+
+def test_keras_dataset_listed_twice_is_refused_unread(tmp_path):
+    """One compressed dataset named N times in weight_names was read N times (76 KB -> +526 MB)."""
+    wf.write_keras(tmp_path / "k.h5", wf.random_params(seed=0))
+    assert read_weights(tmp_path / "k.h5")[0]   # control
+    with h5py.File(tmp_path / "k.h5", "a") as f:
+        g = f["block1_conv1"]
+        names = list(g.attrs["weight_names"])
+        g.attrs["weight_names"] = names + [names[0]]
+    refused(tmp_path / "k.h5", "already listed")
+
+
+def test_numeric_matrix_layer_name_is_a_one_line_error(tmp_path):
+    from scipy.io import savemat
+    layer = {"name": np.arange(60.0).reshape(20, 3), "type": "conv", "weights": wf.mat_cell(1.0, 2.0)}
+    savemat(tmp_path / "n.mat", {"layers": wf.mat_cell(layer)})
+    refused(tmp_path / "n.mat", "is not a string")
+
+
+def test_eps_named_png_is_never_handed_to_ghostscript(tmp_path, monkeypatch):
+    """Pillow picks the plugin by content: an EPS named .png ran `gs`. A stand-in gs records any run."""
+    bin_dir, ran = tmp_path / "bin", tmp_path / "gs_ran"
+    bin_dir.mkdir()
+    (bin_dir / "gs").write_text(f"#!/bin/sh\necho ran > {ran}\nexit 1\n")
+    (bin_dir / "gs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    (tmp_path / "style.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nshowpage\n%%EOF\n")
+    with pytest.raises(ImageError) as e:
+        load_image(tmp_path / "style.png")
+    assert "\n" not in str(e.value) and not ran.exists()
+
+
+def test_progress_far_past_its_total_is_cheap():
+    """done >> total (a chunked reply announcing 1 byte) stepped next_fraction 0.1 at a time: ~1 s per MB
+    (here ~15 s before the fix)."""
+    bar = DownloadProgress(1, stream=io.StringIO())
+    start = time.monotonic()
+    bar.update(16 << 20)
+    assert time.monotonic() - start < 1.0 and bar.stream.getvalue().count("\n") == 1
