@@ -116,7 +116,8 @@ def _reduced(im, max_side):
 
 # Raster formats decoded in-process (JPEG includes MPO). Pillow picks a plugin by content, not name, so without this list an
 # EPS named style.png runs Ghostscript (and PDF-like formats would run other tools).
-READ_FORMATS = ["PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "TGA", "ICO", "PCX", "SGI", "QOI"]
+READ_FORMATS = ["PNG", "JPEG", "GIF", "BMP", "DIB", "TIFF", "WEBP", "AVIF", "JPEG2000", "PPM", "TGA", "ICO", "PCX",
+                "SGI", "QOI"]
 
 
 def load_image(path, max_side=None, max_pixels=MAX_PIXELS):

@@ -208,6 +208,8 @@ _DISPATCH = dict(pickle._Unpickler.dispatch)
 _DISPATCH.update({pickle.SETITEM[0]: _load_setitem,
                   pickle.SETITEMS[0]: _load_setitems, pickle.DICT[0]: _load_dict, pickle.BUILD[0]: _load_build})
 _DISPATCH.update({op[0]: _refuse("a set in the pickle") for op in (pickle.EMPTY_SET, pickle.ADDITEMS, pickle.FROZENSET)})
+# Extension codes name globals through copyreg's process-wide cache, past find_class; torch.save never writes them.
+_DISPATCH.update({op[0]: _refuse("a copyreg extension code") for op in (pickle.EXT1, pickle.EXT2, pickle.EXT4)})
 _DISPATCH = {op: _counted(load) for op, load in _DISPATCH.items()}
 
 

@@ -179,13 +179,17 @@ MAX_ARRAY_BYTES = 64 << 20   # VGG19's largest array, a 512x512 kernel, is 9.4 M
 
 
 def _child(group, name, path):
-    """group[name] through a hard link only: a soft or external link can point at another file."""
-    link = group.get(name, getlink=True)
-    if link is None:
-        raise WeightsError(f"{path}: {group.name}/{name} is missing")
-    if not isinstance(link, h5py.HardLink):
-        raise WeightsError(f"{path}: {group.name}/{name} is a {type(link).__name__}; only plain datasets are read")
-    return group[name]
+    """group[name] through hard links only, at every step of a name like block1_conv1/kernel:0 (HDF5
+    follows a link in the middle of a path unasked): a soft or external link can point at another file."""
+    for part in name.split("/"):
+        link = group.get(part, getlink=True) if part else None
+        if link is None:
+            raise WeightsError(f"{path}: {group.name}/{name} is missing")
+        if not isinstance(link, h5py.HardLink):
+            raise WeightsError(f"{path}: {group.name}/{part} is a link ({type(link).__name__}); only plain datasets "
+                               f"are read")
+        group = group[part]
+    return group
 
 
 def _dataset(group, name, path):

@@ -54,7 +54,7 @@ def test_datasets_stored_outside_the_file_are_refused(converted, tmp_path, kind)
             f["conv1_1/bias"] = h5py.SoftLink("/conv1_2/bias")
         else:
             f["conv1_1/bias"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/b")
-    refused(variant(converted, tmp_path, edit), "conv1_1/bias is (not a dataset stored|a SoftLink|an? ExternalLink)")
+    refused(variant(converted, tmp_path, edit), r"conv1_1/bias is (not a dataset stored|a link \((SoftLink|ExternalLink)\))")
 
 
 @pytest.mark.parametrize("attr", ["mean", "std", "scale"])
@@ -78,6 +78,19 @@ def test_keras_dataset_listed_twice_is_refused_unread(tmp_path):
         names = list(g.attrs["weight_names"])
         g.attrs["weight_names"] = names + [names[0]]
     refused(tmp_path / "k.h5", "already listed")
+
+
+def test_a_link_in_the_middle_of_a_keras_weight_name_is_refused(tmp_path):
+    """keras2 names are paths (block1_conv1/kernel:0): HDF5 follows a link at any step of one unasked,
+    so the sub-group itself as an external link read another file's data."""
+    params = wf.random_params(seed=0)
+    wf.write_keras(tmp_path / "k.h5", params, style="keras2")
+    assert read_weights(tmp_path / "k.h5")[0]   # control
+    wf.write_keras(tmp_path / "other.h5", {n: (np.full_like(k, 42), b) for n, (k, b) in params.items()}, style="keras2")
+    with h5py.File(tmp_path / "k.h5", "a") as f:
+        del f["block1_conv1/block1_conv1"]
+        f["block1_conv1/block1_conv1"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/block1_conv1/block1_conv1")
+    refused(tmp_path / "k.h5", r"block1_conv1 is a link \(ExternalLink\)")
 
 
 def test_numeric_matrix_layer_name_is_a_one_line_error(tmp_path):

@@ -416,3 +416,15 @@ def test_an_output_that_is_a_symlink_stays_one(tmp_path):
     link.symlink_to(target)
     I.save_image(link, np.full((16, 16, 3), 255.0))
     assert link.is_symlink() and np.all(I.load_image(target) == 255)
+
+
+@pytest.mark.parametrize("fmt, ext", [("AVIF", "avif"), ("JPEG2000", "jp2"), ("WEBP", "webp"), ("TIFF", "tif")])
+def test_formats_phones_and_the_web_use_are_read(tmp_path, fmt, ext):
+    """load_image opens only listed raster formats (image.READ_FORMATS, so that no outside tool runs);
+    the formats users bring must be on it."""
+    path = tmp_path / f"p.{ext}"
+    try:
+        Image.fromarray(np.full((20, 24, 3), 128, np.uint8)).save(path, format=fmt)
+    except (KeyError, OSError):
+        pytest.skip(f"this Pillow cannot write {fmt}")
+    assert I.load_image(path).shape == (20, 24, 3)
