@@ -292,8 +292,10 @@ def run(args, stderr, argv=(), resume=None):
         # argv's paths are relative to cwd, the first command's directory: a resumed run keeps it
         # and resolves them there (_in_directory).
         cwd = os.getcwd() if resume is None else resume[0].get("cwd", os.getcwd())
+        # The weights file too: converted again or replaced since, it would make the resumed run another run.
+        hashed = inputs + ([args.weights or str(default_weights_path())] if args.weights != "random" else [])
         try:
-            hashes = {os.path.abspath(q): file_sha256(q) for q in inputs}
+            hashes = {os.path.abspath(q): file_sha256(q) for q in hashed}
         except WeightsError as e:   # an input made unreadable since it was read
             raise UsageError(one_line(e))
         meta = {"argv": _saved_argv(argv, args, cap), "cwd": cwd, "inputs": hashes}
