@@ -361,8 +361,6 @@ class _Messages:
             return
         try:
             getattr(self.stream, method)(*a)
-        except UnicodeEncodeError:
-            raise
         except (OSError, ValueError):   # ValueError: the stream was closed
             self.dead = True
             try:   # what the stream still buffers would fail again as Python exits, and set status 120
@@ -371,11 +369,9 @@ class _Messages:
                 pass
 
     def write(self, text):
-        try:
-            self._do("write", text)
-        except UnicodeEncodeError:   # a file name the stream's encoding cannot show: escape it, stay alive
-            encoding = getattr(self.stream, "encoding", None) or "ascii"
-            self._do("write", text.encode(encoding, "backslashreplace").decode(encoding))
+        # A file name the stream's encoding cannot show is escaped (\udcff), not the end of the messages.
+        encoding = getattr(self.stream, "encoding", None) or "utf-8"
+        self._do("write", text.encode(encoding, "backslashreplace").decode(encoding))
 
     def flush(self):
         self._do("flush")

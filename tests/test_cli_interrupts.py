@@ -195,6 +195,18 @@ def test_the_entry_point_leaves_the_signals_ignored_for_the_shutdown():
         sys.unraisablehook = hook
 
 
+def fail_as_after_a_signal(signalled):
+    """Raise what Python made of a SIGTERM inside a class's creation (RuntimeError from the KeyboardInterrupt),
+    or, not signalled (the control), a real RuntimeError("a real failure")."""
+    import signal
+    if signalled:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt as e:
+            raise RuntimeError("Error calling __set_name__") from e
+    raise RuntimeError("a real failure")
+
+
 @pytest.mark.parametrize("signalled", [True, False])
 def test_a_signal_that_python_turned_into_another_error_is_still_an_interrupt(monkeypatch, capsys, signalled):
     """SIGTERM 0.1 s into a run landed in a class's creation during numpy's import, and Python raised
@@ -206,12 +218,7 @@ def test_a_signal_that_python_turned_into_another_error_is_still_an_interrupt(mo
 
     class Importing(types.ModuleType):
         def __getattr__(self, name):
-            if signalled:
-                try:
-                    os.kill(os.getpid(), signal.SIGTERM)
-                except KeyboardInterrupt as e:
-                    raise RuntimeError("Error calling __set_name__") from e
-            raise RuntimeError("a real failure")
+            fail_as_after_a_signal(signalled)
     monkeypatch.setitem(sys.modules, "nst_numpy.cli", Importing("nst_numpy.cli"))
     before, hook = {s: signal.getsignal(s) for s in console.SIGNALS}, sys.unraisablehook
     try:

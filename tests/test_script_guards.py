@@ -2,7 +2,6 @@
 drops) is one line and exit 130, an output that is also an input is refused before any work, and a size
 the run cannot take is refused up front, not after a traceback or a first run."""
 import os
-import signal
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from PIL import Image
 
 import script_helpers
 from script_helpers import SCRIPTS, load_script, write_random_weights
-from test_cli_interrupts import _ctrl_c_while_numpy_loads, _Dropping
+from test_cli_interrupts import _ctrl_c_while_numpy_loads, _Dropping, fail_as_after_a_signal
 
 one_blas_thread = script_helpers.one_blas_thread   # autouse: every test here runs on one BLAS thread
 
@@ -98,12 +97,7 @@ def test_an_error_python_made_of_a_signal_is_the_interrupt(capsys, guard, signal
     """A KeyboardInterrupt inside an import can come out as a RuntimeError; without a signal (the
     control) the error is a bug and keeps its traceback."""
     def work():
-        if signalled:
-            try:
-                os.kill(os.getpid(), signal.SIGTERM)
-            except KeyboardInterrupt as e:
-                raise RuntimeError("Error calling __set_name__") from e
-        raise RuntimeError("a real failure")
+        fail_as_after_a_signal(signalled)
     if signalled:
         assert guard.call(work) == 130 and capsys.readouterr().err == "interrupted\n"
     else:
