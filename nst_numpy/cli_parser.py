@@ -184,7 +184,8 @@ def build_parser():
                      help="evaluate in tiles with cores of PX x PX pixels, a multiple of 16 (default: automatic, "
                           "untiled when the run fits --max-memory)")
     mem.add_argument("--dry-run", action="store_true",
-                     help="print the plan (sizes, tiles, peak memory, seconds per iteration) and exit; writes nothing")
+                     help="print the plan (sizes, tiles, peak memory, seconds per iteration) and exit without "
+                          "stylizing (a first run still downloads the weights)")
     mem.add_argument("--checkpoint-every", type=_number(int, 1), metavar="N",
                      help="every N iterations, save the run next to the output (-o out.png: out.checkpoint.npz; "
                           "the optimiser restarts there, so a resumed run is the same run); deleted when the run "

@@ -41,7 +41,7 @@ def _real(v):
 
 @dataclass
 class Config:
-    content_layers: tuple = ("relu4_2",)   # layers whose activations carry the content (Gatys et al.: relu4_2)
+    content_layers: tuple = ("relu4_2",)   # layers whose activations carry the content (Gatys et al.'s conv4_2, read after its ReLU)
     style_layers: tuple = STYLE_LAYERS[:4]  # Gram matrices carry the style; relu5_1 paints the painting's objects
                                             # over the photo (docs/tuning.md), so it is left out
     style_layer_weights: tuple = None      # w_l per style layer; None = equal, 1 / len(style_layers)

@@ -183,6 +183,7 @@ def maxpool_backward(dout, cache):
     Ho, Wo, _ = dout.shape
     onehot = idx[..., None] == np.arange(4)                    # (Ho, Wo, C, 4)
     dwin = np.where(onehot, dout[..., None], 0).astype(dout.dtype, copy=False)
+    # Undo the forward's transpose(0, 2, 4, 1, 3): axes (Ho, Wo, C, row, col) back to (Ho, row, Wo, col, C).
     dwin = dwin.reshape(Ho, Wo, C, 2, 2).transpose(0, 3, 1, 4, 2)  # (Ho, 2, Wo, 2, C)
     dx = np.zeros((H, W, C), dtype=dout.dtype)
     dx[:2 * Ho, :2 * Wo] = dwin.reshape(2 * Ho, 2 * Wo, C)

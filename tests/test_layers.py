@@ -121,6 +121,8 @@ def test_negative_controls_fail_the_check(rng):
     assert check_layer(L.avgpool_forward, _avgpool_backward_without_quarter, x, rng) > 1e-2
     # A ReLU backward that lets everything through is wrong for negative inputs.
     assert check_layer(L.relu_forward, lambda d, c: d, x, rng) > 1e-2
+    # Max pooling's gradient must reach only the window's maximum, not all four inputs.
+    assert check_layer(L.maxpool_forward, lambda d, c: 4 * L.avgpool_backward(d, c[0]), x, rng) > 1e-2
 
 
 def test_rel_error_is_the_guides_formula():
@@ -148,3 +150,12 @@ def test_checks_use_a_random_upstream_gradient(rng):
     assert check_layer(lambda z: (2 * z, None), lambda d, c: 2 * d[::-1], x, rng) > 1e-2
     assert check_network(_Doubler(lambda ups: 2 * ups["t"]), x, ["t"], rng) < BOUND
     assert check_network(_Doubler(lambda ups: 2 * ups["t"][::-1]), x, ["t"], rng, n_samples=20) > 1e-2
+    # The same wrong backward passes when the upstream gradient is all ones: reversed ones are ones.
+    assert check_layer(lambda z: (2 * z, None), lambda d, c: 2 * d[::-1], x, _AllOnes()) < BOUND
+
+
+class _AllOnes:
+    """A stand-in for the random generator whose "random" upstream gradient is all ones."""
+
+    def standard_normal(self, shape):
+        return np.ones(shape)

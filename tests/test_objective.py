@@ -33,12 +33,15 @@ def _images(net, rng, shape=(16, 16), style_shape=(20, 18)):
     return content, style, x
 
 
-def test_objective_gradient_matches_finite_differences(net64):
-    """float64, content at relu4_2 and style at all five layers relu1_1..relu5_1 (the default's four
-    and relu5_1, which only this check reaches through the whole objective), all three terms, sampled pixels."""
+@pytest.mark.parametrize("content_layer", ["relu4_2", "relu3_1"])   # relu3_1 also carries style: its two
+def test_objective_gradient_matches_finite_differences(net64, content_layer):   # gradients are summed
+    """float64, content at relu4_2 (or relu3_1) and style at all five layers relu1_1..relu5_1 (the default's
+    four and relu5_1, which only this check reaches through the whole objective), all three terms at the
+    default weights (TV about half of the gradient), sampled pixels."""
     rng = np.random.default_rng(0)
     content, style, x = _images(net64, rng)
-    f = make_objective(net64, content, [(style, 1.0)], Config(tv_weight=5.0, style_layers=STYLE_LAYERS))
+    f = make_objective(net64, content, [(style, 1.0)],
+                       Config(style_layers=STYLE_LAYERS, content_layers=(content_layer,)))
     loss, grad = f(x)
     assert grad.dtype == np.float64 and grad.shape == x.shape
     assert all(v > 0 for v in f.parts.values())
@@ -51,7 +54,7 @@ def test_objective_gradient_matches_finite_differences(net64):
     # Negative control: the same objective with the TV gradient left out fails.
     f.tv_w *= 0.0
     _, no_tv = f(x)
-    assert rel_error(no_tv[idx], numeric) > 1e-4
+    assert rel_error(no_tv[idx], numeric) > 1e-2
 
 
 @pytest.mark.parametrize("content_layers", [("relu4_2",), ("relu2_1", "relu3_1")])   # relu3_1: content and style

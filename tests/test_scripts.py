@@ -33,9 +33,11 @@ def test_check_result_pass_logic():
 
 
 def test_checks_use_the_guides_step(monkeypatch):
-    """docs/guide.md (section 1) gives the step h of the checks; every finite difference of check_layer,
-    check_conv_params (dw and db), check_scalar and check_network must use it."""
-    h = 10.0 ** int(re.search(r"\$h = 10\^\{(-\d+)\}\$", (ROOT / "docs" / "guide.md").read_text()).group(1))
+    """docs/guide.md (section 1) gives the steps of the checks: h for check_layer, check_conv_params (dw and
+    db) and check_scalar, h_net for check_network; each finite difference must use its step."""
+    guide = (ROOT / "docs" / "guide.md").read_text()
+    h, h_net = (10.0 ** int(re.search(r"\$%s = 10\^\{(-\d+)\}\$" % re.escape(name), guide).group(1))
+                for name in ("h", "h_{net}"))
     steps, real = [], gradcheck.numerical_gradient
 
     def spy(f, x, step=1e-5, indices=None):
@@ -48,7 +50,7 @@ def test_checks_use_the_guides_step(monkeypatch):
     gradcheck.check_conv_params(x, w, b, rng)
     gradcheck.check_scalar(lambda z: (float(np.sum(z ** 2)), 2 * z), x)
     gradcheck.check_network(_Doubler(lambda ups: 2 * ups["t"]), x, ["t"], rng, n_samples=3)
-    assert len(steps) == 5 and all(abs(step / h - 1) < 1e-12 for step in steps), steps
+    assert len(steps) == 5 and all(abs(s / want - 1) < 1e-12 for s, want in zip(steps, [h] * 4 + [h_net])), steps
 
 
 def test_gradcheck_script_all_rows_pass(capsys):

@@ -82,6 +82,31 @@ def test_network_gradient_from_several_taps(pooling):
     assert err < 1e-6
 
 
+class _DeepTapDoubled:
+    """The reference network with the gradient arriving at relu5_1, the tap whose share of dx is smallest,
+    doubled: a bug confined to block 5."""
+
+    def __init__(self, net):
+        self.net = net
+
+    def forward(self, x, taps):
+        return self.net.forward(x, taps)
+
+    def backward(self, grads):
+        return self.net.backward({n: 2 * g if n == "relu5_1" else g for n, g in grads.items()})
+
+
+def test_network_check_catches_a_bug_in_the_deepest_tap():
+    """check_network balances the taps' upstream gradients, so a bug in relu5_1's share alone is caught
+    (unbalanced, relu1_1's share is over 3000 times larger and this bug moved dx by 1e-4)."""
+    rng = np.random.default_rng(9)
+    net = VGG19.random(seed=1, dtype=np.float64)
+    x = rng.standard_normal((16, 16, 3)) * 50
+    taps = ["relu1_1", "conv2_1", "relu3_1", "pool3", "relu4_2", "relu5_1"]
+    assert check_network(net, x, taps, rng, n_samples=12) < 1e-6
+    assert check_network(_DeepTapDoubled(net), x, taps, rng, n_samples=12) > 1e-2
+
+
 def test_network_negative_control():
     """Breaking one layer's backward must make the whole-network check fail."""
     rng = np.random.default_rng(8)
