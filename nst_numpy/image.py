@@ -220,6 +220,8 @@ def check_output_path(path):
     if os.path.isdir(name):   # before the format: "no extension" would be the wrong complaint
         raise ImageError(f"{name}: is a directory; name a file in it, e.g. {os.path.join(name, 'output.png')}")
     fmt = output_format(name)
+    if fmt == "GIF":   # Pillow would quietly cut the picture to a palette of 256 colours
+        raise ImageError(f"{name}: GIF holds 256 colours and would band the picture; use .png, .webp or .jpg")
     try:   # some formats Pillow lists cannot take an RGB picture (.xbm, .blp) or lack a writer (.h5)
         Image.new("RGB", (16, 16)).save(io.BytesIO(), format=fmt)
     except Exception as e:   # Pillow raises OSError, KeyError, ValueError ... depending on the plugin
@@ -275,8 +277,10 @@ def save_image(path, rgb, text=None):
             # they are written as \udcff escapes instead of failing the save after a whole run.
             info.add_text(key, str(value).encode("utf-8", "backslashreplace").decode("utf-8"))
         options["pnginfo"] = info
-    elif fmt == "JPEG":
-        options["quality"] = 95
+    elif fmt == "JPEG":   # full-resolution colour: Pillow's default 4:2:0 smears the fine coloured strokes
+        options.update(quality=95, subsampling=0)
+    elif fmt == "WEBP":   # lossless: Pillow's default (lossy, quality 80) was 31 dB from the PNG
+        options["lossless"] = True
     try:
         with atomic_path(name) as tmp, open(tmp, "wb") as f:
             im.save(f, format=fmt, **options)
