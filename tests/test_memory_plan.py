@@ -247,7 +247,7 @@ def test_the_time_estimate_includes_each_scales_setup():
     from nst_numpy.memory_plan import ScalePlan, describe
     plan = ScalePlan((480, 640), 0, 1, (480, 640), "lbfgs", 10, {"network": 1 << 30},
                      seconds_per_iteration=0.5, setup_seconds=60.0)
-    assert "estimated time at most 2.0 min" in describe([plan], [120], 8 << 30)
+    assert "estimated time ~2.0 min if every scale runs its full budget" in describe([plan], [120], 8 << 30)
 
 
 def test_default_cap_adds_what_the_process_holds(monkeypatch):
