@@ -20,7 +20,8 @@ from .checkpoint import Checkpointer, load_checkpoint
 from .cli_parser import UsageError, CliParser, build_parser
 from .image import MAX_PIXELS, MIN_SIDE, ImageError, check_output_path, check_writable, fit_size, load_image, save_image
 from .memory_plan import default_cap, describe, needs_plan, plan_run
-from .optimize import Interrupted, check_style_sizes, iteration_budgets, scale_sizes, stylize
+from .margin import Geometry
+from .optimize import Interrupted, check_style_sizes, iteration_budgets, stylize
 from .progress import Progress
 from .samples import painting, photo
 from .weights import WeightsError, default_weights_path, file_sha256, get_vgg19, network_class
@@ -190,7 +191,7 @@ def run(args, stderr, argv=(), resume=None):
                     iterations=args.iterations, coarse_iterations=args.coarse_iterations,
                     min_improvement=args.min_improvement, optimizer=args.optimizer, learning_rate=args.learning_rate,
                     lbfgs_memory=args.lbfgs_memory, precondition_after=args.precondition_after, init=init,
-                    size=args.size, style_scale=args.style_scale,
+                    size=args.size, style_scale=args.style_scale, margin=args.margin,
                     style_blend=tuple(args.style_weights) if args.style_weights else None, scales=args.scales,
                     preserve_colors=args.preserve_colors, seed=args.seed, tile_size=args.tile_size)
     try:
@@ -217,14 +218,15 @@ def run(args, stderr, argv=(), resume=None):
     inputs = [q for q in [None if texture else args.content, init_img is not None and init] + styles if q]
     _check_side_files(args, inputs)
 
-    sizes = scale_sizes(content.shape if content is not None else style_imgs[0].shape, args.size, config.scales)
+    geometry = Geometry(content.shape if content is not None else style_imgs[0].shape, config)
+    sizes = geometry.sizes   # what stylize will run: with --margin, the canvas
     blend = args.style_weights or [1.0] * len(style_imgs)
     used = [s.shape for s, w in zip(style_imgs, blend) if w > 0]   # a style weighted 0 is never run
-    check_style_sizes(used, sizes, config.style_scale)   # --dry-run included
+    check_style_sizes(used, sizes, geometry.style_scale)   # --dry-run included
     if not args.quiet:
         for note in _ignored(argv, args, len(sizes)):
             stderr.write(f"note: {note}\n")
-        (h, w), (ih, iw) = sizes[-1], (init_img.shape[:2] if init_img is not None else sizes[-1])
+        (h, w), (ih, iw) = geometry.out_hw, (init_img.shape[:2] if init_img is not None else geometry.out_hw)
         if abs(ih * w - iw * h) > 0.02 * h * iw:   # aspect ratios more than 2% apart
             stderr.write(f"note: --init {init} is {iw}x{ih}, stretched to the output's {w}x{h}\n")
 
@@ -234,7 +236,7 @@ def run(args, stderr, argv=(), resume=None):
         net.set_threads(args.threads)
     cap = args.max_memory or default_cap()
     plans = None   # small runs without --max-memory: untiled, or --tile-size as given (memory_plan.needs_plan)
-    style_hws = [[fit_size(shape, config.style_scale * max(hw)) for shape in used] for hw in sizes]
+    style_hws = [[fit_size(shape, geometry.style_scale * max(hw)) for shape in used] for hw in sizes]
     if args.max_memory or args.dry_run or needs_plan(sizes, config, style_hws[-1]):
         try:
             plans = plan_run(net, sizes, style_hws, config, cap, timed=args.dry_run)

@@ -63,6 +63,8 @@ class Config:
     # (Pooling and the engine belong to the network, not here: load_vgg19(pooling=, engine=).)
     size: int = 512                        # longest side of the output, in pixels
     style_scale: float = 1.0               # longest side of each style image relative to the output's
+    margin: int = 0                        # px of free border around the output, optimised and cropped off, so
+                                           # the network's zero padding paints no frame (margin.py); 0 = none
     style_blend: tuple = None              # blend weight per style image; None = equal; normalised to sum 1
     scales: int = None                     # coarse-to-fine: optimise at size / 2^(scales-1), ..., size;
                                            # None = automatic (optimize.auto_scales: 1 below 1024 px)
@@ -94,7 +96,7 @@ class Config:
         """Raise ValueError with a one-line message for the first invalid field. Whole numbers given as
         floats or numpy scalars (5.0, np.int64(5)) become ints: range() and numpy's seeding need them."""
         for name in ("iterations", "coarse_iterations", "precondition_after", "lbfgs_memory", "scales", "tile_size",
-                     "seed", "size"):
+                     "seed", "size", "margin"):
             v = getattr(self, name)
             if _real(v) and math.isfinite(v) and int(v) == v:
                 setattr(self, name, int(v))
@@ -124,6 +126,8 @@ class Config:
                                               or not 1 <= self.lbfgs_memory <= MAX_LBFGS_MEMORY):
             raise ValueError(f"lbfgs-memory must be a whole number from 1 to {MAX_LBFGS_MEMORY}, "
                              f"got {self.lbfgs_memory}")
+        if not _real(self.margin) or int(self.margin) != self.margin or not 0 <= self.margin <= self.size:
+            raise ValueError(f"margin must be a whole number of px from 0 to --size, got {self.margin}")
         if self.scales is not None and (int(self.scales) != self.scales or self.scales < 1):
             raise ValueError(f"scales must be a whole number >= 1, got {self.scales}")
         if self.tile_size is not None and (int(self.tile_size) != self.tile_size or self.tile_size < 16

@@ -37,7 +37,7 @@ from .tiling import ALIGN, halo_for, plan_tiles
 MIN_LBFGS_MEMORY = 3
 TILE_SIDES = (2048, 1536, 1024, 768, 640, 512, 384, 256, 192, 128)   # tried largest first
 EFFICIENT_TILE = 512  # see plan_scale
-MARGIN = 1.1          # on the modelled sum: allocator slack and BLAS/thread buffers
+HEADROOM = 1.1          # on the modelled sum: allocator slack and BLAS/thread buffers
 SAFE_SHARE = 0.8      # the default cap: this share of the memory available when the run starts
 
 # Bytes per image value (n = 3 H W) besides the optimiser, counted from the code:
@@ -174,7 +174,7 @@ class WindowCost:
     # A forward pass alone is probed larger, once each, as a style image's pass runs (a fresh arena):
     # at 96 and 160 px its fixed buffers dominate, and the line through them gave 1.7 KB/px, where a
     # fresh process grew by 0.75 KB/px for a 1600x1000 pass and 0.71 for 3840x2400; the line through
-    # 384 and 512 px gives 0.72 and 0.67 there, which the plan's 10% margin covers.
+    # 384 and 512 px gives 0.72 and 0.67 there, which the plan's 10% headroom covers.
     FORWARD_PROBE_SIDES = (384, 512)
 
     def __init__(self, net, content_layers, style_layers):
@@ -273,7 +273,7 @@ class ScalePlan:
 
     @property
     def peak(self):
-        return int(MARGIN * sum(self.peak_parts.values()))
+        return int(HEADROOM * sum(self.peak_parts.values()))
 
     @property
     def peak_parts(self):
@@ -357,7 +357,7 @@ def plan_scale(cost, hw, style_hws, config, cap, base):
     smallest = estimate(cost, hw, style_hws, config, t, m_least, base)
     # Blame the style images only if the run would fit without them (their copies and their pass): else
     # a smaller --style-scale cannot make it fit.
-    if int(MARGIN * (sum(smallest.parts.values()) - smallest.parts["style images"])) <= cap:
+    if int(HEADROOM * (sum(smallest.parts.values()) - smallest.parts["style images"])) <= cap:
         sh, sw = _style_pass(cost, style_hws, t)[1]
         how = f"its Gram matrices in tiles of {t} px" if t else "style images are not tiled"
         raise MemoryError(f"the {sw}x{sh} style image needs about {over(smallest.peak, cap)} ({how}); "
@@ -443,7 +443,7 @@ def describe(plans, budgets, cap, given=True):
     top = max(plans, key=lambda p: p.peak)
     lines.append("peak estimate " + gib(top.peak) + " at " + f"{top.hw[1]}x{top.hw[0]}: " +
                  ", ".join(f"{k} {gib(v)}" for k, v in top.peak_parts.items()) +
-                 f", +{round(100 * (MARGIN - 1))}% margin")
+                 f", +{round(100 * (HEADROOM - 1))}% headroom")
     if total:
         # An estimate from a short probe, not a bound: measured runs took from 0.55x to 1.15x of it.
         lines.append(f"estimated time ~{total / 60:.1f} min if every scale runs its full budget "

@@ -16,6 +16,7 @@ import numpy as np
 from .image import (MIN_SIDE, fit_size, luminance, match_luminance, resize, transfer_colors, upsample,
                     with_luminance_of)
 from .lbfgs import run_lbfgs, step_scales
+from .margin import Geometry
 from .objective import make_objective, pixel_bounds
 
 
@@ -211,14 +212,17 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
         base_shape = shape or style_rgbs[0].shape[:2]
     else:
         base_shape = content_rgb.shape[:2]
-    sizes = scale_sizes(base_shape, config.size, config.scales)
+    geometry = Geometry(base_shape, config)   # with --margin, a canvas wider than the picture (margin.py)
+    sizes = geometry.sizes
+    content_rgb, init_rgb = geometry.widen(content_rgb), geometry.widen(init_rgb)
     colours = _Colours(config.preserve_colors, content_rgb, sizes[-1])
     content_rgb, style_rgbs, init_rgb = colours.inputs(content_rgb, style_rgbs, init_rgb)
 
     def finish(x, hw):
-        """Network-space x of the current scale -> output RGB (colours restored in luminance mode)."""
-        return colours.restore(np.clip(net.deprocess(np.asarray(x, net.dtype).reshape(hw + (3,))), 0, 255)
-                               .astype(np.float32))
+        """Network-space x of the current scale -> output RGB (colours restored in luminance mode), the
+        margin cropped off."""
+        return geometry.crop(colours.restore(np.clip(net.deprocess(np.asarray(x, net.dtype).reshape(hw + (3,))),
+                                                     0, 255).astype(np.float32)))
 
     lo3, hi3 = pixel_bounds(net)
     budgets = iteration_budgets(config, len(sizes))
@@ -237,7 +241,7 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                 continue
             f = None  # until this scale's objective exists, Ctrl-C falls back to the previous result
             content_k = None if content_rgb is None else net.preprocess(resize(content_rgb, hw))
-            styles_k = _styles_at(net, style_rgbs, blend, config.style_scale * max(hw))
+            styles_k = _styles_at(net, style_rgbs, blend, geometry.style_scale * max(hw))
             tile = plans[k].tile if plans else config.tile_size
             f = _Tracker(make_objective(net, content_k, styles_k, config, shape=hw + (3,), tile_size=tile))
             if hasattr(f.f, "on_tile") and hasattr(callback, "tile"):
@@ -327,7 +331,7 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
         if x is None:
             raise
         rgb = finish(x, x_hw)
-        raise Interrupted(rgb if x_hw == sizes[-1] else upsample(rgb, sizes[-1]), step) from None
+        raise Interrupted(rgb if x_hw == sizes[-1] else upsample(rgb, geometry.out_hw), step) from None
 
 
 def _auto_plans(net, sizes, style_rgbs, config):

@@ -85,6 +85,8 @@ def test_same_seed_same_bytes(tmp_path):
     ["--content", "none"],
     ["--content", "NONE", "--checkpoint-every", "1"],   # texture: no content file to hash for the checkpoint
     ["--scales", "10000000"],                           # scales under 16 px are dropped, and cost nothing
+    ["--margin", "8", "--preserve-colors", "luminance", "--tile-size", "16"],
+    ["--margin", "5", "--content", "none", "--save-every", "1"],
 ])
 def test_feature_combinations_run(tmp_path, extra):
     s1, s2 = _picture(tmp_path / "s1.png", seed=1), _picture(tmp_path / "s2.png", 32, 32, seed=2)

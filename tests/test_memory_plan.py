@@ -223,13 +223,13 @@ def test_measuring_the_network_leaves_a_callers_tracemalloc_running():
     assert cost.a == pytest.approx(alone.a, rel=0.1) and cost.b == pytest.approx(alone.b, rel=0.1)
 
 
-def test_the_peak_adds_the_margin_to_the_modelled_sum():
-    """The parts model only what the code allocates; the peak adds MARGIN on top (allocator slack,
+def test_the_peak_adds_the_headroom_to_the_modelled_sum():
+    """The parts model only what the code allocates; the peak adds HEADROOM on top (allocator slack,
     BLAS buffers), and --dry-run says how much."""
-    from nst_numpy.memory_plan import MARGIN, ScalePlan, describe
+    from nst_numpy.memory_plan import HEADROOM, ScalePlan, describe
     plan = ScalePlan((480, 640), 0, 1, (480, 640), "lbfgs", 10, {"network": 3 << 30, "optimiser": 1 << 30})
-    assert MARGIN > 1 and plan.peak == pytest.approx(MARGIN * (4 << 30))
-    assert f"+{round(100 * (MARGIN - 1))}% margin" in describe([plan], [100], 8 << 30)
+    assert HEADROOM > 1 and plan.peak == pytest.approx(HEADROOM * (4 << 30))
+    assert f"+{round(100 * (HEADROOM - 1))}% headroom" in describe([plan], [100], 8 << 30)
 
 
 def test_each_lbfgs_correction_pair_costs_two_vectors_per_value():
@@ -282,14 +282,14 @@ def test_a_big_style_image_is_planned_by_its_own_pass(cost, monkeypatch):
     with a 1600x1000 style image (--style-scale 50) once ran at 1.7 GB under --max-memory 700M:
     the plan counted the style image's pixels but not its forward pass."""
     from nst_numpy import memory_plan
-    from nst_numpy.memory_plan import MARGIN, describe, needs_plan
+    from nst_numpy.memory_plan import HEADROOM, describe, needs_plan
     hw, style, cfg = (24, 32), (1000, 1600), Config()
     p = estimate(cost, hw, [style], cfg, 0, 5, 0)
     net_part = "network on the 1600x1000 style image"
     assert p.peak_parts is p.style_parts and p.style_parts[net_part] == cost.forward_bytes(*style)
     # at least relu1_1's activation (64 float32 channels), which the pass holds; at most a window's forward and backward
     assert 1000 * 1600 * 64 * 4 < cost.forward_bytes(*style) < cost.bytes(*style)
-    assert p.peak == int(MARGIN * sum(p.style_parts.values()))
+    assert p.peak == int(HEADROOM * sum(p.style_parts.values()))
     assert net_part in describe([p], [10], 8 << 30)
     assert plan_scale(cost, hw, [style], cfg, p.peak, 0).tile == 0
     small = estimate(cost, hw, [(24, 32)], cfg, 0, 5, 0)   # control: a small style image does not set the peak
@@ -325,7 +325,7 @@ def test_a_tiled_run_tiles_its_style_images_and_the_plan_counts_a_window(cost):
 def test_the_style_image_is_blamed_only_when_the_run_would_fit_without_it(cost):
     """With a process that leaves no room, lowering --style-scale cannot help: the general message, although the
     style pass is the larger phase (it once said "lower --style-scale" there, and again after that was done)."""
-    from nst_numpy.memory_plan import MARGIN
+    from nst_numpy.memory_plan import HEADROOM
     hw, cfg = (24, 32), Config()
     p = estimate(cost, hw, [(96, 128)], cfg, 0, 3, 1 << 30)
     assert p.peak_parts is p.style_parts
@@ -334,7 +334,7 @@ def test_the_style_image_is_blamed_only_when_the_run_would_fit_without_it(cost):
     assert "style" not in str(e.value)
     # A big style image's copies, kept all run long, are its own too: the rest fits, so it is named.
     big = estimate(cost, hw, [(1000, 1600)], cfg, 128, 3, 0)
-    rest = int(MARGIN * (sum(big.parts.values()) - big.parts["style images"]))
+    rest = int(HEADROOM * (sum(big.parts.values()) - big.parts["style images"]))
     with pytest.raises(MemoryError, match=r"the 1600x1000 style image needs about .*; lower --style-scale"):
         plan_scale(cost, hw, [(1000, 1600)], cfg, rest, 0)
 

@@ -1,0 +1,91 @@
+"""--margin (margin.py): a canvas wider than the picture, cropped at the end; and --style-scale, which
+sizes the style images against the picture, margin or not."""
+import numpy as np
+import pytest
+
+from nst_numpy import FastVGG19, optimize
+from nst_numpy.config import Config
+from nst_numpy.image import resize
+from nst_numpy.margin import Geometry
+from nst_numpy.optimize import Interrupted, scale_sizes, stylize
+from nst_numpy.samples import landscape, swirls
+
+SMALL = dict(style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_2",), min_improvement=0.0)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return FastVGG19.random(seed=0, dtype=np.float32)
+
+
+@pytest.mark.parametrize("shape, size, scales", [((375, 500), 512, None), ((500, 333), 2048, None),
+                                                  ((77, 301), 300, 3)])
+def test_no_margin_keeps_the_sizes_of_earlier_versions(shape, size, scales):
+    g = Geometry(shape, Config(size=size, scales=scales))
+    assert g.sizes == scale_sizes(shape, size, scales) and g.out_hw == g.sizes[-1]
+    rgb = np.zeros(g.sizes[-1] + (3,))
+    assert g.widen(None) is None and g.widen(rgb) is rgb and g.crop(rgb) is rgb
+
+
+def test_the_canvas_is_the_picture_plus_a_mirrored_margin():
+    g = Geometry((60, 90), Config(size=45, margin=4, scales=2))
+    assert g.out_hw == (30, 45) and g.sizes[-1] == (38, 53)
+    assert len(g.sizes) == 2   # the number of scales follows --size, not the canvas
+    assert g.style_scale == pytest.approx(45 / 53)   # style side: style_scale times the picture's side
+    photo = np.random.default_rng(0).uniform(0, 255, (60, 90, 3)).astype(np.float32)
+    canvas = g.widen(photo)
+    inner = resize(photo, (30, 45))
+    assert canvas.shape == (38, 53, 3)
+    assert np.array_equal(g.crop(canvas), inner)
+    # np.pad's "reflect": the margin mirrors the picture about its edge row, which is not repeated.
+    assert np.array_equal(canvas[3], inner[1, np.r_[4:0:-1, 0:45, 43:39:-1]])
+    assert np.array_equal(canvas[4:-4, 0], inner[:, 4]) and np.array_equal(canvas[4:-4, -1], inner[:, -5])
+    half = np.zeros((19, 27, 3))   # a coarse scale: the margin shrinks with it (4 * 19 / 38 = 2 rows)
+    assert g.crop(half).shape == (15, 23, 3)
+
+
+def _spy_objective(monkeypatch):
+    """Record (x's shape, the style images' (H, W)) of every objective stylize makes."""
+    seen, real = [], optimize.make_objective
+
+    def spy(net, content, styles, config, shape=None, tile_size=None):
+        seen.append(((content.shape if content is not None else shape)[:2], [s.shape[:2] for s, _ in styles]))
+        return real(net, content, styles, config, shape=shape, tile_size=tile_size)
+    monkeypatch.setattr(optimize, "make_objective", spy)
+    return seen
+
+
+@pytest.mark.parametrize("margin", [0, 8])
+def test_style_scale_sizes_the_style_against_the_picture(net, monkeypatch, margin):
+    """--style-scale 0.5 at --size 48 makes a 64 px square painting 24 px, with or without a margin."""
+    seen = _spy_objective(monkeypatch)
+    config = Config(size=48, scales=1, iterations=1, style_scale=0.5, margin=margin, **SMALL)
+    out = stylize(net, landscape(40, 48), [swirls(64, 64)], config)
+    assert out.shape == (40, 48, 3)
+    assert seen == [((40 + 2 * margin, 48 + 2 * margin), [(24, 24)])]
+
+
+def test_a_run_with_a_margin_optimises_the_canvas_and_returns_the_picture(net, monkeypatch):
+    seen = _spy_objective(monkeypatch)
+    states = []
+    config = Config(size=48, scales=2, iterations=2, coarse_iterations=2, margin=8, **SMALL)
+    out = stylize(net, landscape(40, 48), [swirls(40, 40)], config, callback=states.append)
+    assert [s for s, _ in seen] == [(28, 32), (56, 64)] and out.shape == (40, 48, 3)   # canvases: half, whole
+    assert states[0].image().shape == (20, 24, 3)   # a coarse scale's picture, its margin (4 px) cropped
+    assert 0 <= out.min() and out.max() <= 255
+
+
+def test_ctrl_c_with_a_margin_saves_the_picture_at_the_output_size(net):
+    def ctrl_c(state):
+        if state.step == 2:
+            raise KeyboardInterrupt
+    config = Config(size=48, scales=2, iterations=3, coarse_iterations=3, margin=8, **SMALL)
+    with pytest.raises(Interrupted) as e:   # during the coarse scale: cropped there, then enlarged
+        stylize(net, landscape(40, 48), [swirls(40, 40)], config, callback=ctrl_c)
+    assert e.value.rgb.shape == (40, 48, 3)
+
+
+@pytest.mark.parametrize("margin", [-1, 1.5, 600])
+def test_bad_margins_are_refused(margin):
+    with pytest.raises(ValueError, match="margin must be a whole number of px from 0 to --size"):
+        Config(size=512, margin=margin).validate()
