@@ -105,6 +105,23 @@ SIMPLE_OPTIMUM = 960
 # BufferArena basics
 # ---------------------------------------------------------------------------
 
+def test_winograd_add_may_be_the_output_itself():
+    """WinogradConv.conv's promise: `add` may share memory with `out` (it is copied before a band is
+    written). Today's callers never pass such an add (FastVGG19._unaliased copies first), so only this
+    test holds the promise."""
+    from nst_numpy import layers as L
+    from nst_numpy.fast import winograd as Wg
+    rng = np.random.default_rng(0)
+    H, W, c_in, c_out = 8, 12, 4, 5
+    x, w = rng.standard_normal((H, W, c_in)), rng.standard_normal((3, 3, c_in, c_out))
+    xp = np.zeros((H + 2, W + 2, c_in))
+    xp[1:-1, 1:-1] = x
+    out = rng.standard_normal((H, W, c_out))
+    expected = L.conv_forward(x, w, np.zeros(c_out))[0] + out
+    Wg.WinogradConv(1).conv(xp, Wg.transform_kernel(w), out, add=out, mask_from=np.ones((H, W, c_out), bool))
+    np.testing.assert_allclose(out, expected, atol=1e-9)
+
+
 def test_take_give_round_trip():
     """take() gives an array of the shape and dtype asked for, writable; give() takes it (or a view) back."""
     arena = BufferArena()

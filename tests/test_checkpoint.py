@@ -248,6 +248,32 @@ def test_resumed_run_equals_the_uninterrupted_run(tmp_path, net, stop_at):
     assert np.max(np.abs(restarted - whole)) > 1e-3
 
 
+def test_a_resumed_run_keeps_the_stopping_rules_history(tmp_path, net):
+    """With --min-improvement on, the rule's window of losses is part of the run: restored, the resumed
+    run stops where the whole run stopped (iteration 11, the rule's first chance at min_improvement 0.99);
+    a resume with an empty window would go on to iteration 20."""
+    def run(checkpoint, steps, callback=None):
+        cfg = Config(size=48, scales=1, iterations=20, min_improvement=0.99)
+
+        def record(state):
+            steps.append(state.step)
+            if callback is not None:
+                callback(state)
+        return stylize(net, landscape(40, 48), [swirls(40, 40)], cfg, callback=record, checkpoint=checkpoint)
+
+    whole_steps, resumed_steps, path = [], [], str(tmp_path / "b.npz")
+    whole = run(Checkpointer(str(tmp_path / "a.npz"), every=2), whole_steps)
+
+    def ctrl_c(state):
+        if state.step == 10:
+            raise KeyboardInterrupt
+    with pytest.raises(Interrupted):
+        run(Checkpointer(path, every=2), [], ctrl_c)
+    resumed = run(Checkpointer(path, every=2, resume=load_checkpoint(path)), resumed_steps)
+    assert max(whole_steps) == 11 and max(resumed_steps) == 11
+    assert np.max(np.abs(resumed - whole)) < 1e-3
+
+
 @pytest.mark.parametrize("precondition, kill_at, rescaled", [("20", 3, [False] * 3),
                                                              ("3", 4, [False, False, True, True])])
 def test_cli_resume_after_an_interrupt_writes_the_same_picture(tmp_path, monkeypatch, precondition, kill_at,

@@ -267,6 +267,28 @@ def test_tiled_estimate_drops_the_float32_gradient_copy():
     assert tiled.tiles > 1 and tiled.parts["image-sized arrays"] == (OBJECTIVE_BYTES - 4) * n
 
 
+def test_window_cost_line_passes_through_both_probes():
+    """WindowCost._fit: the line a * pixels + b through the two probes' peaks (an estimate too high
+    passes every bound test, but plans needless tiles and a lower m)."""
+    from nst_numpy.memory_plan import WindowCost
+    a, b = WindowCost._fit(None, [1000.0 + 7 * 96 ** 2, 1000.0 + 7 * 160 ** 2], (96, 160))
+    assert (a, b) == pytest.approx((7.0, 1000.0))
+
+
+def test_a_tile_of_efficient_tile_px_keeps_the_asked_m():
+    """EFFICIENT_TILE px tiles count as large: a cap that takes them at m = 10 gets them at m = 10, though
+    larger tiles with a lower m would fit too."""
+    from nst_numpy.fast import FastVGG19
+    from nst_numpy.memory_plan import EFFICIENT_TILE, TILE_SIDES, WindowCost, estimate, plan_scale
+    cost = WindowCost(FastVGG19.random(seed=0), ("relu4_2",), ("relu1_1", "relu2_1", "relu3_1", "relu4_1"))
+    hw, cfg = (1200, 900), Config(lbfgs_memory=10)
+    cap = estimate(cost, hw, [], cfg, EFFICIENT_TILE, 10, 0).peak
+    larger = TILE_SIDES[TILE_SIDES.index(EFFICIENT_TILE) - 1]
+    assert estimate(cost, hw, [], cfg, larger, 3, 0).peak <= cap   # the wrong answer is there to take
+    p = plan_scale(cost, hw, [], cfg, cap, 0)
+    assert (p.tile, p.lbfgs_memory) == (EFFICIENT_TILE, 10)
+
+
 def test_lower_m_is_tried_before_tiles_under_efficient_tile():
     from nst_numpy.fast import FastVGG19
     from nst_numpy.memory_plan import EFFICIENT_TILE, WindowCost, estimate, plan_scale

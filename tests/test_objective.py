@@ -283,10 +283,11 @@ def test_bound_pairs_share_one_tuple_per_distinct_pair():
     """_bound_pairs gives scipy the same bounds as zip(lo, hi), with a tuple object per distinct pair."""
     from nst_numpy.lbfgs import _bound_pairs
     lo = np.tile([-1.5, -2.0, -1.5], 5)
-    hi = np.tile([3.0, 3.0, 4.25], 5)
-    pairs = _bound_pairs(lo, hi)
+    hi = np.tile([3.0, 3.5, 4.25], 5)    # 3 distinct values against lo's 2: a pair code that mixed up
+    pairs = _bound_pairs(lo, hi)         # the two counts would give some values another channel's box
     assert pairs == list(zip(lo.tolist(), hi.tolist()))
     assert len({id(p) for p in pairs}) == 3
+    assert _bound_pairs(-hi, -lo) == list(zip((-hi).tolist(), (-lo).tolist()))   # and the other way round
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
