@@ -160,6 +160,8 @@ def _ignored(argv, args, n_scales):
         for flag in ("--content-layers", "--content-weight"):
             if _given(argv, flag):
                 yield f"{flag} has no content to work on in texture synthesis (--content none)"
+    if len(args.style or []) <= 1 and _given(argv, "--style-weights"):
+        yield "--style-weights blends several --style images; with one, it changes nothing (--style-weight is beta)"
     if args.engine == "reference" and _given(argv, "--threads"):
         yield "--threads sets the fast engine's threads; --engine reference ignores it"
     if args.scales is not None and args.scales > n_scales:

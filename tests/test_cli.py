@@ -368,7 +368,8 @@ def test_flags_this_run_cannot_use_get_a_note(tmp_path):
              (["--engine", "reference", "--threads", "2"], "--threads sets the fast engine's threads"),
              (["--scales", "20"], "--scales 20 gives 1 scale(s) at --size 32: halving further would go below 16 px"),
              (["--coarse-iterations", "5"], "--coarse-iterations is for the coarser scales; this run has one scale"),
-             (["--content", "none", "--content-weight", "3"], "--content-weight has no content to work on")]
+             (["--content", "none", "--content-weight", "3"], "--content-weight has no content to work on"),
+             (["--style-weights", "2"], "--style-weights blends several --style images; with one, it changes nothing")]
     for extra, note in cases:
         status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-o", out] + extra)
         assert status == 0 and f"note: {note}" in err, (extra, err)
