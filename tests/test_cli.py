@@ -360,7 +360,8 @@ def test_python_dash_m_runs_the_command(tmp_path):
 
 
 def test_flags_this_run_cannot_use_get_a_note(tmp_path):
-    """Given but unused flags are noted (the run goes on); a flag the run uses gets none."""
+    """Given but unused flags are noted (the run goes on), and so is --margin's canvas; a flag the run uses
+    gets none."""
     out = tmp_path / "o.png"
     cases = [(["--learning-rate", "3"], "--learning-rate is Adam's step size"),
              (["--optimizer", "adam", "--lbfgs-memory", "7"], "--lbfgs-memory is for L-BFGS"),
@@ -369,7 +370,8 @@ def test_flags_this_run_cannot_use_get_a_note(tmp_path):
              (["--scales", "20"], "--scales 20 gives 1 scale(s) at --size 32: halving further would go below 16 px"),
              (["--coarse-iterations", "5"], "--coarse-iterations is for the coarser scales; this run has one scale"),
              (["--content", "none", "--content-weight", "3"], "--content-weight has no content to work on"),
-             (["--style-weights", "2"], "--style-weights blends several --style images; with one, it changes nothing")]
+             (["--style-weights", "2"], "--style-weights blends several --style images; with one, it changes nothing"),
+             (["--margin", "4"], "--margin 4: the run paints a 40x29 canvas and crops the 32x21 picture from it")]
     for extra, note in cases:
         status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "-o", out] + extra)
         assert status == 0 and f"note: {note}" in err, (extra, err)
