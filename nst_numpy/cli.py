@@ -18,7 +18,7 @@ from .console import EXIT_INTERRUPTED, hold_interrupts, interrupted, interrupts_
 from .config import Config
 from .checkpoint import Checkpointer, load_checkpoint
 from .cli_parser import UsageError, CliParser, build_parser
-from .image import MAX_PIXELS, MIN_SIDE, ImageError, check_output_path, check_writable, fit_size, load_image, save_image
+from .image import MAX_PIXELS, MIN_SIDE, ImageError, check_output_path, check_writable, load_image, save_image
 from .memory_plan import default_cap, describe, needs_plan, plan_run
 from .margin import Geometry
 from .optimize import Interrupted, check_style_sizes, iteration_budgets, stylize
@@ -224,7 +224,7 @@ def run(args, stderr, argv=(), resume=None):
     sizes = geometry.sizes   # what stylize will run: with --margin, the canvas
     blend = args.style_weights or [1.0] * len(style_imgs)
     used = [s.shape for s, w in zip(style_imgs, blend) if w > 0]   # a style weighted 0 is never run
-    check_style_sizes(used, sizes, geometry.style_scale)   # --dry-run included
+    check_style_sizes(used, geometry.pictures, config.style_scale)   # --dry-run included
     if not args.quiet:
         for note in _ignored(argv, args, len(sizes)):
             stderr.write(f"note: {note}\n")
@@ -242,7 +242,7 @@ def run(args, stderr, argv=(), resume=None):
         net.set_threads(args.threads)
     cap = args.max_memory or default_cap()
     plans = None   # small runs without --max-memory: untiled, or --tile-size as given (memory_plan.needs_plan)
-    style_hws = [[fit_size(shape, geometry.style_scale * max(hw)) for shape in used] for hw in sizes]
+    style_hws = geometry.style_hws(used)
     if args.max_memory or args.dry_run or needs_plan(sizes, config, style_hws[-1]):
         try:
             plans = plan_run(net, sizes, style_hws, config, cap, timed=args.dry_run)

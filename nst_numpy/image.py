@@ -222,6 +222,8 @@ def check_output_path(path):
     fmt = output_format(name)
     if fmt == "GIF":   # Pillow would quietly cut the picture to a palette of 256 colours
         raise ImageError(f"{name}: GIF holds 256 colours and would band the picture; use .png, .webp or .jpg")
+    if fmt == "ICO":   # Pillow would quietly shrink the picture to an icon of at most 256x256
+        raise ImageError(f"{name}: an icon holds at most 256x256 px; use .png, .webp or .jpg")
     try:   # some formats Pillow lists cannot take an RGB picture (.xbm, .blp) or lack a writer (.h5)
         Image.new("RGB", (16, 16)).save(io.BytesIO(), format=fmt)
     except Exception as e:   # Pillow raises OSError, KeyError, ValueError ... depending on the plugin
@@ -277,10 +279,12 @@ def save_image(path, rgb, text=None):
             # they are written as \udcff escapes instead of failing the save after a whole run.
             info.add_text(key, str(value).encode("utf-8", "backslashreplace").decode("utf-8"))
         options["pnginfo"] = info
-    elif fmt == "JPEG":   # full-resolution colour: Pillow's default 4:2:0 smears the fine coloured strokes
+    elif fmt in ("JPEG", "MPO"):   # full-resolution colour: Pillow's default 4:2:0 smears the fine strokes
         options.update(quality=95, subsampling=0)
     elif fmt == "WEBP":   # lossless: Pillow's default (lossy, quality 80) was 31 dB from the PNG
         options["lossless"] = True
+    elif fmt == "AVIF":   # Pillow's default is quality 75 in 4:2:0
+        options.update(quality=95, subsampling="4:4:4")
     try:
         with atomic_path(name) as tmp, open(tmp, "wb") as f:
             im.save(f, format=fmt, **options)

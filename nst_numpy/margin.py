@@ -10,7 +10,7 @@ and the style is sized against the picture, not the canvas, so the strokes keep 
     content = geometry.widen(content_rgb)       # the photo at the output size, mirrored into the margin
     picture = geometry.crop(canvas_rgb)         # the canvas at any scale -> the picture at that scale
 
-With margin 0 every method is the identity, and the sizes are those of optimize.scale_sizes.
+With margin 0 widen and crop are the identity, and the canvas is the picture.
 """
 import numpy as np
 
@@ -19,34 +19,41 @@ from .image import fit_size, resize
 
 class Geometry:
     """Sizes of one run. base_shape: (H, W, ...) of the content (or of the texture);
-    config: a Config (size, scales, margin, style_scale)."""
+    config: a Config (size, scales, margin, style_scale).
+
+    pictures: (H, W) of the picture at each scale, coarse to fine: optimize.scale_sizes, margin or not, so
+    a margin changes neither the scales nor what is refused as too small. sizes: (H, W) of the canvas the
+    optimiser paints at each scale, the picture plus margins[k] px on every side, margins[k] being the
+    margin scaled to that scale. out_hw: the output picture, pictures[-1].
+    """
 
     def __init__(self, base_shape, config):
-        from .optimize import auto_scales, scale_sizes   # optimize imports this module
-        self.margin = int(config.margin)
-        self.out_hw = fit_size(base_shape, config.size)   # the picture the user asked for
-        canvas = (self.out_hw[0] + 2 * self.margin, self.out_hw[1] + 2 * self.margin)
-        # The number of scales follows --size, not the canvas (a margin must not add a scale).
-        scales = auto_scales(config.size) if config.scales is None else config.scales
-        # canvas (H, W) per scale, coarse to fine; without a margin, exactly the sizes of earlier versions
-        self.sizes = (scale_sizes(canvas, max(canvas), scales) if self.margin
-                      else scale_sizes(base_shape, config.size, config.scales))
-        # The style image's side is style_scale times the picture's longest side, at every scale.
-        self.style_scale = config.style_scale * max(self.out_hw) / max(canvas)
+        from .optimize import scale_sizes   # optimize imports this module
+        self.pictures = scale_sizes(base_shape, config.size, config.scales)
+        self.out_hw = self.pictures[-1]
+        self.margins = [round(config.margin * max(hw) / max(self.out_hw)) for hw in self.pictures]
+        self.sizes = [(h + 2 * m, w + 2 * m) for (h, w), m in zip(self.pictures, self.margins)]
+        self.style_scale = config.style_scale
+        self._margin_of = dict(zip(self.sizes, self.margins))
+
+    def style_side(self, k):
+        """Longest side of the style images at scale k: style_scale times the picture's (not the canvas's)."""
+        return self.style_scale * max(self.pictures[k])
+
+    def style_hws(self, style_shapes):
+        """[[(H, W) of each style image] per scale]."""
+        return [[fit_size(shape, self.style_side(k)) for shape in style_shapes] for k in range(len(self.pictures))]
 
     def widen(self, rgb):
         """rgb (h, w, 3) -> the canvas at the output scale, (H + 2m, W + 2m, 3): resized to the picture and
         mirrored into the margin (np.pad "reflect": the edge row is not repeated). None stays None."""
-        if rgb is None or not self.margin:
+        m = self.margins[-1]
+        if rgb is None or not m:
             return rgb
-        m = self.margin
         rows, cols = (np.pad(np.arange(n), m, mode="reflect") for n in self.out_hw)   # source row, column
         return resize(rgb, self.out_hw)[rows][:, cols]
 
     def crop(self, rgb):
-        """A canvas (h, w, 3) at any scale -> the picture inside it (the margin scaled to that scale)."""
-        if not self.margin:
-            return rgb
-        H, W = self.sizes[-1]
-        r, c = round(self.margin * rgb.shape[0] / H), round(self.margin * rgb.shape[1] / W)
-        return rgb[r:rgb.shape[0] - r, c:rgb.shape[1] - c]
+        """The canvas of one of the scales, (sizes[k], 3) -> the picture inside it, (pictures[k], 3)."""
+        m = self._margin_of[rgb.shape[:2]]
+        return rgb[m:rgb.shape[0] - m, m:rgb.shape[1] - m] if m else rgb

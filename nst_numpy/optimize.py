@@ -214,14 +214,14 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
         base_shape = content_rgb.shape[:2]
     geometry = Geometry(base_shape, config)   # with --margin, a canvas wider than the picture (margin.py)
     sizes = geometry.sizes
+    colours = _Colours(config.preserve_colors, content_rgb, geometry.out_hw)   # the picture's colours, no margin
     content_rgb, init_rgb = geometry.widen(content_rgb), geometry.widen(init_rgb)
-    colours = _Colours(config.preserve_colors, content_rgb, sizes[-1])
     content_rgb, style_rgbs, init_rgb = colours.inputs(content_rgb, style_rgbs, init_rgb)
 
     def finish(x, hw):
-        """Network-space x of the current scale -> output RGB (colours restored in luminance mode), the
-        margin cropped off."""
-        return geometry.crop(colours.restore(np.clip(net.deprocess(np.asarray(x, net.dtype).reshape(hw + (3,))),
+        """Network-space x of the current scale (a canvas of hw) -> output RGB: the margin cropped off,
+        then the colours restored in luminance mode."""
+        return colours.restore(geometry.crop(np.clip(net.deprocess(np.asarray(x, net.dtype).reshape(hw + (3,))),
                                                      0, 255).astype(np.float32)))
 
     lo3, hi3 = pixel_bounds(net)
@@ -229,7 +229,7 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
     work = [h * w * n for (h, w), n in zip(sizes, budgets)]   # the schedule's work, in pixel-iterations
     step = 0
     x, x_hw, f = None, None, None   # the last finished scale's result; this scale's tracker
-    plans = plans or _auto_plans(net, sizes, [s for s, w in zip(style_rgbs, blend) if w > 0], config)
+    plans = plans or _auto_plans(net, geometry, [s for s, w in zip(style_rgbs, blend) if w > 0], config)
     point = _resume_point(checkpoint, sizes)   # {} for a fresh run
     if point:
         step, work = point["step"], point["work"]
@@ -241,7 +241,7 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
                 continue
             f = None  # until this scale's objective exists, Ctrl-C falls back to the previous result
             content_k = None if content_rgb is None else net.preprocess(resize(content_rgb, hw))
-            styles_k = _styles_at(net, style_rgbs, blend, geometry.style_scale * max(hw))
+            styles_k = _styles_at(net, style_rgbs, blend, geometry.style_side(k))
             tile = plans[k].tile if plans else config.tile_size
             f = _Tracker(make_objective(net, content_k, styles_k, config, shape=hw + (3,), tile_size=tile))
             if hasattr(f.f, "on_tile") and hasattr(callback, "tile"):
@@ -334,15 +334,16 @@ def stylize(net, content_rgb, style_rgbs, config, callback=None, init_rgb=None, 
         raise Interrupted(rgb if x_hw == sizes[-1] else upsample(rgb, geometry.out_hw), step) from None
 
 
-def _auto_plans(net, sizes, style_rgbs, config):
+def _auto_plans(net, geometry, style_rgbs, config):
     """Config.tile_size None means automatic: memory_plan.needs_plan says whether this run is large
     enough to plan against the default memory cap (untiled if that fits, else tiles).
-    style_rgbs: the style images that run (a style weighted 0 never does)."""
+    geometry: margin.Geometry (the canvas sizes); style_rgbs: the style images that run (a style
+    weighted 0 never does)."""
     from .memory_plan import needs_plan, plan_run
-    style_hws = [[fit_size(s.shape, config.style_scale * max(hw)) for s in style_rgbs] for hw in sizes]
-    if not needs_plan(sizes, config, style_hws[-1]):
+    style_hws = geometry.style_hws([s.shape for s in style_rgbs])
+    if not needs_plan(geometry.sizes, config, style_hws[-1]):
         return None
-    return plan_run(net, sizes, style_hws, config)
+    return plan_run(net, geometry.sizes, style_hws, config)
 
 
 def _resume_point(checkpoint, sizes):
