@@ -429,3 +429,19 @@ def test_a_checkpoint_that_cannot_be_written_costs_a_warning_not_the_run(tmp_pat
     err = io.StringIO()
     assert cli.main(["--resume", str(tmp_path / "p.checkpoint.npz")], stderr=err) == 0
     assert warnings(err)[0].endswith("--resume would start from the last one written"), err.getvalue()
+
+
+def test_a_checkpoint_written_after_a_failed_one_clears_the_failure(tmp_path, monkeypatch):
+    """Checkpointer.failed is "" once a write succeeds again (the docstring's promise)."""
+    from nst_numpy import checkpoint as C
+    real = C.save_checkpoint
+    ck = C.Checkpointer(tmp_path / "c.npz", 1)
+
+    def full(path, *a, **k):
+        raise C.CheckpointError(f"{path}: cannot write the checkpoint (No space left on device)")
+    monkeypatch.setattr(C, "save_checkpoint", full)
+    ck.save({}, np.zeros(3))
+    assert ck.failed and ck.saved == 0
+    monkeypatch.setattr(C, "save_checkpoint", real)
+    ck.save({}, np.zeros(3))
+    assert ck.failed == "" and ck.saved == 1

@@ -1,8 +1,11 @@
 """The command line's output paths: never an input, long names (in bytes, not characters) written."""
 import os
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from nst_numpy import cli
 from test_cli import _picture, _run, shared_random_networks  # noqa: F401 (an autouse fixture: imported, it applies here)
 
 
@@ -71,3 +74,27 @@ def test_a_non_utf8_input_name_is_recorded_with_escapes(tmp_path):
     from PIL import Image
     assert status == 0, err
     assert "p\\udcff.png" in Image.open(tmp_path / "o.png").text["Parameters"]
+
+
+def test_an_init_image_a_few_percent_off_in_aspect_is_noted(tmp_path):
+    """The other init test's image is 4:1 against 3:2, far past any
+    threshold. 64x40 (1.6) against the output's 32x21 (1.52) is 5% apart: stretched, and said."""
+    init = tmp_path / "init.png"
+    Image.fromarray(np.zeros((40, 64, 3), np.uint8)).save(init)
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "1", "--init", init,
+                        "-o", tmp_path / "o.png"])
+    assert status == 0 and f"note: --init {init} is 64x40, stretched to the output's 32x21" in err, err
+
+
+def test_two_lost_snapshots_are_counted_at_the_end(tmp_path, monkeypatch):
+    """The full-disk test loses 3 snapshots; with 2 the summary is due too."""
+    real = cli.save_image
+
+    def full_disk_for_snapshots(path, *a, **k):
+        if "_000" in str(path):
+            raise cli.ImageError(f"{path}: cannot write ([Errno 28] No space left on device)")
+        return real(path, *a, **k)
+    monkeypatch.setattr(cli, "save_image", full_disk_for_snapshots)
+    status, err = _run(["--weights", "random", "--size", "32", "--iterations", "2", "--save-every", "1",
+                        "-o", tmp_path / "o.png", "-q"])
+    assert status == 0 and "warning: 2 snapshots could not be written (steps 1–2)" in err, err

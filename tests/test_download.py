@@ -350,3 +350,38 @@ def test_a_download_without_a_hash_is_refused(server, tmp_path):
     with pytest.raises(ValueError, match="needs an md5 or sha256"):
         download(f"{server}/file.bin", tmp_path / "f", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+class _Overlong(http.server.BaseHTTPRequestHandler):
+    """Announces 10 bytes, then sends 2 MB chunked (http.client then ignores the Content-Length)."""
+    def do_GET(self):
+        self.protocol_version = "HTTP/1.1"
+        self.send_response(200)
+        self.send_header("Content-Length", "10")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        block = b"x" * 65536
+        try:
+            for _ in range(32):
+                self.wfile.write(b"%x\r\n" % len(block) + block + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def log_message(self, *a):
+        pass
+
+
+def test_a_reply_longer_than_announced_is_stopped_at_once(tmp_path):
+    """Without the check during the transfer, the whole (possibly endless) body is
+    written to disk first and only then called "truncated"."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Overlong)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DownloadError, match="sent more than the 10 bytes it announced"):
+            download(f"http://127.0.0.1:{httpd.server_address[1]}/f", tmp_path / "f", md5="0" * 32, progress=False)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert list(tmp_path.iterdir()) == []

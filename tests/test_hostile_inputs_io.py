@@ -13,6 +13,7 @@ from nst_numpy.download import DownloadProgress
 from nst_numpy.image import ImageError, load_image
 from nst_numpy.vgg_spec import CAFFE
 from nst_numpy.weights import WeightsError, read_weights, save_converted
+from nst_numpy import weights as W
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +121,52 @@ def test_progress_far_past_its_total_is_cheap():
     start = time.monotonic()
     bar.update(16 << 20)
     assert time.monotonic() - start < 1.0 and bar.stream.getvalue().count("\n") == 1
+
+
+def test_a_bias_of_the_wrong_shape_is_refused():
+    """Only the Keras reader checks bias shapes itself; converted and .pth files
+    rely on _check_shapes."""
+    params = wf.random_params(seed=0)
+    k, b = params["conv2_1"]
+    params["conv2_1"] = (k, np.concatenate([b, b[:1]]))
+    with pytest.raises(W.WeightsError, match="conv2_1 has kernel .* and bias"):
+        W._check_shapes(params, "x.h5")
+    params["conv2_1"] = (k, b.reshape(1, -1))
+    with pytest.raises(W.WeightsError, match="conv2_1 has kernel .* and bias"):
+        W._check_shapes(params, "x.h5")
+
+
+def test_a_virtual_dataset_is_refused(converted, tmp_path):
+    """A virtual dataset reads its bytes from another file (any file the user can read, or a FIFO)."""
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["b"] = np.arange(64, dtype="<f4")
+
+    def virtual_bias(f):
+        del f["conv1_1/bias"]
+        layout = h5py.VirtualLayout(shape=(64,), dtype="<f4")
+        layout[:] = h5py.VirtualSource(str(other), "b", shape=(64,))
+        f["conv1_1"].create_virtual_dataset("bias", layout)
+    with pytest.raises(W.WeightsError, match="conv1_1/bias is not a dataset stored in this file"):
+        W.read_weights(variant(converted, tmp_path, virtual_bias))
+
+
+@pytest.mark.parametrize("version", [0, None])
+def test_an_older_or_unversioned_converted_file_is_refused(converted, tmp_path, version):
+    """Version 0, or no version attribute at all, is not this format (not only a newer version)."""
+    def edit(f):
+        if version is None:
+            del f.attrs["format_version"]
+        else:
+            f.attrs["format_version"] = version
+    with pytest.raises(W.WeightsError, match=f"format version {-1 if version is None else version}, this code reads 1"):
+        W.read_weights(variant(converted, tmp_path, edit))
+
+
+def test_a_float64_array_over_the_byte_limit_is_refused_unread(tmp_path):
+    """9.4 M float64 values are 75 MB > 64 MB."""
+    path = tmp_path / "big.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("k", shape=(3, 3, 512, 2048), dtype="<f8", chunks=(3, 3, 64, 64))   # nothing written
+        with pytest.raises(W.WeightsError, match="larger than any VGG19 array"):
+            W._read_dataset(f["k"], path)

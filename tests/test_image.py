@@ -254,27 +254,6 @@ def test_save_by_extension(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["o.jpg"]
 
 
-def test_lossy_and_palette_outputs_keep_the_strokes(tmp_path):
-    """JPEG keeps full-resolution colour (4:4:4), WebP is lossless, and GIF (256 colours) is refused."""
-    from PIL import JpegImagePlugin
-    rgb = np.random.default_rng(0).uniform(0, 255, (24, 40, 3)).astype(np.float32)   # every pixel its own colour
-    I.save_image(tmp_path / "o.jpg", rgb)
-    with Image.open(tmp_path / "o.jpg") as im:
-        assert JpegImagePlugin.get_sampling(im) == 0   # 0: 4:4:4; Pillow's default is 2 (4:2:0)
-    I.save_image(tmp_path / "o.webp", rgb)
-    with Image.open(tmp_path / "o.webp") as im:
-        assert np.array_equal(np.asarray(im.convert("RGB")), I.to_uint8(rgb))
-    with pytest.raises(I.ImageError, match="GIF holds 256 colours"):
-        I.check_output_path(tmp_path / "o.gif")
-    with pytest.raises(I.ImageError, match="an icon holds at most 256x256 px"):
-        I.check_output_path(tmp_path / "o.ico")
-    for ext, worst in ((".mpo", 32), (".avif", 32)):   # quality 95, 4:4:4: 16 and 11 off; defaults: 216 and 225
-        I.save_image(tmp_path / ("o" + ext), rgb)
-        with Image.open(tmp_path / ("o" + ext)) as im:
-            off = np.abs(np.asarray(im.convert("RGB"), np.int16) - I.to_uint8(rgb))
-        assert off.max() <= worst, (ext, off.max())
-
-
 def test_failed_save_leaves_nothing(tmp_path, monkeypatch):
     def broken(self, fp, *a, **k):
         fp.write(b"partial")

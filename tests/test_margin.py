@@ -7,8 +7,9 @@ from nst_numpy import FastVGG19, optimize
 from nst_numpy.config import Config
 from nst_numpy.image import resize
 from nst_numpy.margin import Geometry
-from nst_numpy.optimize import Interrupted, scale_sizes, stylize
 from nst_numpy.samples import landscape, swirls
+from PIL import Image
+from nst_numpy.optimize import Interrupted, auto_scales, scale_sizes, stylize
 
 SMALL = dict(style_layers=("relu1_1", "relu2_1"), content_layers=("relu2_2",), min_improvement=0.0)
 
@@ -118,3 +119,22 @@ def test_ctrl_c_with_a_margin_saves_the_picture_at_the_output_size(net):
 def test_bad_margins_are_refused(margin):
     with pytest.raises(ValueError, match="margin must be a whole number of px from 0 to --size"):
         Config(size=512, margin=margin).validate()
+
+
+def test_a_margin_never_adds_an_automatic_scale():
+    """At --size 1000 one scale runs; the 1032 px canvas of --margin 16 must not make it two (the tests
+    above give --scales, so auto_scales is never reached there)."""
+    g = Geometry((375, 500), Config(size=1000, margin=16))
+    assert len(g.sizes) == auto_scales(1000) == 1
+
+
+def test_the_crop_at_a_coarse_scale_removes_the_scaled_margin():
+    """A coarse canvas made from a fine one whose margin is white
+    and picture black; the cropped picture must not keep a row or column that is mostly margin."""
+    g = Geometry((60, 90), Config(size=60, margin=3, scales=2))
+    (h, w), (H, W) = g.sizes
+    fine = np.full((H, W, 3), 255.0, np.float32)
+    fine[3:-3, 3:-3] = 0.0
+    picture = g.crop(resize(fine, (h, w), Image.BOX))
+    edges = np.concatenate([picture[0].ravel(), picture[-1].ravel(), picture[:, 0].ravel(), picture[:, -1].ravel()])
+    assert edges.max() < 128, edges.max()

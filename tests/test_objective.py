@@ -340,3 +340,15 @@ def test_run_adam_in_place_equals_textbook_adam():
     assert np.max(np.abs(ours - x)) < 1e-12
     assert np.max(np.abs(ours - x0)) > 0.1   # it moved: the comparison is not of two starting points
 
+
+def test_config_boundaries():
+    """The edges of Config.validate's ranges: a margin as wide as --size, tiles that are multiples of 8
+    but not 16, blend and layer weights all zero."""
+    Config(size=32, margin=32).validate()            # "from 0 to --size": --size itself is allowed
+    for tile in (24, 40, 8 * 13):                    # multiples of 8, not of 16: 4 poolings need 16
+        with pytest.raises(ValueError, match="multiple of 16"):
+            Config(tile_size=tile).validate()
+    with pytest.raises(ValueError, match="not all zero"):
+        Config(style_blend=(0.0, 0.0)).validate()
+    with pytest.raises(ValueError, match="not all zero"):
+        Config(style_layer_weights=(0.0, 0.0, 0.0, 0.0)).validate()

@@ -380,3 +380,26 @@ def test_stylize_progress_in_a_log_every_10_iterations():
         p(_state(i))
     lines = log.getvalue().splitlines()
     assert len(lines) == 2 and "it 10/20" in lines[0] and "it 20/20" in lines[1], lines
+
+
+def test_a_log_gets_no_tile_line_before_30_seconds():
+    """A log gets a tile line only after 30 s without one: at 29 s nothing, at 30 s one line."""
+    log = io.StringIO()
+    p = Progress(log, clock=iter([0.0, 29.0, 30.0]).__next__)
+    p.tile(1, 4)
+    assert log.getvalue() == ""
+    p.tile(2, 4)
+    assert log.getvalue() == "  evaluating: tile 2/2, pass 1/2\n"
+
+
+def test_a_line_as_wide_as_the_terminal_is_not_used():
+    """A line of exactly `columns` characters puts the cursor past the last
+    column (it wraps on many terminals, Windows' console at once), so a shorter form is chosen."""
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+    lines = ("x" * 50, "y" * 30)
+    t = Tty()
+    p = Progress(t, columns=50)
+    p._refresh(lines)
+    assert t.getvalue() == "\r" + "y" * 30

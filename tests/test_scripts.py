@@ -415,3 +415,16 @@ def test_load_network_never_downloads(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "download", no)
     with pytest.raises(weights.WeightsError, match="no VGG19 weights"):
         load_network(None, "avg", 0)
+
+
+def test_figure1_labels_every_cell_with_its_layers(monkeypatch):
+    """The style row has 6 cells; its labels are style, relu1_1, +relu2_1, ..., +relu5_1."""
+    from nst_numpy import reconstruct as R
+    cell = np.zeros((16, 16, 3), np.uint8)
+    monkeypatch.setattr(R, "reconstruct_content", lambda *a, **k: cell)
+    monkeypatch.setattr(R, "reconstruct_style", lambda *a, **k: cell)
+    seen = {}
+    monkeypatch.setattr(R, "grid", lambda rows, labels, title: seen.update(rows=rows, labels=labels))
+    R.figure1(None, np.zeros((16, 16, 3)), np.zeros((16, 16, 3)), 1)
+    assert [len(r) for r in seen["rows"]] == [len(n) for n in seen["labels"]] == [6, 6]
+    assert seen["labels"][1] == ["style", "relu1_1", "+relu2_1", "+relu3_1", "+relu4_1", "+relu5_1"]

@@ -7,6 +7,7 @@ import pytest
 
 from hostile_pth import Raw, assert_refused, call, emit, glob, pkl, refused_within, tensor, write_legacy, write_zip
 from nst_numpy.torch_reader import read_state_dict
+import copyreg
 
 HEAD = P.PROTO + b"\x02"
 
@@ -75,3 +76,21 @@ def test_build_cannot_shadow_the_dict_methods(tmp_path):
     assert_refused(write_zip(tmp_path / "items.pth", HEAD + emit({"w": tensor()}) + state + P.BUILD + P.STOP),
                    match="BUILD on a OrderedDict")
     assert np.array_equal(read_state_dict(write_zip(tmp_path / "ok.pth", pkl({"w": tensor()})))["w"], [0, 1, 2, 3])
+
+
+@pytest.mark.parametrize("op, arg", [(P.EXT2, (1).to_bytes(2, "little")), (P.EXT4, (1).to_bytes(4, "little"))])
+def test_every_extension_code_opcode_is_refused(tmp_path, op, arg):
+    """EXT2 and EXT4 as well as EXT1. Registered, EXT4 + REDUCE would call os.getpid past find_class."""
+    evil = write_zip(tmp_path / "ext.pth", b"\x80\x02" + op + arg + P.EMPTY_TUPLE + P.REDUCE + P.STOP)
+    copyreg.add_extension("os", "getpid", 1)
+    try:
+        P.loads(b"\x80\x02" + P.EXT1 + b"\x01.")   # copyreg's cache now holds os.getpid
+        assert_refused(evil, match="copyreg extension code")
+    finally:
+        copyreg.remove_extension("os", "getpid", 1)
+
+
+def test_two_tensors_over_one_storage_may_not_hold_more_than_it(tmp_path):
+    """Two (4,) tensors over one 4-element storage would copy out 8 elements."""
+    evil = write_zip(tmp_path / "twice.pth", pkl({"a": tensor(), "b": tensor()}))
+    assert_refused(evil, match="the tensors hold more elements than the storages")
