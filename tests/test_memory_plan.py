@@ -136,6 +136,8 @@ def test_time_model_counts_the_restart_with_step_sizes(monkeypatch):
     from nst_numpy import memory_plan
     monkeypatch.setattr(WindowCost, "seconds", lambda self, *window, tiled=False: 1.0)
     net, hws = FastVGG19.random(seed=0), [(32, 48), (64, 96)]
+    cost = WindowCost(net, Config().content_layers, Config().style_layers)   # measured once for the 4 plans
+    monkeypatch.setattr(memory_plan, "WindowCost", lambda *layers: cost)
 
     def setup(**changes):
         cfg = Config(scales=2, coarse_iterations=10, iterations=30, **changes)
