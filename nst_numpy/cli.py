@@ -250,6 +250,9 @@ def run(args, stderr, argv=(), resume=None):
             raise UsageError(str(e))
     if args.dry_run:
         print(describe(plans, iteration_budgets(config, len(sizes)), cap, given=bool(args.max_memory)))
+        if config.margin:   # the lines above give the canvas's sizes
+            print(f"--margin {config.margin}: each scale's canvas holds its picture; the output is "
+                  f"{geometry.out_hw[1]}x{geometry.out_hw[0]}")
         return 0
     asked = config.correction_pairs()   # --lbfgs-memory, or its automatic value
     m = min(p.lbfgs_memory for p in plans) if plans else asked

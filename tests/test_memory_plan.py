@@ -113,7 +113,11 @@ def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "scale 2/2: 64x" in text and "untiled" in text and "peak estimate" in text and "s/iteration" in text
     assert "of the memory available; --max-memory sets it)" in text   # no --max-memory: the default cap
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == [] and "--margin" not in text
+    assert cli.main(["--weights", "random", "--size", "64", "--scales", "2", "--dry-run", "--margin", "8", "-q",
+                     "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "scale 2/2: 80x59" in text and "--margin 8: each scale's canvas holds its picture; the output is 64x43" in text
 
 
 @pytest.mark.parametrize("args, message", [
