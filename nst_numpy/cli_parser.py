@@ -161,7 +161,7 @@ def build_parser():
                      help="size of the style image relative to the output (default: 1.0)")
     sty.add_argument("--margin", type=_number(int, 0), default=d.margin, metavar="PX",
                      help="optimise PX more pixels around the picture (the photo mirrored into them) and crop them "
-                          "off: no bright frame along the edges; 16 is plenty, and costs about 15%% more time at "
+                          "off: no bright frame along the edges; 16 is plenty, and costs about 10%% more time at "
                           "512 px (default: 0)")
     sty.add_argument("--scales", type=_number(int, 1), default=d.scales,
                      help="coarse-to-fine: optimise at size / 2^(scales-1), ..., size, each scale starting from the "
