@@ -12,6 +12,8 @@ and the style is sized against the picture, not the canvas, so the strokes keep 
 
 With margin 0 widen and crop are the identity, and the canvas is the picture.
 """
+import math
+
 import numpy as np
 
 from .image import fit_size, resize
@@ -31,7 +33,8 @@ class Geometry:
         from .optimize import scale_sizes   # optimize imports this module
         self.pictures = scale_sizes(base_shape, config.size, config.scales)
         self.out_hw = self.pictures[-1]
-        self.margins = [round(config.margin * max(hw) / max(self.out_hw)) for hw in self.pictures]
+        # Rounded up: every coarse scale keeps a margin (of at least 1 px) if the output has one.
+        self.margins = [math.ceil(config.margin * max(hw) / max(self.out_hw)) for hw in self.pictures]
         self.sizes = [(h + 2 * m, w + 2 * m) for (h, w), m in zip(self.pictures, self.margins)]
         self.style_scale = config.style_scale
         self._margin_of = dict(zip(self.sizes, self.margins))
@@ -55,5 +58,7 @@ class Geometry:
 
     def crop(self, rgb):
         """The canvas of one of the scales, (sizes[k], 3) -> the picture inside it, (pictures[k], 3)."""
+        if rgb.shape[:2] not in self._margin_of:
+            raise ValueError(f"a {rgb.shape[1]}x{rgb.shape[0]} image is not one of this run's canvases {self.sizes}")
         m = self._margin_of[rgb.shape[:2]]
         return rgb[m:rgb.shape[0] - m, m:rgb.shape[1] - m] if m else rgb

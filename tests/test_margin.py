@@ -19,14 +19,17 @@ def net():
     return FastVGG19.random(seed=0, dtype=np.float32)
 
 
-@pytest.mark.parametrize("shape, size, scales", [((375, 500), 512, None), ((500, 333), 2048, None),
-                                                  ((77, 301), 300, 3)])
-def test_the_pictures_are_the_sizes_of_earlier_versions(shape, size, scales):
+@pytest.mark.parametrize("shape, size, scales, pictures", [
+    ((375, 500), 512, None, [(384, 512)]),
+    ((500, 333), 2048, None, [(512, 341), (1024, 682), (2048, 1364)]),
+    ((77, 301), 300, 3, [(19, 75), (38, 150), (77, 300)]),
+])
+def test_the_pictures_are_the_sizes_of_earlier_versions(shape, size, scales, pictures):
     """Margin or not, the picture at each scale is scale_sizes': a margin neither adds a scale nor lets a
     picture too small for the network through. Without one the canvas is the picture."""
     for margin in (0, 16):
         g = Geometry(shape, Config(size=size, scales=scales, margin=margin))
-        assert g.pictures == scale_sizes(shape, size, scales) and g.out_hw == g.pictures[-1]
+        assert g.pictures == pictures == scale_sizes(shape, size, scales) and g.out_hw == g.pictures[-1]
         assert [(h - 2 * m, w - 2 * m) for (h, w), m in zip(g.sizes, g.margins)] == g.pictures
     assert g.margins[-1] == 16 and g.sizes[-1] == (g.out_hw[0] + 32, g.out_hw[1] + 32)
     g = Geometry(shape, Config(size=size, scales=scales))
@@ -43,6 +46,12 @@ def test_a_margin_does_not_make_a_picture_too_small_acceptable():
 def test_the_canvas_is_the_picture_plus_a_mirrored_margin():
     g = Geometry((60, 90), Config(size=60, margin=4, scales=2, style_scale=2.0))
     assert g.pictures == [(20, 30), (40, 60)] and g.margins == [2, 4] and g.sizes == [(24, 34), (48, 68)]
+    # A margin that does not halve evenly is rounded up at the coarse scales, so none of them is left
+    # without one (an edge frame painted there would be carried up): 5 px gives 2.5 -> 3, 1 px 1 and 1.
+    assert Geometry((60, 90), Config(size=60, margin=5, scales=2)).margins == [3, 5]
+    assert Geometry((60, 90), Config(size=60, margin=1, scales=2)).margins == [1, 1]
+    with pytest.raises(ValueError, match="not one of this run's canvases"):
+        g.crop(np.zeros((40, 60, 3)))
     assert (g.style_side(0), g.style_side(1)) == (60.0, 120.0)   # style_scale times the picture's side
     assert g.style_hws([(50, 100)]) == [[(30, 60)], [(60, 120)]]
     photo = np.random.default_rng(0).uniform(0, 255, (60, 90, 3)).astype(np.float32)
