@@ -232,7 +232,7 @@ def run(args, stderr, argv=(), resume=None):
         if abs(ih * w - iw * h) > 0.02 * h * iw:   # aspect ratios more than 2% apart
             stderr.write(f"note: --init {init} is {iw}x{ih}, stretched to the output's {w}x{h}\n")
         if config.margin:   # the progress lines give the canvas's size
-            (ch, cw) = sizes[-1]
+            ch, cw = sizes[-1]
             stderr.write(f"note: --margin {config.margin}: the run paints a {cw}x{ch} canvas and crops the "
                          f"{w}x{h} picture from it\n")
 

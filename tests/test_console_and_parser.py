@@ -23,6 +23,7 @@ def test_one_line_parser_error_is_one_line(capsys):
 
 def test_parser_seed_default_is_configs():
     assert cli.build_parser().parse_args([]).seed == Config().seed == 0
+    assert build_parser().parse_args(["--seed", "0"]).seed == 0   # and the default can be typed
 
 
 def test_parser_threads_default_is_all_cores():
@@ -46,8 +47,3 @@ def test_the_parser_refuses_with_the_flags_own_message(argv, says):
 def test_a_size_below_16_is_a_usage_error_end_to_end(tmp_path):
     status, err = _run(["--weights", "random", "--size", "8", "--iterations", "1", "-o", tmp_path / "o.png"])
     assert status == 2 and "--size" in err and not (tmp_path / "o.png").exists(), err
-
-
-def test_the_default_seed_can_be_given():
-    """--seed 0 (the default) is accepted."""
-    assert build_parser().parse_args(["--seed", "0"]).seed == 0
